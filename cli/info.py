@@ -1,0 +1,49 @@
+"""``facestra info``: what a network costs, per stage, before anyone trains it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from facestra.cli.options import SIZE
+
+
+def _arch_names() -> list[str]:
+    from facestra.models import names
+
+    return names()
+
+
+@click.command()
+@click.option("--arch", "archs", multiple=True, help="Architecture (repeatable). Default: resnet50 and resnet50_stra.")
+@click.option("--width", type=float, default=1.0, show_default=True, help="Channel width multiplier.")
+@click.option("--input", "input_size", type=SIZE, default="112x112", show_default=True, help="Input size HxW.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
+def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json_path: str | None) -> None:
+    """Parameters and multiply-adds of networks, per stage (compare resnet50 with resnet50_stra)."""
+    from facestra import models
+    from facestra.fileio import write_text_atomic
+
+    archs = archs or ("resnet50", "resnet50_stra")
+    report = {}
+    for arch in archs:
+        model = models.create(arch, width=width, input_size=input_size)
+        report[arch] = models.complexity(model, input_size).as_dict()
+    stage_names = list(next(iter(report.values()))["stages"])
+    header = f"{'stage':<8}" + "".join(f"{arch + ' params':>22}{'MACs':>12}" for arch in archs)
+    click.echo(f"input {input_size[0]}x{input_size[1]}, width {width:g}")
+    click.echo(header)
+    for stage in stage_names + ["total"]:
+        row = f"{stage:<8}"
+        for arch in archs:
+            figures = report[arch] if stage == "total" else report[arch]["stages"][stage]
+            row += f"{figures['params'] / 1e6:>21.2f}M{figures['macs'] / 1e9:>11.3f}G"
+        click.echo(row)
+    if len(archs) == 2:
+        first, second = (report[a]["macs"] for a in archs)
+        click.echo(f"{archs[1]} / {archs[0]} MACs: {second / first:.3f}")
+    if json_path:
+        payload = {"input_size": list(input_size), "width": width, "models": report}
+        write_text_atomic(json_path, json.dumps(payload, indent=2) + "\n")
+        click.echo(f"wrote {json_path}")

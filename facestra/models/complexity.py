@@ -1,0 +1,70 @@
+"""Parameters and multiply-accumulates (MACs) of a network, per stage, counted by the project.
+
+MACs are counted for one image by hooks on the layers that do them: convolutions (``out × in/groups × k²``),
+linear layers (``out × in``) and the StRA operations that are not layers (their ``extra_macs``: the weighted
+K×K aggregation of local attention, the modal vectors, coefficients and context of mode attention).
+Normalisations, activations and additions are not counted, as in the usual FLOPs tables (paper Table 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Complexity:
+    """Totals and a per-stage breakdown (stage = top-level child of the model: stem, layer1..4, head)."""
+
+    params: int
+    macs: int
+    stages: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"params": self.params, "macs": self.macs, "stages": self.stages}
+
+
+def _layer_macs(module: nn.Module, inputs: tuple, output) -> int:
+    if isinstance(module, nn.Conv2d):
+        kernel = module.kernel_size[0] * module.kernel_size[1]
+        return output[0].numel() * (module.in_channels // module.groups) * kernel
+    if isinstance(module, nn.Linear):
+        return output[0].numel() * module.in_features
+    extra = getattr(module, "extra_macs", None)
+    return int(extra(output)) if extra is not None else 0
+
+
+def complexity(model: nn.Module, input_size: tuple[int, int] | None = None) -> Complexity:
+    """Count parameters and per-image MACs of ``model`` on a 3×H×W input (default: ``model.input_size``)."""
+    height, width = input_size or model.input_size
+    stage_macs: dict[str, int] = {}
+    handles = []
+    for stage_name, stage in model.named_children():
+        stage_macs[stage_name] = 0
+        for module in stage.modules():
+
+            def hook(module, inputs, output, stage_name=stage_name):
+                stage_macs[stage_name] += _layer_macs(module, inputs, output)
+
+            handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.zeros(1, 3, height, width, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    stages = {
+        name: {"params": sum(p.numel() for p in child.parameters()), "macs": stage_macs[name]}
+        for name, child in model.named_children()
+    }
+    return Complexity(
+        params=sum(p.numel() for p in model.parameters()),
+        macs=sum(stage_macs.values()),
+        stages=stages,
+    )
