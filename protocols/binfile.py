@@ -25,15 +25,26 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),  # arrays pickled with protocol 5
+    ("numpy._core.numeric", "_frombuffer"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
 }
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What Python 3 pickles of ``bytes`` at protocol 2 call (``_codecs.encode(text, 'latin1')``), and only that."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"codec {encoding!r} is not allowed in a benchmark .bin")
+    return text.encode("latin1")
 
 
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that can rebuild bytes, lists, tuples, bools and numpy bool arrays, and nothing else."""
 
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in a benchmark .bin")

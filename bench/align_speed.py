@@ -1,0 +1,130 @@
+"""Aligned images per second of ``facestra align`` against a floor measured in the same run.
+
+The floor is the least any aligner must do: a plain loop that reads the same files, decodes them and calls
+``cv2.warpAffine`` with a fixed matrix. The job on top of that validates landmarks, fits the similarity,
+encodes and atomically writes each crop, and journals progress; the ratio says what that costs
+(target: >= 0.8 with one worker), and the multi-worker lines say how it scales.
+
+    python bench/align_speed.py [--images 1500] [--side 250] [--workers 1 2] [--rounds 3] [--out-parent DIR]
+
+Writing one file per face is part of the job but not of the floor, so the script also prints what creating
+one empty file costs where the outputs go (``--out-parent``, default: next to the images): on a sandbox
+whose file system makes that expensive, compare with ``--out-parent /dev/shm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facestra.align import ARCFACE_TEMPLATE_112
+from facestra.align_job import align_images
+
+
+def make_images(root: Path, count: int, side: int, seed: int = 0) -> Path:
+    """JPEG photos of textured 'faces' at random similarities, and their landmarks CSV."""
+    rng = np.random.default_rng(seed)
+    lines = ["path,x1,y1,x2,y2,x3,y3,x4,y4,x5,y5"]
+    for index in range(count):
+        noise = rng.integers(0, 256, size=(side // 8, side // 8, 3), dtype=np.uint8)
+        image = cv2.resize(noise, (side, side), interpolation=cv2.INTER_CUBIC)
+        scale = side / 112 * rng.uniform(0.45, 0.7)
+        angle = np.deg2rad(rng.uniform(-25, 25))
+        rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        centre = side / 2 + rng.uniform(-side / 10, side / 10, size=2)
+        points = (ARCFACE_TEMPLATE_112 - 56.0) @ rotation.T + centre
+        for x, y in points:
+            cv2.circle(image, (int(x), int(y)), max(2, side // 60), (20, 20, 20), -1)
+        name = f"id{index % 50:02d}/{index:05d}.jpg"
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / name), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        lines.append(",".join([name, *(f"{v:.2f}" for v in points.reshape(-1))]))
+    marks = root.parent / "landmarks.csv"
+    marks.write_text("\n".join(lines) + "\n")
+    return marks
+
+
+def floor_rate(files: list[Path]) -> float:
+    """Images per second of read + decode + warpAffine with a fixed matrix, nothing else."""
+    matrix = np.array([[0.5, 0.0, 10.0], [0.0, 0.5, 10.0]])
+    started = time.perf_counter()
+    for path in files:
+        image = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+        cv2.warpAffine(image, matrix, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return len(files) / (time.perf_counter() - started)
+
+
+def file_create_seconds(folder: Path, count: int = 200) -> float:
+    """Seconds to create (and close) one empty file in ``folder``: the cost no writer can avoid."""
+    probe = folder / "create-probe"
+    probe.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for index in range(count):
+        (probe / f"{index}.jpg").touch(exist_ok=False)
+    seconds = (time.perf_counter() - started) / count
+    shutil.rmtree(probe)
+    return seconds
+
+
+def align_rate(images: Path, marks: Path, work: Path, workers: int) -> float:
+    out = work / f"out-{workers}"
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    summary = align_images(images, out, landmarks=marks, workers=workers)
+    seconds = time.perf_counter() - started
+    assert summary.counts.get("ok") == summary.images, summary.line()
+    assert summary.workers == workers, f"the job used {summary.workers} workers; give more --images"
+    return summary.images / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1500)
+    parser.add_argument("--side", type=int, default=250, help="image side in pixels (LFW photos are 250)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of floor-then-align, back to back; the median ratio is reported")
+    parser.add_argument("--out-parent", type=Path, default=None, help="where the aligned outputs go")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="align-bench-") as tmp:
+        work = Path(tmp)
+        images = work / "images"
+        images.mkdir()
+        marks = make_images(images, args.images, args.side)
+        files = sorted(images.rglob("*.jpg"))
+        floor_rate(files[:50])  # warm the page cache and OpenCV
+        outputs = Path(tempfile.mkdtemp(prefix="align-bench-out-", dir=args.out_parent)) if args.out_parent else work
+        create = file_create_seconds(outputs)
+        # Each round measures the floor and then every worker count right after it, so that a load change
+        # on a shared machine hits both sides of a ratio alike.
+        floors: list[float] = []
+        rates: dict[int, list[float]] = {w: [] for w in args.workers}
+        for _ in range(args.rounds):
+            floors.append(floor_rate(files))
+            for workers in args.workers:
+                rates[workers].append(align_rate(images, marks, outputs, workers))
+        print(f"align_speed: {len(files)} JPEG images {args.side}x{args.side} -> 112x112 jpg in {outputs}")
+        print(f"align_speed: creating one empty file there costs {create * 1e6:.0f} us "
+              f"(the floor's whole per-image time is {1e6 / max(floors):.0f} us)")
+        print(f"align_speed: floor (read + decode + warpAffine, fixed matrix): best {max(floors):8.1f} images/s")
+        first = args.workers[0]
+        for workers in args.workers:
+            ratios = sorted(r / f for r, f in zip(rates[workers], floors))
+            scaling = statistics.median(r / s for r, s in zip(rates[workers], rates[first]))
+            print(f"align_speed: facestra align --workers {workers}: best {max(rates[workers]):8.1f} images/s  "
+                  f"ratio to floor {statistics.median(ratios):.2f} (median of {len(ratios)} rounds, "
+                  f"{ratios[0]:.2f}..{ratios[-1]:.2f})  x{scaling:.2f} vs --workers {first}")
+        if outputs != work:
+            shutil.rmtree(outputs, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

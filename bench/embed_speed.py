@@ -1,0 +1,96 @@
+"""Throughput of the ``facestra embed`` pipeline against the bare model forward on the same tensors.
+
+The pipeline reads and decodes the image files in DataLoader workers, batches, runs the model (with the
+mirror images when flipping), normalises and copies to numpy. The baseline runs only the model's forward
+on the already decoded tensors, batch by batch, the same way (inference mode, channels-last, autocast on
+GPU). Rounds alternate between the two and the best round of each is kept, so both see the same machine.
+
+    python bench/embed_speed.py [--arch resnet18 --width 0.25 --images 512 --batch-size 64 --workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from facestra import models
+from facestra.embedding import embed_images, load_for_inference
+from facestra.preprocess import image_to_tensor
+
+
+def bare_forward(model: torch.nn.Module, tensors: torch.Tensor, batch_size: int, flip: bool, device: torch.device) -> None:
+    with torch.inference_mode():
+        for batch in tensors.split(batch_size):
+            batch = batch.to(device, non_blocking=True)
+            if flip:
+                batch = torch.cat([batch, batch.flip(3)])
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+                out = model(batch)
+            out.float().cpu()
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        checkpoint = folder / "model.pt"
+        models.save(models.create(args.arch, width=args.width), checkpoint)
+        model = load_for_inference(checkpoint, args.device)
+        device = next(model.parameters()).device
+        height, width = model.input_size
+        rng = np.random.default_rng(0)
+        paths = []
+        for i in range(args.images):
+            path = folder / f"{i:05d}.jpg"
+            cv2.imwrite(str(path), rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+            paths.append(path)
+        tensors = torch.stack([image_to_tensor(cv2.imread(str(p))) for p in paths])
+        if device.type == "cuda":
+            tensors = tensors.pin_memory()
+        print(f"{args.arch} width {args.width:g}, {args.images} images {height}x{width}, batch {args.batch_size}, "
+              f"workers {args.workers}, device {device}, torch threads {torch.get_num_threads()}")
+        for flip in ("none", "concat"):
+            mirrored = flip != "none"
+
+            def run_bare() -> None:
+                bare_forward(model, tensors, args.batch_size, mirrored, device)
+
+            def run_pipeline() -> None:
+                embed_images(model, paths, flip=flip, batch_size=args.batch_size, workers=args.workers)
+
+            bare_forward(model, tensors[: args.batch_size], args.batch_size, mirrored, device)  # warm-up
+            bare, pipeline = [], []
+            for _ in range(args.rounds):  # alternate, so that both see the same load on the machine
+                bare.append(timed(run_bare))
+                pipeline.append(timed(run_pipeline))
+            bare_rate, pipeline_rate = args.images / min(bare), args.images / min(pipeline)
+            per_round = float(np.median([b / p for b, p in zip(bare, pipeline)]))
+            print(f"flip {flip:<6}: bare forward {bare_rate:8.1f} img/s, embed pipeline {pipeline_rate:8.1f} img/s, "
+                  f"ratio {pipeline_rate / bare_rate:.3f} of best rounds, {per_round:.3f} median per round (target >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""``facestra verify``: accuracy of a checkpoint on LFW, CFP-FP, CPLFW, CALFW, AgeDB-30 with the exact protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from facestra.cli.inference_options import inference_options, progress_bar
+
+
+@click.command()
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Model file (facestra train / models.save).")
+@click.option("--benchmark", "names", help="lfw, cfp-fp, cplfw, calfw, agedb-30, any name for a .bin/pairs.csv, a comma list, or all.")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), help="One benchmark: its .bin, pair file or folder.")
+@click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder holding the standard .bin files or folders.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write every figure (folds, thresholds, TAR@FAR, ROC) as JSON.")
+@click.option("--roc", "roc_path", type=click.Path(dir_okay=False, path_type=Path), help="Plot the ROC of each benchmark to this image (.png/.pdf/.svg).")
+@click.option("--save-embeddings", type=click.Path(file_okay=False, path_type=Path), help="Keep each benchmark's embeddings as <DIR>/<name>.npz.")
+@inference_options
+def verify(checkpoint: Path, names: str | None, data: Path | None, data_root: Path | None, json_path: Path | None,
+           roc_path: Path | None, save_embeddings: Path | None, flip: str, batch_size: int, workers: int, device: str,
+           resize: bool) -> None:
+    """Embed each benchmark's pairs (image + mirror), then 10-fold accuracy with the best threshold in [0, 4)."""
+    from facestra.embedding import load_for_inference
+    from facestra.evaluation import format_table, report_dict, select_benchmarks, verify_model, write_json
+    from facestra.viz import figure_format, plot_roc
+
+    if roc_path:
+        figure_format(roc_path)  # refuse a bad figure name now, not after the embeddings
+    benchmarks, missing = select_benchmarks(names, data, data_root)
+    for name in missing:
+        click.echo(f"note: {name} not found under {data_root}; skipped", err=True)
+    model = load_for_inference(checkpoint, device)
+    with progress_bar(sum(len(b.images) for b in benchmarks), "verify") as bar:
+        outcomes = verify_model(
+            model, benchmarks, flip=flip, batch_size=batch_size, workers=workers, resize=resize,
+            save_embeddings=save_embeddings, progress=bar.update,
+        )
+    click.echo(format_table(outcomes, model.arch))
+    if json_path:
+        write_json(report_dict(outcomes, checkpoint=str(checkpoint), network=model.arch, flip=flip), json_path)
+        click.echo(f"wrote {json_path}")
+    if roc_path:
+        plot_roc({o.benchmark.title: o.result for o in outcomes}, roc_path)
+        click.echo(f"wrote {roc_path}")

@@ -1,0 +1,406 @@
+"""Training data: aligned face images with identity labels, from a folder tree, a list file or RecordIO.
+
+Three layouts are read, all into the same :class:`FaceDataset` interface:
+
+* an ImageFolder tree, one sub-folder per identity (``root/<identity>/<image>``);
+* a list file of ``path,label`` lines (paths relative to the list file's folder);
+* the insightface RecordIO pair ``train.rec`` + ``train.idx`` in which MS1M, Glint360K, WebFace and
+  friends are shipped, read directly (no MXNet): each record is ``magic 0xced7230a, length, payload``
+  padded to 4 bytes, the payload a header ``flag, label, id, id2`` (plus ``flag`` extra float labels) and
+  the encoded image.
+
+Identity names are mapped once to contiguous class indices (sorted names), and that mapping is saved with
+the run. An image that cannot be decoded does not stop training: its item comes back with ``ok=False`` and
+the loop leaves it out of the loss, counts it and lists it (or fails, with ``strict``).
+
+Items are requested as ``(index, flip)`` pairs chosen by :class:`EpochBatchSampler`, so which images form
+each batch and which are mirrored depends only on the seed and the epoch, never on the number of processes
+or data-loader workers; that is what makes resumed and distributed runs reproduce a single run exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from facestra.errors import UserError
+from facestra.fileio import IMAGE_EXTENSIONS, decode_image, list_images
+from facestra.preprocess import image_to_tensor
+
+RECORDIO_MAGIC = 0xCED7230A
+_RECORD_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2 (insightface / MXNet IRHeader)
+_LENGTH_BITS = 29
+
+
+@dataclass(frozen=True)
+class RecordHeader:
+    """The header in front of every image record; ``labels`` holds the extra labels when ``flag > 0``."""
+
+    flag: int
+    label: float
+    id: int
+    id2: int
+    labels: tuple[float, ...] = ()
+
+    @property
+    def class_label(self) -> float:
+        return self.labels[0] if self.flag > 0 and self.labels else self.label
+
+
+def fit_to_size(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize so the image covers ``size`` (H, W) and centre-crop (the paper's shorter-edge resize + crop)."""
+    height, width = size
+    if bgr.shape[0] == height and bgr.shape[1] == width:
+        return bgr
+    import cv2
+
+    scale = max(height / bgr.shape[0], width / bgr.shape[1])
+    resized_h, resized_w = max(height, round(bgr.shape[0] * scale)), max(width, round(bgr.shape[1] * scale))
+    resized = cv2.resize(bgr, (resized_w, resized_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    top, left = (resized_h - height) // 2, (resized_w - width) // 2
+    return resized[top : top + height, left : left + width]
+
+
+class FaceDataset(Dataset):
+    """Images with integer class labels. ``self[(index, flip)]`` -> (tensor, label, index, ok)."""
+
+    def __init__(self, labels: Sequence[int], identities: Sequence[str], input_size: tuple[int, int], source: str) -> None:
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.identities = list(identities)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.source = source
+        if len(self.labels) == 0:
+            raise UserError(f"{source}: the dataset holds no images")
+        if len(self.identities) < 2:
+            raise UserError(f"{source}: found {len(self.identities)} identity; training needs at least 2")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.identities)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def describe(self, index: int) -> str:
+        """Where image ``index`` comes from, for messages and the list of skipped images."""
+        raise NotImplementedError
+
+    def read_bytes(self, index: int) -> bytes:
+        """The encoded image ``index``; a :class:`UserError` when it cannot be read."""
+        raise NotImplementedError
+
+    def load_image(self, index: int) -> np.ndarray:
+        """Decoded BGR image ``index`` at the input size; a :class:`UserError` when it is unreadable."""
+        return fit_to_size(decode_image(self.read_bytes(index), self.describe(index)), self.input_size)
+
+    def __getitem__(self, item: tuple[int, bool]) -> tuple[torch.Tensor, int, int, bool]:
+        index, flip = int(item[0]), bool(item[1])
+        try:
+            image = self.load_image(index)
+        except UserError:
+            return torch.zeros(3, *self.input_size), int(self.labels[index]), index, False
+        if flip:
+            image = image[:, ::-1]
+        return image_to_tensor(image), int(self.labels[index]), index, True
+
+
+class FileDataset(FaceDataset):
+    """Images stored as files (ImageFolder tree or list file)."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], identities: Sequence[str], input_size: tuple[int, int], source: str) -> None:
+        self.paths = [str(p) for p in paths]
+        super().__init__(labels, identities, input_size, source)
+
+    def describe(self, index: int) -> str:
+        return self.paths[index]
+
+    def read_bytes(self, index: int) -> bytes:
+        try:
+            return Path(self.paths[index]).read_bytes()
+        except OSError as error:
+            raise UserError(f"{self.paths[index]}: cannot read ({error.strerror or error})") from None
+
+
+class RecordIODataset(FaceDataset):
+    """Images inside an insightface ``.rec`` file, located through its ``.idx`` offsets."""
+
+    def __init__(self, rec_path: Path, offsets: Sequence[int], keys: Sequence[int], labels: Sequence[int], identities: Sequence[str], input_size: tuple[int, int]) -> None:
+        self.rec_path = str(rec_path)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.keys = np.asarray(keys, dtype=np.int64)
+        self._fd: int | None = None
+        self._fd_pid: int | None = None
+        super().__init__(labels, identities, input_size, str(rec_path))
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_fd"] = state["_fd_pid"] = None  # a worker process opens its own descriptor
+        return state
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._fd_pid != os.getpid():
+            self._fd = os.open(self.rec_path, os.O_RDONLY)
+            self._fd_pid = os.getpid()
+        return self._fd
+
+    def describe(self, index: int) -> str:
+        return f"{self.rec_path}#{int(self.keys[index])}"
+
+    def read_bytes(self, index: int) -> bytes:
+        try:
+            record = read_record(self._descriptor(), int(self.offsets[index]))
+            return unpack_record(record)[1]
+        except (OSError, ValueError) as error:
+            raise UserError(f"{self.describe(index)}: unreadable record ({error})") from None
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._fd_pid == os.getpid():
+            os.close(self._fd)
+
+
+# --------------------------------------------------------------------------------------------- RecordIO
+
+
+def read_record(fd: int, offset: int) -> bytes:
+    """The payload of the record at ``offset``, joining multi-part records (continuation flags 1, 2, 3).
+
+    MXNet splits a payload wherever the magic number occurs in it and drops that occurrence, so the parts
+    are joined with the magic number's bytes.
+    """
+    parts: list[bytes] = []
+    while True:
+        head = os.pread(fd, 8, offset)
+        if len(head) < 8:
+            raise ValueError(f"truncated record header at byte {offset}")
+        magic, length_and_flag = struct.unpack("<II", head)
+        if magic != RECORDIO_MAGIC:
+            raise ValueError(f"bad magic 0x{magic:08x} at byte {offset}")
+        continuation, length = length_and_flag >> _LENGTH_BITS, length_and_flag & ((1 << _LENGTH_BITS) - 1)
+        data = os.pread(fd, length, offset + 8)
+        if len(data) < length:
+            raise ValueError(f"truncated record at byte {offset}")
+        parts.append(data)
+        offset += 8 + length + (-length % 4)
+        if continuation in (0, 3):
+            return struct.pack("<I", RECORDIO_MAGIC).join(parts)
+
+
+def unpack_record(record: bytes) -> tuple[RecordHeader, bytes]:
+    """Split a record payload into its header and the encoded image."""
+    if len(record) < _RECORD_HEADER.size:
+        raise ValueError("record shorter than its header")
+    flag, label, ident, ident2 = _RECORD_HEADER.unpack_from(record)
+    body = record[_RECORD_HEADER.size :]
+    labels: tuple[float, ...] = ()
+    if flag > 0:
+        if len(body) < 4 * flag:
+            raise ValueError("record shorter than its label array")
+        labels = tuple(float(v) for v in np.frombuffer(body[: 4 * flag], dtype="<f4"))
+        body = body[4 * flag :]
+    return RecordHeader(flag, label, ident, ident2, labels), body
+
+
+def read_index(idx_path: Path) -> dict[int, int]:
+    """``key -> byte offset`` from an MXNet ``.idx`` file (``key<TAB>offset`` per line)."""
+    offsets: dict[int, int] = {}
+    try:
+        lines = idx_path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{idx_path}: cannot read the RecordIO index ({error})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        try:
+            offsets[int(fields[0])] = int(fields[1])
+        except (ValueError, IndexError):
+            raise UserError(f"{idx_path}:{number}: not a 'key<TAB>offset' line") from None
+    if not offsets:
+        raise UserError(f"{idx_path}: the RecordIO index is empty")
+    return offsets
+
+
+def _header_at(fd: int, offset: int) -> RecordHeader:
+    """Header of the record at ``offset`` without reading its image (a small read)."""
+    head = os.pread(fd, 8 + _RECORD_HEADER.size, offset)
+    if len(head) < 8 + _RECORD_HEADER.size:
+        raise ValueError(f"truncated record at byte {offset}")
+    magic, length_and_flag = struct.unpack_from("<II", head)
+    if magic != RECORDIO_MAGIC:
+        raise ValueError(f"bad magic 0x{magic:08x} at byte {offset}")
+    flag = _RECORD_HEADER.unpack_from(head, 8)[0]
+    if flag > 0:
+        head = os.pread(fd, 8 + _RECORD_HEADER.size + 4 * flag, offset)
+    return unpack_record(head[8:])[0]
+
+
+def open_recordio(rec_path: Path, input_size: tuple[int, int]) -> RecordIODataset:
+    """Index a ``.rec`` through its ``.idx``; the insightface header record (key 0, ``flag > 0``) is honoured.
+
+    In insightface's packing record 0 says that images are keys ``1 .. label[0]-1`` (the keys after that
+    describe identities); without such a header every record is an image.
+    """
+    idx_path = rec_path.with_suffix(".idx")
+    if not rec_path.is_file():
+        raise UserError(f"{rec_path}: no such RecordIO file")
+    if not idx_path.is_file():
+        raise UserError(f"{rec_path}: its index {idx_path.name} is missing (a .rec needs the .idx written with it)")
+    offsets = read_index(idx_path)
+    fd = os.open(rec_path, os.O_RDONLY)
+    try:
+        keys = sorted(offsets)
+        first = _header_at(fd, offsets[keys[0]])
+        if keys[0] == 0 and first.flag > 0 and first.labels:
+            end = int(first.labels[0])
+            keys = [k for k in keys if 1 <= k < end]
+        headers = [_header_at(fd, offsets[k]) for k in keys]
+    except ValueError as error:
+        raise UserError(f"{rec_path}: not a RecordIO file ({error})") from None
+    finally:
+        os.close(fd)
+    raw_labels = [int(round(h.class_label)) for h in headers]
+    classes = sorted(set(raw_labels))
+    class_index = {c: i for i, c in enumerate(classes)}
+    return RecordIODataset(
+        rec_path,
+        [offsets[k] for k in keys],
+        keys,
+        [class_index[c] for c in raw_labels],
+        [str(c) for c in classes],
+        input_size,
+    )
+
+
+# ------------------------------------------------------------------------------------ folders and lists
+
+
+def open_image_folder(root: Path, input_size: tuple[int, int]) -> FileDataset:
+    """One identity per sub-folder of ``root``; an identity folder without images is an error."""
+    identities = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not identities:
+        raise UserError(f"{root}: no identity folders (expected one sub-folder of images per identity)")
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, folder in enumerate(identities):
+        images = list_images(folder)
+        if not images:
+            raise UserError(f"{folder}: identity folder with no images")
+        paths += images
+        labels += [label] * len(images)
+    return FileDataset(paths, labels, [p.name for p in identities], input_size, str(root))
+
+
+def open_list_file(list_path: Path, input_size: tuple[int, int]) -> FileDataset:
+    """``path,label`` lines (a ``path,label`` header line is allowed); paths relative to the file's folder."""
+    try:
+        lines = list_path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{list_path}: cannot read the list file ({error})") from None
+    entries: list[tuple[Path, str]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        path_text, _, label = line.rpartition(",")
+        if number == 1 and (path_text.strip().lower(), label.strip().lower()) == ("path", "label"):
+            continue
+        if not path_text.strip() or not label.strip():
+            raise UserError(f"{list_path}:{number}: expected 'path,label', got {line!r}")
+        path = Path(path_text.strip())
+        entries.append((path if path.is_absolute() else list_path.parent / path, label.strip()))
+    if not entries:
+        raise UserError(f"{list_path}: the list file names no images")
+    names = sorted({label for _, label in entries}, key=_natural_key)
+    index = {name: i for i, name in enumerate(names)}
+    return FileDataset([p for p, _ in entries], [index[l] for _, l in entries], names, input_size, str(list_path))
+
+
+def _natural_key(name: str) -> tuple:
+    """Numeric labels sort as numbers (2 before 10), other names alphabetically."""
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+def open_dataset(path: str | os.PathLike, input_size: tuple[int, int] = (112, 112)) -> FaceDataset:
+    """The dataset at ``path``: a ``.rec`` (or a folder holding ``train.rec``), a list file, or a folder tree."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if (path / "train.rec").exists():
+            return open_recordio(path / "train.rec", input_size)
+        return open_image_folder(path, input_size)
+    if path.suffix.lower() == ".rec":
+        return open_recordio(path, input_size)
+    if path.suffix.lower() == ".idx":
+        return open_recordio(path.with_suffix(".rec"), input_size)
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise UserError(f"{path}: a single image is not a dataset (give a folder tree, a list file or a .rec)")
+    return open_list_file(path, input_size)
+
+
+# ---------------------------------------------------------------------------------------------- sampler
+
+
+def epoch_order(num_samples: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The permutation and the horizontal-flip decisions of one epoch: a pure function of seed and epoch."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(num_samples, generator=generator)
+    flips = torch.rand(num_samples, generator=generator) < 0.5
+    return order, flips
+
+
+class EpochBatchSampler(Sampler[list[tuple[int, bool]]]):
+    """This process's share of each global batch of one epoch, from optimizer step ``start_step`` on.
+
+    Global batch ``s`` is positions ``s·B .. (s+1)·B`` of the epoch's permutation; rank ``r`` of ``W`` takes
+    the ``r``-th of ``W`` equal slices and splits it into ``micro_batches`` pieces (gradient accumulation).
+    The incomplete last batch is dropped, so every step sees exactly ``B`` images.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        global_batch: int,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        micro_batches: int = 1,
+        start_step: int = 0,
+        flip: bool = True,
+    ) -> None:
+        if global_batch % (world_size * micro_batches):
+            raise ValueError("the global batch must divide evenly over processes and micro-batches")
+        self.num_samples = num_samples
+        self.global_batch = global_batch
+        self.seed, self.epoch = seed, epoch
+        self.rank, self.world_size = rank, world_size
+        self.micro_batches = micro_batches
+        self.start_step = start_step
+        self.flip = flip
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.num_samples // self.global_batch
+
+    def __len__(self) -> int:
+        return max(0, self.steps_per_epoch - self.start_step) * self.micro_batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
+        order, flips = epoch_order(self.num_samples, self.seed, self.epoch)
+        if not self.flip:
+            flips = torch.zeros_like(flips)
+        per_rank = self.global_batch // self.world_size
+        per_micro = per_rank // self.micro_batches
+        for step in range(self.start_step, self.steps_per_epoch):
+            first = step * self.global_batch + self.rank * per_rank
+            for micro in range(self.micro_batches):
+                positions = range(first + micro * per_micro, first + (micro + 1) * per_micro)
+                yield [(int(order[p]), bool(flips[p])) for p in positions]

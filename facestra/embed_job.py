@@ -1,0 +1,191 @@
+"""``facestra embed`` as a job: images -> an N x D float32 ``.npy`` plus its row paths, resumable.
+
+Rows are written into a memory-mapped ``.npy`` (``numpy.lib.format.open_memmap``), so a set larger than
+memory works. Until the job completes the matrix lives under a hidden partial name next to the output,
+with a small journal saying how many images are done; rerunning the same command (same images, model
+and options) continues from there after an interruption. The output and ``<out>.paths.txt`` get their
+names only when complete. An unreadable image (without ``skip_bad``) ends the job with nothing written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from facestra.embedding import FlipMode, ImageFailure, Progress, embedding_dim, iter_embeddings, raise_for
+from facestra.errors import UserError
+from facestra.fileio import IMAGE_EXTENSIONS, list_images, write_text_atomic
+
+
+@dataclass(frozen=True)
+class EmbedReport:
+    """What :func:`embed_to_file` wrote."""
+
+    path: Path
+    paths_file: Path
+    rows: int
+    dim: int
+    skipped: list[ImageFailure]
+    resumed_from: int  # images already done by an interrupted run (0 for a fresh run)
+
+
+def input_images(path: str | os.PathLike) -> list[Path]:
+    """The images ``facestra embed`` takes: every image under a folder (sorted), or the lines of a list file.
+
+    List entries are relative to the list's folder unless absolute; a line ``path label`` whose whole text
+    is not a file is read as its first field.
+    """
+    path = Path(path)
+    if path.is_dir():
+        images = list_images(path)
+        if not images:
+            raise UserError(f"{path}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        return images
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read as a list of image paths ({error})") from None
+    images = []
+    for line in lines:
+        candidate = path.parent / line
+        if not candidate.exists() and len(line.split()) > 1:
+            candidate = path.parent / line.split()[0]
+        images.append(candidate)
+    if not images:
+        raise UserError(f"{path}: the list holds no image paths")
+    return images
+
+
+def paths_file_for(out: str | os.PathLike) -> Path:
+    """``emb.npy`` -> ``emb.paths.txt``: the row names next to the matrix."""
+    out = Path(out)
+    stem = out.name[: -len(".npy")] if out.name.endswith(".npy") else out.name
+    return out.with_name(stem + ".paths.txt")
+
+
+def _partial_files(out: Path) -> tuple[Path, Path]:
+    return out.with_name(f".{out.name}.partial.npy"), out.with_name(f".{out.name}.partial.json")
+
+
+def _fingerprint(model: nn.Module, names: list[str], options: dict) -> str:
+    """Identifies a job: the same images, weights and options may continue each other's partial output."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([names, options, getattr(model, "arch", "")]).encode())
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _load_journal(journal: Path, partial: Path, fingerprint: str, shape: tuple[int, int]) -> dict | None:
+    """The state of an interrupted run of this very job, or None (then any leftover is stale)."""
+    try:
+        state = json.loads(journal.read_text())
+        matrix = np.load(partial, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if state.get("fingerprint") != fingerprint or matrix.shape != shape or matrix.dtype != np.float32:
+        return None
+    return state
+
+
+def embed_to_file(
+    model: nn.Module,
+    sources: Sequence[Path],
+    out: str | os.PathLike,
+    *,
+    flip: FlipMode = "concat",
+    normalize: bool = True,
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    workers: int = 0,
+    resize: bool = False,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> EmbedReport:
+    """Write the N x D float32 embeddings of ``sources`` to ``out`` (``.npy``) and their paths, one per row,
+    to ``<out>.paths.txt``.
+
+    Without ``skip_bad`` the first unreadable image is a UserError (exit 1) and nothing is written; with it,
+    bad images are left out and listed in the report.
+    """
+    out = Path(out)
+    paths_file = paths_file_for(out)
+    for target in (out, paths_file):
+        if target.exists() and not overwrite:
+            raise UserError(f"{target}: already exists; refusing to overwrite it (pass --overwrite)")
+    if not sources:
+        raise UserError("no images to embed")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = [str(s) for s in sources]
+    shape = (len(sources), embedding_dim(model, flip))
+    options = {"flip": flip, "normalize": normalize, "resize": resize, "skip_bad": skip_bad}
+    fingerprint = _fingerprint(model, names, options)
+    partial, journal = _partial_files(out)
+    state = _load_journal(journal, partial, fingerprint, shape)
+    if state is None:
+        state = {"fingerprint": fingerprint, "done": 0, "skipped": []}
+        matrix = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
+    else:
+        matrix = np.lib.format.open_memmap(partial, mode="r+")
+    resumed_from = state["done"]
+    skipped = [ImageFailure(**failure) for failure in state["skipped"]]
+    if progress is not None and resumed_from:
+        progress(resumed_from)
+    try:
+        start = resumed_from
+        for part in iter_embeddings(
+            model, sources[start:], names=names[start:], flip=flip, normalize=normalize, batch_size=batch_size,
+            device=device, workers=workers, resize=resize,
+        ):
+            for failure in part.failures:
+                if not (skip_bad and failure.reason == "unreadable"):
+                    raise_for(failure)
+                skipped.append(ImageFailure(failure.index + start, failure.name, failure.reason, failure.message))
+            row = state["done"] - len(state["skipped"])
+            matrix[row : row + len(part.indices)] = part.embeddings
+            matrix.flush()  # rows on disk before the journal says they are
+            state["done"] += len(part.indices) + len(part.failures)
+            state["skipped"] = [asdict(failure) for failure in skipped]
+            write_text_atomic(journal, json.dumps(state))
+            if progress is not None:
+                progress(len(part.indices) + len(part.failures))
+    except UserError:
+        del matrix
+        partial.unlink(missing_ok=True)
+        journal.unlink(missing_ok=True)
+        raise
+    del matrix
+    skipped_indices = {failure.index for failure in skipped}
+    kept = [name for index, name in enumerate(names) if index not in skipped_indices]
+    if skipped:
+        _truncate_rows(partial, len(kept))
+    write_text_atomic(paths_file, "".join(name + "\n" for name in kept))
+    os.replace(partial, out)
+    journal.unlink(missing_ok=True)
+    return EmbedReport(out, paths_file, len(kept), shape[1], skipped, resumed_from)
+
+
+def _truncate_rows(path: Path, rows: int, chunk: int = 65536) -> None:
+    """Keep the first ``rows`` rows of the ``.npy`` at ``path``, copying through a second memmap."""
+    full = np.load(path, mmap_mode="r")
+    shorter_path = path.with_name(path.name + ".rows")
+    try:
+        shorter = np.lib.format.open_memmap(shorter_path, mode="w+", dtype=full.dtype, shape=(rows,) + full.shape[1:])
+        for begin in range(0, rows, chunk):
+            end = min(begin + chunk, rows)
+            shorter[begin:end] = full[begin:end]
+        shorter.flush()
+        del shorter, full
+        os.replace(shorter_path, path)
+    finally:
+        shorter_path.unlink(missing_ok=True)

@@ -1,0 +1,155 @@
+"""``facestra verify`` as library calls: find the benchmarks, embed them with a model, evaluate, report.
+
+The flow is the one of the design: protocol reader -> images -> embedding (flip) -> ``evaluate()`` ->
+table / JSON / ROC figure. Nothing here prints; the command prints what these functions return.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from facestra.embedding import FlipMode, Progress, embed_benchmark
+from facestra.errors import UserError
+from facestra.fileio import atomic_write, write_text_atomic
+from facestra.protocols import Benchmark, canonical_name, find_benchmarks, load_benchmark, standard_names
+from facestra.verification import VerificationResult, evaluate
+
+
+@dataclass(frozen=True)
+class BenchmarkOutcome:
+    """One benchmark's figures, with where its pairs came from."""
+
+    benchmark: Benchmark
+    result: VerificationResult
+    embeddings_file: Path | None = None
+
+
+def guess_name(data: Path) -> str:
+    """``cfp_fp.bin`` -> ``cfp-fp``, ``data/lfw/`` -> ``lfw``: the benchmark a path most likely holds."""
+    stem = data.stem if data.is_file() else data.name
+    if data.is_file() and data.suffix.lower() in (".csv", ".txt"):
+        stem = data.parent.name
+    return canonical_name(stem)
+
+
+def select_benchmarks(
+    names: str | None, data: Path | None = None, data_root: Path | None = None
+) -> tuple[list[Benchmark], list[str]]:
+    """The benchmarks to run and the standard names not found under ``data_root``.
+
+    ``names`` is one name, a comma-separated list or ``all``; with ``data`` it is one benchmark read from
+    that path (its name guessed from the path when not given), with ``data_root`` each is looked up there.
+    """
+    if (data is None) == (data_root is None):
+        raise UserError("give either --data PATH (one benchmark) or --data-root DIR (several)")
+    if data is not None:
+        name = guess_name(data) if names is None else names
+        if name == "all" or "," in name:
+            raise UserError("--data reads one benchmark; use --data-root DIR for several")
+        return [load_benchmark(name, data)], []
+    wanted = standard_names() if names in (None, "all") else [n for n in names.split(",") if n.strip()]
+    found, missing = find_benchmarks(data_root, wanted)
+    if not found:
+        raise UserError(
+            f"{data_root}: none of {', '.join(wanted)} found "
+            "(expected lfw.bin, cfp_fp.bin, cplfw.bin, calfw.bin, agedb_30.bin or folders in their original layout)"
+        )
+    return [load_benchmark(name, path) for name, path in found.items()], missing
+
+
+def verify_model(
+    model: nn.Module,
+    benchmarks: Sequence[Benchmark],
+    *,
+    flip: FlipMode = "concat",
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    workers: int = 0,
+    resize: bool = False,
+    save_embeddings: Path | None = None,
+    progress: Progress | None = None,
+) -> list[BenchmarkOutcome]:
+    """Embed every benchmark with ``model`` and evaluate it with the exact protocol (its own folds if any).
+
+    With ``save_embeddings`` a folder, each benchmark's ``emb1``, ``emb2``, ``issame`` and ``folds`` are kept
+    in ``<folder>/<name>.npz``.
+    """
+    outcomes = []
+    for benchmark in benchmarks:
+        emb1, emb2 = embed_benchmark(
+            model, benchmark, flip=flip, batch_size=batch_size, device=device, workers=workers,
+            resize=resize, progress=progress,
+        )
+        result = evaluate(emb1, emb2, benchmark.issame, benchmark.fold_spec())
+        kept = None
+        if save_embeddings is not None:
+            kept = Path(save_embeddings) / f"{benchmark.name}.npz"
+            with atomic_write(kept) as tmp:
+                with open(tmp, "wb") as handle:
+                    np.savez(handle, emb1=emb1, emb2=emb2, issame=benchmark.issame, folds=result.fold_ids)
+        outcomes.append(BenchmarkOutcome(benchmark, result, kept))
+    return outcomes
+
+
+def format_table(outcomes: Sequence[BenchmarkOutcome], network: str) -> str:
+    """The paper's Table 5 layout (one row, a column per benchmark, accuracy in %), then details per benchmark."""
+    titles = [o.benchmark.title for o in outcomes]
+    width = max([len(network), len("Network")]) + 2
+    columns = [max(len(t), 13) + 2 for t in titles]
+    lines = [
+        "Network".ljust(width) + "".join(t.ljust(c) for t, c in zip(titles, columns)),
+        network.ljust(width)
+        + "".join(f"{100 * o.result.accuracy:.2f}±{100 * o.result.accuracy_std:.2f}".ljust(c) for o, c in zip(outcomes, columns)),
+        "",
+    ]
+    fars = sorted({far for o in outcomes for far in o.result.tar_at_far}, reverse=True)
+    header = ["Benchmark", "Pairs", "Folds", "Acc %", "Std %", "Threshold", "AUC", "EER %"] + [f"TAR@FAR={far:g} %" for far in fars]
+    rows = [header]
+    for o in outcomes:
+        r = o.result
+        rows.append(
+            [
+                o.benchmark.title,
+                str(r.num_pairs),
+                str(len(r.fold_accuracies)),
+                f"{100 * r.accuracy:.2f}",
+                f"{100 * r.accuracy_std:.2f}",
+                f"{r.threshold:.3f}",
+                f"{r.auc:.4f}",
+                f"{100 * r.eer:.2f}",
+            ]
+            + [f"{100 * r.tar_at_far[far]:.2f}" if far in r.tar_at_far else "-" for far in fars]
+        )
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(header))]
+    lines += ["".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def report_dict(outcomes: Sequence[BenchmarkOutcome], *, checkpoint: str, network: str, flip: str) -> dict[str, Any]:
+    """Every figure, JSON-ready."""
+    return {
+        "checkpoint": checkpoint,
+        "network": network,
+        "flip": flip,
+        "benchmarks": {
+            o.benchmark.name: {
+                "title": o.benchmark.title,
+                "source": str(o.benchmark.source),
+                **({"embeddings": str(o.embeddings_file)} if o.embeddings_file else {}),
+                **o.result.to_dict(),
+            }
+            for o in outcomes
+        },
+    }
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    """Write the report atomically."""
+    write_text_atomic(path, json.dumps(report, indent=2) + "\n")

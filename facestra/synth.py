@@ -1,0 +1,356 @@
+"""``facestra synth``: a data set of synthetic people, laid out like LFW, with true landmarks and benchmarks.
+
+No face data set can be downloaded here, yet training, alignment and verification all need faces with
+identities. :func:`synthesize` writes::
+
+    OUT/synth.json                      the settings (a rerun with the same ones resumes; others are refused)
+    OUT/train/synth_00000/synth_00000_0001.jpg ...   identities for training
+    OUT/test/synth_00040/synth_00040_0001.jpg ...    identities kept out of training
+    OUT/test/pairs.txt                  LFW-style pairs over the test identities (10 folds, half same)
+    OUT/test.bin                        the same pairs as aligned 112x112 crops, insightface ``.bin``
+    OUT/landmarks.csv                   the five true points of every main face (``facestra align --landmarks``)
+
+Everything is a pure function of ``seed``: an identity is drawn from ``(seed, identity)`` and a photo from
+``(seed, identity, image)``, so any number of worker processes writes the same bytes. Images are written
+atomically; a rerun skips those already there (recomputing their landmarks without drawing them).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from facestra.errors import UserError
+from facestra.fileio import write_bytes_atomic, write_text_atomic
+
+FORMAT = "facestra-synth/1"
+MANIFEST = "synth.json"
+LANDMARKS_FILE = "landmarks.csv"
+PAIRS_FILE = "pairs.txt"
+BIN_FILE = "test.bin"
+TRAIN_DIR = "train"
+TEST_DIR = "test"
+FOLDS = 10
+BIN_SIZE = 112
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    """What determines the data set; two runs with equal settings write identical files."""
+
+    identities: int
+    images_per_identity: int
+    size: int = 250
+    seed: int = 0
+    test_identities: int | None = None
+    pairs_per_fold: int = 300
+    difficulty: float = 1.0
+
+    def resolved_test_identities(self) -> int:
+        """Identities held out for the benchmark: given, or a fifth of all (at least 2)."""
+        if self.test_identities is not None:
+            return self.test_identities
+        return max(2, round(self.identities * 0.2))
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """Where everything went and how much of it this run wrote."""
+
+    out: Path
+    train_dir: Path
+    test_dir: Path
+    landmarks: Path
+    pairs: Path
+    bin: Path
+    train_identities: int
+    test_identities: int
+    images: int
+    written: int
+    resumed: int
+    pairs_per_fold: int
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+
+
+def identity_name(index: int) -> str:
+    """The folder (and file prefix) of identity ``index``, LFW style."""
+    return f"synth_{index:05d}"
+
+
+def image_name(index: int, number: int) -> str:
+    """File name of image ``number`` (1-based, as in LFW's pairs.txt) of identity ``index``."""
+    return f"{identity_name(index)}_{number:04d}.jpg"
+
+
+def identity_rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), 1, int(index)])
+
+
+def photo_rng(seed: int, index: int, number: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), 2, int(index), int(number)])
+
+
+def render_identity_images(seed: int, index: int, count: int, size: int, difficulty: float):
+    """Yield (number, jpeg bytes, landmarks 5x2) for the images of one identity, in order."""
+    from facestra.synth_face import sample_identity
+    from facestra.synth_scene import encode_jpeg, render_photo, sample_photo
+
+    identity = sample_identity(identity_rng(seed, index))
+    for number in range(1, count + 1):
+        photo = sample_photo(photo_rng(seed, index, number), size, difficulty)
+        image, landmarks = render_photo(identity, photo)
+        yield number, encode_jpeg(image, photo.jpeg_quality), landmarks
+
+
+def _landmarks_only(seed: int, index: int, number: int, size: int, difficulty: float) -> np.ndarray:
+    from facestra.synth_face import sample_identity
+    from facestra.synth_scene import photo_landmarks, sample_photo
+
+    identity = sample_identity(identity_rng(seed, index))
+    return photo_landmarks(identity, sample_photo(photo_rng(seed, index, number), size, difficulty))
+
+
+@dataclass(frozen=True)
+class _Job:
+    out: Path
+    split: str
+    index: int
+    settings: SynthSettings
+
+
+def _write_identity(job: _Job) -> tuple[list[tuple[str, np.ndarray]], int]:
+    """Render and write one identity's images (skipping those on disk); return (path, landmarks) rows."""
+    s = job.settings
+    folder = Path(job.split) / identity_name(job.index)
+    existing = [(job.out / folder / image_name(job.index, n)).is_file() for n in range(1, s.images_per_identity + 1)]
+    rows: list[tuple[str, np.ndarray]] = []
+    written = 0
+    if all(existing):
+        for number in range(1, s.images_per_identity + 1):
+            rows.append(((folder / image_name(job.index, number)).as_posix(),
+                         _landmarks_only(s.seed, job.index, number, s.size, s.difficulty)))
+        return rows, 0
+    for number, data, landmarks in render_identity_images(s.seed, job.index, s.images_per_identity, s.size, s.difficulty):
+        relative = folder / image_name(job.index, number)
+        if not existing[number - 1]:
+            write_bytes_atomic(job.out / relative, data)
+            written += 1
+        rows.append((relative.as_posix(), landmarks))
+    return rows, written
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already
+
+
+def _check_settings(settings: SynthSettings) -> None:
+    s = settings
+    if s.images_per_identity < 2:
+        raise UserError(f"--images-per-identity {s.images_per_identity}: need at least 2 (same-person pairs)")
+    if s.size < 64:
+        raise UserError(f"--size {s.size}: need at least 64 pixels")
+    test = s.resolved_test_identities()
+    if test < 2:
+        raise UserError(f"--test-identities {test}: need at least 2 (different-person pairs)")
+    if s.identities - test < 1:
+        raise UserError(f"--identities {s.identities} with {test} held out for testing leaves none to train on")
+    if s.pairs_per_fold < 1:
+        raise UserError(f"--pairs-per-fold {s.pairs_per_fold}: need at least 1")
+    if not 0.0 <= s.difficulty <= 3.0:
+        raise UserError(f"--difficulty {s.difficulty}: expected 0 (clean) .. 3")
+
+
+def _prepare_folder(out: Path, settings: SynthSettings) -> None:
+    """Refuse folders holding anything but a synthetic set with these very settings; write the manifest."""
+    manifest = out / MANIFEST
+    wanted = {"format": FORMAT, "settings": asdict(settings)}
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if manifest.is_file():
+        try:
+            found = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            raise UserError(f"{manifest}: unreadable; remove the folder or choose another") from None
+        if found.get("format") != FORMAT or found.get("settings") != wanted["settings"]:
+            raise UserError(f"{out}: holds a synthetic set made with other settings ({manifest}); "
+                            "choose another folder or rerun with the same settings to resume")
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"{out}: folder is not empty and is not a facestra synth folder; refusing to write into it")
+    write_text_atomic(manifest, json.dumps({**wanted, "complete": False}, indent=2) + "\n")
+
+
+def synthesize(
+    out: str | os.PathLike,
+    settings: SynthSettings,
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> SynthSummary:
+    """Write the data set described in the module docstring into ``out``; resumable, parallel, deterministic.
+
+    ``workers`` processes (default: all cores; 1 renders in this process). ``progress(done, total)`` is
+    called as identities finish, counting images.
+    """
+    started = time.perf_counter()
+    _check_settings(settings)
+    out = Path(out).absolute()
+    _prepare_folder(out, settings)
+    test_count = settings.resolved_test_identities()
+    train_count = settings.identities - test_count
+    jobs = [_Job(out, TRAIN_DIR if index < train_count else TEST_DIR, index, settings)
+            for index in range(settings.identities)]
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if workers < 1:
+        raise UserError(f"workers {workers}: expected at least 1")
+    total = settings.identities * settings.images_per_identity
+    landmarks: dict[str, np.ndarray] = {}
+    written = 0
+    done = 0
+    for rows, count in _run(jobs, workers):
+        written += count
+        landmarks.update(rows)
+        done += len(rows)
+        if progress:
+            progress(done, total)
+
+    landmarks_path = out / LANDMARKS_FILE
+    write_text_atomic(landmarks_path, landmarks_csv(landmarks))
+    test_indices = list(range(train_count, settings.identities))
+    folds = make_pairs(test_indices, settings.images_per_identity, settings.pairs_per_fold, settings.seed)
+    per_fold = len(folds[0][0])
+    pairs_path = out / TEST_DIR / PAIRS_FILE
+    write_text_atomic(pairs_path, pairs_text(folds))
+    bin_path = out / BIN_FILE
+    _write_bin(bin_path, out / TEST_DIR, folds, landmarks)
+    summary = SynthSummary(
+        out=out, train_dir=out / TRAIN_DIR, test_dir=out / TEST_DIR, landmarks=landmarks_path, pairs=pairs_path,
+        bin=bin_path, train_identities=train_count, test_identities=test_count, images=total, written=written,
+        resumed=total - written, pairs_per_fold=per_fold, seconds=time.perf_counter() - started,
+    )
+    manifest = {"format": FORMAT, "settings": asdict(settings), "complete": True, "pairs_per_fold": per_fold}
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return summary
+
+
+def _run(jobs: list[_Job], workers: int):
+    workers = min(workers, len(jobs))
+    if workers <= 1:
+        for job in jobs:
+            yield _write_identity(job)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker) as pool:
+        yield from pool.imap(_write_identity, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 4))))
+        pool.close()
+        pool.join()
+
+
+def landmarks_csv(landmarks: dict[str, np.ndarray]) -> str:
+    """``path,x1,y1,...,x5,y5`` with a header, paths relative to the data set folder, sorted."""
+    header = "path," + ",".join(f"{axis}{i}" for i in range(1, 6) for axis in ("x", "y"))
+    lines = [header]
+    for path in sorted(landmarks):
+        lines.append(path + "," + ",".join(f"{value:.3f}" for value in np.asarray(landmarks[path]).reshape(-1)))
+    return "\n".join(lines) + "\n"
+
+
+Pair = tuple[int, int, int, int]  # identity, image number, identity, image number (1-based)
+
+
+def make_pairs(test_indices: list[int], images_per_identity: int, pairs_per_fold: int, seed: int) -> list[tuple[list[Pair], list[Pair]]]:
+    """Ten folds of (same pairs, different pairs), equally many of each in every fold, no pair twice.
+
+    With at least 20 test identities, folds use disjoint identities as LFW's do; with fewer, every fold draws
+    from all of them. The count per fold is ``pairs_per_fold`` or what the smallest fold can supply.
+    """
+    rng = np.random.default_rng([int(seed), 3])
+    count = len(test_indices)
+    if count >= 2 * FOLDS:
+        groups = [test_indices[f::FOLDS] for f in range(FOLDS)]
+    else:
+        groups = [test_indices] * FOLDS
+    m = images_per_identity
+    same_available = min(len(g) * m * (m - 1) // 2 for g in groups)
+    diff_available = min(len(g) * (len(g) - 1) // 2 * m * m for g in groups)
+    per_fold = max(1, min(pairs_per_fold, same_available, diff_available))
+    folds = []
+    used: set[Pair] = set()
+    for group in groups:
+        same = [(who, a, who, b) for who in group for a in range(1, m + 1) for b in range(a + 1, m + 1)]
+        fresh = [p for p in same if p not in used] or same
+        chosen = [fresh[i] for i in sorted(rng.choice(len(fresh), size=min(per_fold, len(fresh)), replace=False))]
+        while len(chosen) < per_fold:  # only when identities are shared across folds and used up
+            chosen.append(same[int(rng.integers(len(same)))])
+        different: list[Pair] = []
+        seen: set[Pair] = set()
+        attempts = 0
+        while len(different) < per_fold:
+            first, second = rng.choice(len(group), size=2, replace=False)
+            a, b = (int(x) for x in rng.integers(1, m + 1, size=2))
+            pair = (group[first], a, group[second], b)
+            key = min(pair, (pair[2], pair[3], pair[0], pair[1]))
+            attempts += 1
+            if (key in seen or key in used) and attempts < 100 * per_fold:
+                continue
+            seen.add(key)
+            different.append(pair)
+        used.update(chosen)
+        used.update(seen)
+        folds.append((chosen, different))
+    return folds
+
+
+def pairs_text(folds: list[tuple[list[Pair], list[Pair]]]) -> str:
+    """LFW's ``pairs.txt``: header ``sets per_set``, then per set the same then the different pairs."""
+    per_fold = len(folds[0][0])
+    lines = [f"{len(folds)}\t{per_fold}"]
+    for same, different in folds:
+        lines += [f"{identity_name(p[0])}\t{p[1]}\t{p[3]}" for p in same]
+        lines += [f"{identity_name(p[0])}\t{p[1]}\t{identity_name(p[2])}\t{p[3]}" for p in different]
+    return "\n".join(lines) + "\n"
+
+
+def _write_bin(path: Path, test_dir: Path, folds, landmarks: dict[str, np.ndarray]) -> None:
+    """The pairs as 112x112 crops aligned with the true landmarks, in pairs.txt order (contiguous folds)."""
+    import cv2
+
+    from facestra.align import warp_face
+    from facestra.fileio import read_image
+    from facestra.protocols.binfile import write_bin
+
+    crops: dict[tuple[int, int], bytes] = {}
+
+    def crop(index: int, number: int) -> bytes:
+        key = (index, number)
+        if key not in crops:
+            relative = f"{TEST_DIR}/{identity_name(index)}/{image_name(index, number)}"
+            image = read_image(test_dir / identity_name(index) / image_name(index, number))
+            aligned, _, _ = warp_face(image, landmarks[relative], BIN_SIZE)
+            ok, buffer = cv2.imencode(".jpg", aligned, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            crops[key] = buffer.tobytes()
+        return crops[key]
+
+    images: list[bytes] = []
+    issame: list[bool] = []
+    for same, different in folds:
+        for pairs, label in ((same, True), (different, False)):
+            for first, a, second, b in pairs:
+                images += [crop(first, a), crop(second, b)]
+                issame.append(label)
+    write_bin(path, images, issame, overwrite=True)

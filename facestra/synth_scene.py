@@ -1,0 +1,286 @@
+"""One synthetic photograph: a person from :mod:`facestra.synth_face` plus the nuisance real photos have.
+
+A photo is first *sampled* (:func:`sample_photo`: every random choice, as a small frozen dataclass) and then
+*rendered* (:func:`render_photo`). The split lets a resumed job recompute the true landmarks of an image that is
+already on disk without drawing it again (:func:`photo_landmarks`), and keeps rendering a pure function of the
+sampled values.
+
+The nuisance, each scaled by ``difficulty`` (1.0 is the calibrated default): head pose (yaw, pitch, roll), scale
+and position; expression; light direction, ambient level, colour and exposure; glasses, a hat or a hand over the
+face; a cluttered background and clothes; sometimes a second, smaller face; blur, low resolution, sensor noise
+and JPEG quality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facestra.synth_face import (
+    Expression,
+    Identity,
+    Pose,
+    Projector,
+    draw_face,
+    fill,
+    landmarks_3d,
+    line,
+    sample_identity,
+)
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """Directional light (unit vector in camera space, z towards the camera), ambient share, colour gains."""
+
+    direction: tuple[float, float, float]
+    ambient: float
+    gains: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Photo:
+    """Every random choice of one image of a person."""
+
+    size: int
+    pose: Pose
+    expression: Expression
+    lighting: Lighting
+    clothes: tuple[float, float, float]
+    occluder: str  # "", "glasses", "sunglasses", "hat", "hand"
+    occluder_seed: int
+    background_seed: int
+    distractor: Identity | None
+    distractor_pose: Pose | None
+    blur_sigma: float
+    downscale: float
+    noise_sigma: float
+    noise_seed: int
+    jpeg_quality: int
+
+
+def _maybe(rng: np.random.Generator, probability: float, value: float) -> float:
+    return value if rng.uniform() < probability else 0.0
+
+
+def sample_photo(rng: np.random.Generator, size: int = 250, difficulty: float = 1.0) -> Photo:
+    """Draw the nuisance of one photo; ``difficulty`` scales pose ranges and how often things go wrong."""
+    d = float(difficulty)
+    unit = size / 250.0
+    pose = Pose(
+        yaw=float(np.clip(rng.normal(0.0, 0.32 * d), -0.75, 0.75)),
+        pitch=float(np.clip(rng.normal(0.0, 0.14 * d), -0.4, 0.4)),
+        roll=float(np.clip(rng.normal(0.0, 0.12 * d), -0.45, 0.45)),
+        centre=(float(size * 0.5 + rng.normal(0.0, 6.0 * d * unit)), float(size * 0.47 + rng.normal(0.0, 6.0 * d * unit))),
+        scale=float(size * rng.uniform(0.19 - 0.025 * d, 0.19 + 0.03 * d)),
+    )
+    expression = Expression(
+        smile=_maybe(rng, 0.4 * d, rng.uniform(0.2, 1.0)),
+        mouth_open=_maybe(rng, 0.25 * d, rng.uniform(0.2, 1.0)),
+        eyes_closed=_maybe(rng, 0.12 * d, rng.uniform(0.4, 1.0)),
+        brows_raised=_maybe(rng, 0.2 * d, rng.uniform(0.3, 1.0)),
+    )
+    azimuth = rng.uniform(0.0, 2.0 * np.pi)
+    elevation = rng.uniform(0.0, min(1.4, 0.9 * d))
+    direction = (np.sin(elevation) * np.cos(azimuth), np.sin(elevation) * np.sin(azimuth), np.cos(elevation))
+    lighting = Lighting(
+        direction=tuple(float(v) for v in direction),
+        ambient=float(rng.uniform(max(0.15, 0.6 - 0.4 * d), 0.75)),
+        gains=tuple(float(v) for v in np.exp(rng.normal(0.0, 0.1 * d, 3) + rng.normal(0.05, 0.22 * d))),
+    )
+    roll = rng.uniform()
+    occluder = ""
+    if roll < 0.1 * d:
+        occluder = "glasses"
+    elif roll < 0.14 * d:
+        occluder = "sunglasses"
+    elif roll < 0.22 * d:
+        occluder = "hat"
+    elif roll < 0.3 * d:
+        occluder = "hand"
+    distractor = distractor_pose = None
+    if rng.uniform() < 0.15 * d:
+        distractor = sample_identity(rng)
+        corner_x = rng.choice([0.12, 0.88]) * size
+        distractor_pose = Pose(
+            yaw=float(rng.normal(0.0, 0.3)), pitch=float(rng.normal(0.0, 0.1)), roll=float(rng.normal(0.0, 0.1)),
+            centre=(float(corner_x + rng.normal(0, 5 * unit)), float(size * rng.uniform(0.15, 0.4))),
+            scale=float(pose.scale * rng.uniform(0.3, 0.55)),
+        )
+    return Photo(
+        size=size,
+        pose=pose,
+        expression=expression,
+        lighting=lighting,
+        clothes=tuple(float(v) for v in rng.uniform(0, 255, 3)),
+        occluder=occluder,
+        occluder_seed=int(rng.integers(2**31)),
+        background_seed=int(rng.integers(2**31)),
+        distractor=distractor,
+        distractor_pose=distractor_pose,
+        blur_sigma=_maybe(rng, 0.35 * d, rng.uniform(0.6, 1.8)),
+        downscale=_maybe(rng, 0.2 * d, rng.uniform(1.5, 3.5)),
+        noise_sigma=_maybe(rng, 0.5 * d, rng.uniform(2.0, 12.0)),
+        noise_seed=int(rng.integers(2**31)),
+        jpeg_quality=int(rng.integers(max(20, int(95 - 65 * d)), 96)),
+    )
+
+
+def photo_landmarks(identity: Identity, photo: Photo) -> np.ndarray:
+    """The five true landmarks (pixels) of the main face, without drawing anything."""
+    projector = Projector(photo.pose, identity)
+    return projector.project(landmarks_3d(identity, photo.expression, projector))
+
+
+def render_photo(identity: Identity, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the photo: a BGR uint8 image (before JPEG) and the main face's five landmarks (5x2 float pixels)."""
+    size = photo.size
+    canvas = _background(size, np.random.default_rng(photo.background_seed))
+    if photo.distractor is not None and photo.distractor_pose is not None:
+        draw_face(canvas, photo.distractor, photo.distractor_pose, Expression(), _dim(photo.clothes))
+    landmarks = draw_face(canvas, identity, photo.pose, photo.expression, photo.clothes)
+    if photo.occluder:
+        _draw_occluder(canvas, identity, photo, np.random.default_rng(photo.occluder_seed))
+    image = _light(canvas, identity, photo)
+    image = _degrade(image, photo)
+    return image, landmarks
+
+
+def _dim(colour) -> tuple[float, float, float]:
+    return tuple(float(c) * 0.7 for c in colour)
+
+
+def _background(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A cheap cluttered scene: a colour gradient, a blotchy texture and a few random shapes."""
+    corners = rng.uniform(20, 235, (2, 2, 3)).astype(np.float32)
+    coarse = cv2.resize(corners, (6, 6), interpolation=cv2.INTER_LINEAR) + rng.normal(0.0, 25.0, (6, 6, 3)).astype(np.float32)
+    coarse = np.clip(coarse, 0, 255).astype(np.uint8)
+    canvas = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_LINEAR)
+    for _ in range(int(rng.integers(3, 12))):
+        colour = tuple(float(v) for v in rng.uniform(0, 255, 3))
+        kind = rng.integers(4)
+        a = rng.uniform(-0.1, 1.1, 2) * size
+        b = a + rng.normal(0.0, 0.3, 2) * size
+        if kind == 0:
+            cv2.rectangle(canvas, tuple(int(v) for v in a), tuple(int(v) for v in b), colour, -1)
+        elif kind == 1:
+            cv2.circle(canvas, tuple(int(v) for v in a), int(abs(b[0] - a[0]) * 0.5) + 2, colour, -1, cv2.LINE_AA)
+        elif kind == 2:
+            cv2.line(canvas, tuple(int(v) for v in a), tuple(int(v) for v in b), colour, int(rng.integers(1, 8)), cv2.LINE_AA)
+        else:
+            triangle = (a + rng.normal(0.0, 0.15, (3, 2)) * size).astype(np.int32)
+            cv2.fillPoly(canvas, [triangle], colour, cv2.LINE_AA)
+    return canvas
+
+
+def _draw_occluder(canvas: np.ndarray, identity: Identity, photo: Photo, rng: np.random.Generator) -> None:
+    i = identity
+    p = Projector(photo.pose, identity)
+    colour = tuple(float(v) for v in rng.uniform(0, 200, 3))
+    if photo.occluder in ("glasses", "sunglasses"):
+        half = i.eye_w * rng.uniform(1.3, 1.7)
+        tall = half * rng.uniform(0.55, 0.9)
+        t = np.linspace(0.0, 2.0 * np.pi, 14, endpoint=False)
+        for side in (-1.0, 1.0):
+            lens = np.column_stack([side * i.eye_dx + half * np.cos(t), i.eye_y + 0.02 + tall * np.sin(t)])
+            points = p.project(p.lift(lens, 0.12))
+            if photo.occluder == "sunglasses":
+                fill(canvas, points, (25, 25, 25))
+            line(canvas, points, colour, max(1.0, 0.03 * p.scale), closed=True)
+            arm = np.array([[side * (i.eye_dx + half), i.eye_y, 0.5], [side * i.head_w, i.eye_y, -0.1]])
+            line(canvas, p.project(arm), colour, max(1.0, 0.025 * p.scale))
+        bridge = np.array([[-i.eye_dx + half, i.eye_y], [i.eye_dx - half, i.eye_y]])
+        line(canvas, p.project(p.lift(bridge, 0.15)), colour, max(1.0, 0.03 * p.scale))
+    elif photo.occluder == "hat":
+        low = i.eye_y - i.brow_gap - rng.uniform(0.12, 0.3)
+        theta = np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)
+        rows = []
+        axes = np.array([i.head_w + 0.12, i.head_h + 0.15, 1.12])
+        for level in np.linspace(-1.0, low / axes[1], 5):
+            r = np.sqrt(max(0.0, 1.0 - level**2))
+            rows.append(np.column_stack([axes[0] * r * np.cos(theta), np.full_like(theta, axes[1] * level - 0.15),
+                                         axes[2] * r * np.sin(theta)]))
+        crown = p.project(np.vstack(rows))
+        fill(canvas, cv2.convexHull(crown.astype(np.float32)).reshape(-1, 2), colour)
+        brim_r = rng.uniform(1.2, 1.7)
+        brim = np.column_stack([axes[0] * brim_r * np.cos(theta), np.full_like(theta, low),
+                                axes[2] * brim_r * np.sin(theta) + 0.1])
+        fill(canvas, p.project(brim), tuple(c * 0.8 for c in colour))
+    else:  # a hand over part of the face
+        landmarks = p.project(landmarks_3d(i, photo.expression, p))
+        target = landmarks[rng.integers(5)] + rng.normal(0.0, 0.25, 2) * p.scale
+        skin = tuple(float(v) for v in rng.uniform([40, 60, 100], [200, 215, 250]))
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        palm = np.column_stack([np.cos(np.linspace(0, 2 * np.pi, 16)), np.sin(np.linspace(0, 2 * np.pi, 16))])
+        radius = p.scale * rng.uniform(0.3, 0.45)
+        rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        centre = target - rot @ np.array([0.0, -radius * 1.2])
+        fill(canvas, (palm * [radius, radius * 1.2]) @ rot.T + centre, skin)
+        for finger in range(4):
+            offset = (finger - 1.5) * radius * 0.45
+            base = np.array([offset, -radius * 0.9])
+            tip = np.array([offset * 1.2, -radius * (2.0 + 0.2 * (finger % 3))])
+            line(canvas, np.vstack([base, tip]) @ rot.T + centre, skin, radius * 0.38)
+            line(canvas, np.vstack([tip, tip + [0.0, 1.0]]) @ rot.T + centre, tuple(c * 0.8 for c in skin), 1.0)
+
+
+def _light(canvas: np.ndarray, identity: Identity, photo: Photo) -> np.ndarray:
+    """Shade the head as a lit ellipsoid (screen-space normals of its outline) and tint the whole photo.
+
+    The shading is smooth, so it is computed on a coarse grid, encoded as uint8 gains (128 = 1.0) and applied
+    with one saturating ``cv2.multiply``.
+    """
+    size = photo.size
+    grid = 24
+    lit = photo.lighting
+    p = Projector(photo.pose, identity)
+    outline = p.silhouette((identity.head_w, (identity.head_h + identity.chin_y) * 0.5, 1.0), (0.0, 0.1, 0.0))
+    centre = outline.mean(axis=0)
+    offsets = outline - centre
+    covariance = offsets.T @ offsets / len(offsets) * 2.0  # points on an ellipse: cov = A A^T / 2
+    whiten = np.linalg.inv(np.linalg.cholesky(covariance))
+    coords = (np.arange(grid) + 0.5) * size / grid
+    gx, gy = np.meshgrid(coords, coords)
+    d = np.stack([gx - centre[0], gy - centre[1]], axis=-1) @ whiten.T
+    r2 = (d**2).sum(-1)
+    nz = np.sqrt(np.maximum(1.0 - r2, 0.0))
+    lx, ly, lz = lit.direction
+    diffuse = np.maximum(d[..., 0] * lx + d[..., 1] * ly + nz * lz, 0.0)
+    face = lit.ambient + (1.0 - lit.ambient) * diffuse * 1.15
+    ramp = ((gx / size - 0.5) * lx + (gy / size - 0.5) * ly) * (1.0 - lit.ambient)
+    scene = 0.55 + 0.45 * lit.ambient + ramp
+    weight = np.minimum(np.maximum((1.25 - r2) / 0.3, 0.0), 1.0)
+    shade = (face * weight + scene * (1.0 - weight))[..., None] * np.asarray(lit.gains)
+    gains = np.minimum(np.maximum(shade * 128.0, 0.0), 255.0).astype(np.uint8)
+    gains = cv2.resize(gains, (size, size), interpolation=cv2.INTER_LINEAR)
+    return cv2.multiply(canvas, gains, scale=1.0 / 128.0)
+
+
+def _degrade(image: np.ndarray, photo: Photo) -> np.ndarray:
+    size = photo.size
+    if photo.downscale > 0.0:
+        small = max(8, int(size / photo.downscale))
+        image = cv2.resize(cv2.resize(image, (small, small), interpolation=cv2.INTER_AREA), (size, size),
+                           interpolation=cv2.INTER_LINEAR)
+    if photo.blur_sigma > 0.0:
+        image = cv2.GaussianBlur(image, (0, 0), photo.blur_sigma)
+    if photo.noise_sigma > 0.0:
+        # triangular noise from random bytes (the difference of two uniform bytes has std 104.5): several
+        # times cheaper than Gaussian draws, and indistinguishable once blurred by JPEG
+        half = (size + 1) // 2
+        raw = np.frombuffer(np.random.default_rng(photo.noise_seed).bytes(2 * half * half * 3), dtype=np.uint8)
+        raw = raw.reshape(2, half, half, 3).astype(np.int16)
+        noise = ((raw[0] - raw[1]) * np.float32(photo.noise_sigma / 104.5)).astype(np.int16)
+        noise = cv2.resize(noise, (size, size), interpolation=cv2.INTER_NEAREST)
+        image = cv2.add(image, noise, dtype=cv2.CV_8U)
+    return image
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """JPEG bytes at ``quality`` (the photo's own), the last degradation."""
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGR image
+        raise RuntimeError("JPEG encoding failed")
+    return buffer.tobytes()

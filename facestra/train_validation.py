@@ -1,0 +1,51 @@
+"""``--val``: verification accuracy on benchmarks during training, with exactly the protocol of ``verify``.
+
+Benchmarks are read once through :mod:`facestra.protocols`; every evaluation hands the current backbone
+to :func:`facestra.evaluation.verify_model` (flip concatenation, 10 folds or the benchmark's own), so the
+figure in ``metrics.jsonl`` is the one ``facestra verify`` prints for the same weights. Images of another
+size than the network's input are resized, so a 112×112 ``lfw.bin`` also checks a 224×192 model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from facestra.errors import UserError
+
+
+def _check_exists(paths: Sequence[str]) -> None:
+    for path in paths:
+        if not Path(path).exists():
+            raise UserError(f"{path}: no such validation benchmark (--val)")
+
+
+class Validator:
+    """The ``--val`` benchmarks and their evaluation for a given backbone."""
+
+    def __init__(self, paths: Sequence[str], *, batch_size: int = 128, device: torch.device = torch.device("cpu")) -> None:
+        from facestra.evaluation import guess_name
+        from facestra.protocols import load_benchmark
+
+        _check_exists(paths)
+        self.batch_size = batch_size
+        self.device = device
+        self.benchmarks = [load_benchmark(guess_name(Path(path)), path) for path in paths]
+        names = [b.name for b in self.benchmarks]
+        if len(set(names)) != len(names):
+            raise UserError(f"--val names the same benchmark twice ({', '.join(names)})")
+
+    @staticmethod
+    def check_only(paths: Sequence[str]) -> None:
+        """Fail early on a missing benchmark in processes that do not evaluate (ranks other than 0)."""
+        _check_exists(paths)
+
+    def evaluate(self, backbone: nn.Module) -> dict[str, float]:
+        """Mean cross-validated accuracy of each benchmark, by name; the backbone keeps its train/eval mode."""
+        from facestra.evaluation import verify_model
+
+        outcomes = verify_model(backbone, self.benchmarks, batch_size=self.batch_size, device=self.device, resize=True)
+        return {outcome.benchmark.name: float(outcome.result.accuracy) for outcome in outcomes}

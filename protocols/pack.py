@@ -1,0 +1,55 @@
+"""Turn any benchmark into the ``.bin`` format, so that it moves between tools as one file.
+
+The encoded bytes of each image are copied as they are (no re-encoding). A ``.bin`` has no fold column:
+readers split it into ten contiguous folds. Pairs are therefore written fold by fold, which keeps a
+benchmark's own folds exactly when they are ten of the sizes ``KFold(10)`` would cut; the report says
+whether that holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from facestra.errors import UserError
+from facestra.protocols.benchmark import Benchmark
+from facestra.protocols.binfile import write_bin
+from facestra.verification import kfold_ids
+
+
+@dataclass(frozen=True)
+class PackReport:
+    path: Path
+    num_pairs: int
+    num_same: int
+    folds_preserved: bool  # False: the benchmark's own folds differ from the ten contiguous ones of a .bin
+
+
+def pack_benchmark(
+    benchmark: Benchmark,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> PackReport:
+    """Write ``benchmark`` to ``out`` as a ``.bin`` (atomically; an existing file is kept unless ``overwrite``)."""
+    if Path(out).exists() and not overwrite:
+        raise UserError(f"{out}: already exists; refusing to overwrite it")
+    order = np.arange(benchmark.num_pairs)
+    preserved = True
+    if benchmark.folds is not None:
+        order = np.argsort(benchmark.folds, kind="stable")
+        sorted_folds = benchmark.folds[order]
+        _, dense = np.unique(sorted_folds, return_inverse=True)
+        preserved = benchmark.num_pairs >= 10 and np.array_equal(dense, kfold_ids(benchmark.num_pairs, 10))
+    images: list[bytes] = []
+    for pair in order:
+        for index in benchmark.pairs[pair]:
+            images.append(benchmark.image_bytes(int(index)))
+        if progress is not None:
+            progress(1)
+    write_bin(out, images, benchmark.issame[order], overwrite=overwrite)
+    return PackReport(Path(out), benchmark.num_pairs, int(np.count_nonzero(benchmark.issame)), bool(preserved))

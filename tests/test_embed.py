@@ -1,0 +1,222 @@
+"""Embedding: flip modes against the model called by hand, and ``facestra embed`` end to end on a saved checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from facestra import models
+from facestra.cli.main import main
+from facestra.embedding import embed_benchmark, embed_images
+from facestra.preprocess import image_to_tensor
+from facestra.protocols import load_benchmark
+
+INPUT = (32, 32)
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = models.create("resnet18", width=0.125, input_size=INPUT)
+    # non-trivial BN statistics so that eval and train mode differ
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    models.save(model, path)
+    return path
+
+
+def face_images(folder: Path, count: int, size: tuple[int, int] = INPUT, seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        image = rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)
+        image[:, : size[1] // 3] = 40 * (i % 5)  # not mirror-symmetric, so the mirror matters
+        path = folder / f"face_{i:03d}.png"
+        cv2.imwrite(str(path), image)
+        paths.append(path)
+    return paths
+
+
+def by_hand(model, paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's raw embeddings of the images and of their mirror images, computed one by one."""
+    with torch.no_grad():
+        x = torch.stack([image_to_tensor(cv2.imread(str(p))) for p in paths])
+        mirrored = torch.stack([image_to_tensor(cv2.imread(str(p))[:, ::-1]) for p in paths])
+        return model(x), model(mirrored)
+
+
+@pytest.mark.parametrize("flip", ["concat", "sum", "none"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_flip_modes_match_the_model_called_by_hand(model, tmp_path: Path, flip: str, normalize: bool) -> None:
+    paths = face_images(tmp_path, 7)
+    plain, mirror = by_hand(model, paths)
+    expected = {"concat": torch.cat([plain, mirror], dim=1), "sum": plain + mirror, "none": plain}[flip]
+    if normalize:
+        expected = F.normalize(expected, dim=1)
+    got = embed_images(model, paths, flip=flip, normalize=normalize, batch_size=3)
+    assert got.dtype == np.float32 and got.shape == tuple(expected.shape)
+    assert np.allclose(got, expected.numpy(), atol=1e-5)
+    if normalize:
+        assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
+    assert not np.allclose(plain.numpy(), mirror.numpy(), atol=1e-3)  # the mirror really changes the input
+
+
+def test_embedding_leaves_a_training_model_in_training_mode(model, tmp_path: Path) -> None:
+    paths = face_images(tmp_path, 4)
+    model.train()
+    try:
+        got = embed_images(model, paths, flip="none", normalize=False)
+        assert model.training
+    finally:
+        model.eval()
+    plain, _ = by_hand(model, paths)  # eval-mode reference: BN running statistics, not batch statistics
+    assert np.allclose(got, plain.numpy(), atol=1e-5)
+
+
+def test_embed_benchmark_pairs_rows(model, tmp_path: Path) -> None:
+    paths = face_images(tmp_path / "img", 4)
+    (tmp_path / "pairs.csv").write_text("img/face_000.png,img/face_001.png,1\nimg/face_002.png,img/face_000.png,0\nimg/face_003.png,img/face_003.png,1\n")
+    bench = load_benchmark("mine", tmp_path)
+    emb1, emb2 = embed_benchmark(model, bench, flip="concat", batch_size=2)
+    single = embed_images(model, paths, flip="concat")
+    assert np.allclose(emb1, single[[0, 2, 3]], atol=1e-5) and np.allclose(emb2, single[[1, 0, 3]], atol=1e-5)
+
+
+def run_embed(*args: str):
+    return CliRunner().invoke(main, ["embed", *args])
+
+
+def test_embed_cli_writes_matrix_and_paths(model, checkpoint: Path, tmp_path: Path) -> None:
+    paths = face_images(tmp_path / "faces" / "sub", 9)
+    out = tmp_path / "emb.npy"
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(out), "--batch-size", "4", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out} (9 x 1024 float32)" in result.stdout
+    matrix = np.load(out, mmap_mode="r")
+    assert matrix.dtype == np.float32 and matrix.shape == (9, 1024)
+    listed = (tmp_path / "emb.paths.txt").read_text().splitlines()
+    assert listed == [str(p) for p in paths]
+    plain, mirror = by_hand(model, paths)
+    assert np.allclose(matrix, F.normalize(torch.cat([plain, mirror], 1), dim=1).numpy(), atol=1e-5)
+    # a list file, another flip mode and raw vectors
+    (tmp_path / "list.txt").write_text("faces/sub/face_004.png\n" + f"{paths[1]} 7\n")
+    result = run_embed(str(tmp_path / "list.txt"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "b.npy"), "--flip", "none", "--no-normalize", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    assert np.allclose(np.load(tmp_path / "b.npy"), plain.numpy()[[4, 1]], atol=1e-5)
+    assert (tmp_path / "b.paths.txt").read_text().splitlines() == [str(tmp_path / "faces/sub/face_004.png"), str(paths[1])]
+    # never overwrites without being asked
+    again = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(out), "--workers", "0")
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_unreadable_image_exits_1_and_writes_nothing(checkpoint: Path, tmp_path: Path) -> None:
+    paths = face_images(tmp_path / "faces", 6)
+    paths[3].write_bytes(b"not an image")
+    out = tmp_path / "emb.npy"
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(out), "--batch-size", "2", "--workers", "0")
+    assert result.exit_code == 1
+    assert f"error: {paths[3]}: not a readable image" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces"]  # no matrix, no paths, no temp files
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(out), "--batch-size", "2", "--workers", "0", "--skip-bad")
+    assert result.exit_code == 0, result.output
+    assert f"skipped: {paths[3]}: not a readable image" in result.output
+    assert np.load(out).shape == (5, 1024)
+    assert (tmp_path / "emb.paths.txt").read_text().splitlines() == [str(p) for i, p in enumerate(paths) if i != 3]
+    full = embed_images(models.load(checkpoint), [p for i, p in enumerate(paths) if i != 3])
+    assert np.allclose(np.load(out), full, atol=1e-5)
+
+
+def test_wrong_size_says_to_align_unless_resize(checkpoint: Path, tmp_path: Path) -> None:
+    face_images(tmp_path / "faces", 3, size=(48, 40))
+    out = tmp_path / "emb.npy"
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(out), "--workers", "0")
+    assert result.exit_code == 2
+    assert "face_000.png: image is 40x48 but the model takes 32x32; align the faces first with `facestra align`" in result.output
+    assert not out.exists()
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(out), "--workers", "0", "--resize")
+    assert result.exit_code == 0 and np.load(out).shape == (3, 1024)
+
+
+def test_missing_checkpoint_and_empty_folder(checkpoint: Path, tmp_path: Path) -> None:
+    face_images(tmp_path / "faces", 2)
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "e.npy"))
+    assert result.exit_code == 2 and "nope.pt: no such checkpoint file" in result.output
+    (tmp_path / "empty").mkdir()
+    result = run_embed(str(tmp_path / "empty"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "e.npy"))
+    assert result.exit_code == 2 and "empty: no images found" in result.output
+
+
+def test_batched_pixel_normalisation_is_image_to_tensor_bit_for_bit() -> None:
+    from facestra.embedding import pixels_to_input
+
+    bgr = np.random.default_rng(3).integers(0, 256, (4, 9, 7, 3), dtype=np.uint8)
+    one_by_one = torch.stack([image_to_tensor(image) for image in bgr])
+    batched = pixels_to_input(torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])))
+    assert torch.equal(batched, one_by_one)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_embed_resumes_where_it_stopped(model, tmp_path: Path) -> None:
+    from facestra.embed_job import embed_to_file
+
+    paths = face_images(tmp_path / "faces", 10)
+    out = tmp_path / "emb.npy"
+    seen: list[int] = []
+
+    def stop_after_two_batches(count: int) -> None:
+        seen.append(count)
+        if len(seen) == 2:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        embed_to_file(model, paths, out, batch_size=3, progress=stop_after_two_batches)
+    assert not out.exists() and not (tmp_path / "emb.paths.txt").exists()
+    assert (tmp_path / ".emb.npy.partial.npy").exists()
+
+    batches: list[int] = []
+    report = embed_to_file(model, paths, out, batch_size=3, progress=batches.append)
+    assert report.resumed_from == 6 and batches == [6, 3, 1]  # the 6 done images are not embedded again
+    assert np.allclose(np.load(out), embed_images(model, paths), atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npy", "emb.paths.txt", "faces"]
+
+
+def test_partial_output_of_another_job_is_not_reused(model, tmp_path: Path) -> None:
+    from facestra.embed_job import embed_to_file
+
+    paths = face_images(tmp_path / "faces", 6)
+    out = tmp_path / "emb.npy"
+
+    def interrupt(count: int) -> None:
+        raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        embed_to_file(model, paths, out, batch_size=3, flip="sum", progress=interrupt)
+    report = embed_to_file(model, paths, out, batch_size=3, flip="sum", normalize=False)  # other options
+    assert report.resumed_from == 0
+    assert np.allclose(np.load(out), embed_images(model, paths, flip="sum", normalize=False), atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_cuda_without_gpu_is_a_clear_error(checkpoint: Path, tmp_path: Path) -> None:
+    face_images(tmp_path / "faces", 1)
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "e.npy"), "--device", "cuda")
+    assert result.exit_code == 2 and "--device cuda: no CUDA GPU is available" in result.output

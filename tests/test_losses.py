@@ -1,0 +1,102 @@
+"""The classification heads against the formulas of CosFace and ArcFace, computed independently in numpy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from facestra.losses import ClassifierHead, arcface_logits, cosface_logits
+
+
+def _numpy_cosines(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    e = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    w = weights / np.linalg.norm(weights, axis=1, keepdims=True)
+    return e @ w.T
+
+
+def _head(loss: str, **kwargs) -> tuple[ClassifierHead, np.ndarray, np.ndarray, np.ndarray]:
+    torch.manual_seed(0)
+    head = ClassifierHead(8, 5, loss=loss, **kwargs)
+    with torch.no_grad():
+        head.weight.normal_()
+    embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    labels = np.array([0, 1, 2, 3, 4, 0])
+    return head, embeddings, labels, head.weight.detach().numpy().astype(np.float64)
+
+
+def test_paper_defaults_and_overrides():
+    assert (ClassifierHead(4, 3, loss="cosface").scale, ClassifierHead(4, 3, loss="cosface").margin) == (20.0, 0.2)
+    assert (ClassifierHead(4, 3, loss="arcface").scale, ClassifierHead(4, 3, loss="arcface").margin) == (20.0, 0.15)
+    head = ClassifierHead(4, 3, loss="arcface", scale=64, margin=0.5)
+    assert (head.scale, head.margin) == (64.0, 0.5)
+    with pytest.raises(ValueError, match="unknown loss"):
+        ClassifierHead(4, 3, loss="sphereface")
+
+
+def test_cosface_matches_formula():
+    head, embeddings, labels, weights = _head("cosface", scale=30.0, margin=0.35)
+    logits, plain = head(torch.from_numpy(embeddings), torch.from_numpy(labels))
+    cos = _numpy_cosines(embeddings.astype(np.float64), weights)
+    expected = 30.0 * cos
+    expected[np.arange(len(labels)), labels] = 30.0 * (cos[np.arange(len(labels)), labels] - 0.35)
+    np.testing.assert_allclose(logits.detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(plain.detach().numpy(), 30.0 * cos, rtol=1e-5, atol=1e-5)
+
+
+def test_arcface_matches_formula():
+    head, embeddings, labels, weights = _head("arcface", scale=20.0, margin=0.15)
+    logits, _ = head(torch.from_numpy(embeddings), torch.from_numpy(labels))
+    cos = _numpy_cosines(embeddings.astype(np.float64), weights)
+    theta = np.arccos(np.clip(cos, -1, 1))
+    rows = np.arange(len(labels))
+    assert np.all(theta[rows, labels] + 0.15 < math.pi), "random data stays out of the fallback region"
+    expected = 20.0 * cos
+    expected[rows, labels] = 20.0 * np.cos(theta[rows, labels] + 0.15)
+    np.testing.assert_allclose(logits.detach().numpy(), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_arcface_fallback_beyond_pi():
+    margin, scale = 0.5, 10.0
+    angles = np.array([0.1, 1.0, math.pi - 0.6, math.pi - 0.4, math.pi - 0.05])
+    cosine = torch.tensor(np.cos(angles), dtype=torch.float64).unsqueeze(1).repeat(1, 2)
+    labels = torch.zeros(len(angles), dtype=torch.long)
+    target = arcface_logits(cosine, labels, scale=scale, margin=margin)[:, 0].numpy()
+    expected = np.where(angles + margin <= math.pi, np.cos(angles + margin), np.cos(angles) - margin * math.sin(margin))
+    np.testing.assert_allclose(target, scale * expected, rtol=1e-9, atol=1e-9)
+    # The non-target column is untouched, and the target logit keeps falling as the angle grows.
+    np.testing.assert_allclose(arcface_logits(cosine, labels, scale=scale, margin=margin)[:, 1].numpy(), scale * np.cos(angles))
+    grid = torch.tensor(np.cos(np.linspace(0, math.pi, 2001)), dtype=torch.float64).unsqueeze(1)
+    curve = arcface_logits(grid, torch.zeros(len(grid), dtype=torch.long), scale=1.0, margin=margin)[:, 0].numpy()
+    assert np.all(np.diff(curve) <= 1e-12)
+
+
+def test_cosface_function_only_touches_target():
+    cosine = torch.tensor([[0.5, 0.2, -0.1]])
+    out = cosface_logits(cosine, torch.tensor([2]), scale=2.0, margin=0.3)
+    np.testing.assert_allclose(out.numpy(), [[1.0, 0.4, -0.8]], atol=1e-6)
+
+
+def test_softmax_head_is_linear_and_loss_is_cross_entropy():
+    head, embeddings, labels, weights = _head("softmax")
+    with torch.no_grad():
+        head.bias.copy_(torch.arange(5.0))
+    logits, plain = head(torch.from_numpy(embeddings), torch.from_numpy(labels))
+    expected = embeddings.astype(np.float64) @ weights.T + np.arange(5.0)
+    np.testing.assert_allclose(logits.detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(logits, plain)
+    loss = F.cross_entropy(logits, torch.from_numpy(labels)).item()
+    shifted = expected - expected.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    assert loss == pytest.approx(-log_probs[np.arange(len(labels)), labels].mean(), rel=1e-5)
+
+
+def test_margin_heads_are_scale_invariant_in_the_embedding():
+    head, embeddings, labels, _ = _head("arcface")
+    x = torch.from_numpy(embeddings)
+    a, _ = head(x, torch.from_numpy(labels))
+    b, _ = head(7.5 * x, torch.from_numpy(labels))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
