@@ -23,9 +23,10 @@ def embed(input_path: Path, checkpoint: Path, out: Path, no_normalize: bool, ski
 
     Rerunning an interrupted command continues where it stopped.
     """
-    from facestra.embed_job import embed_to_file, input_images
+    from facestra.embed_job import check_outputs, embed_to_file, input_images
     from facestra.embedding import load_for_inference
 
+    check_outputs(out, overwrite=overwrite)
     sources = input_images(input_path)
     model = load_for_inference(checkpoint, device)
     with progress_bar(len(sources), "embed") as bar:

@@ -11,7 +11,6 @@ import sys
 
 import click
 from click.core import ParameterSource
-
 from facestra.cli.options import SIZE
 
 
@@ -133,7 +132,7 @@ class _ProgressBar:
         self.enabled = enabled
         self.bar = None
 
-    def __enter__(self) -> "_ProgressBar":
+    def __enter__(self) -> _ProgressBar:
         return self
 
     def update(self, event) -> None:
@@ -148,7 +147,8 @@ class _ProgressBar:
             v = event.values
             self.bar.set_postfix_str(f"loss {v['loss']:.3f} acc {v['accuracy']:.3f} lr {v['lr']:.3g} {v.get('images_per_s', 0):.0f} img/s")
         elif event.kind == "val":
-            self.bar.write("val step %d: %s" % (event.global_step, ", ".join(f"{k} {v:.4f}" for k, v in event.values.items() if isinstance(v, float))))
+            figures = ", ".join(f"{k} {v:.4f}" for k, v in event.values.items() if isinstance(v, float))
+            self.bar.write(f"val step {event.global_step}: {figures}")
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

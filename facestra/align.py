@@ -3,7 +3,7 @@
 Every face that enters training or evaluation is warped so that its eyes, nose tip and mouth corners land on
 the ArcFace 112x112 template. The map is a *similarity* (rotation, uniform scale, translation, no
 reflection) so that face shape is never distorted; it is the least-squares fit of Umeyama (1991), written
-here in closed form with numpy so that it is exact, deterministic and free of RANSAC's randomness.
+out in closed form so that it is exact, deterministic and free of RANSAC's randomness.
 
 All functions are pure: arrays in, arrays out. Problems with landmarks are reported as
 :class:`LandmarkError` (a ``ValueError``) whose message is meant for the alignment report.
@@ -27,6 +27,7 @@ ARCFACE_TEMPLATE_112 = np.array(
     ],
     dtype=np.float64,
 )
+ARCFACE_TEMPLATE_112.setflags(write=False)
 
 #: Landmarks spread less than this (RMS distance to their centroid, in image pixels) carry no usable
 #: scale: the crop would be a blow-up of one or two pixels.
@@ -35,8 +36,6 @@ MIN_SPREAD_PIXELS = 1.0
 MIN_FLATNESS = 0.02
 
 Size = tuple[int, int]
-
-ARCFACE_TEMPLATE_112.setflags(write=False)
 
 
 class LandmarkError(ValueError):

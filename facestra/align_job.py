@@ -192,6 +192,8 @@ def align_images(
     started = time.perf_counter()
     if (landmarks is None) == (detector is None):
         raise UserError("give exactly one source of landmarks: a landmarks file or a detector (yunet)")
+    if all_faces and detector is None:
+        raise UserError("all faces: a landmarks file gives one face per image; use it with a detector")
     face_detector = load_detector(detector, min_score=min_score) if detector is not None else None
     settings = _settings(size, image_format, quality, all_faces, face_detector)
     workers = _usable_cores() if workers is None else int(workers)

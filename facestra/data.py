@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -232,7 +232,7 @@ def _header_at(fd: int, offset: int) -> RecordHeader:
     head = os.pread(fd, 8 + _RECORD_HEADER.size, offset)
     if len(head) < 8 + _RECORD_HEADER.size:
         raise ValueError(f"truncated record at byte {offset}")
-    magic, length_and_flag = struct.unpack_from("<II", head)
+    magic = struct.unpack_from("<I", head)[0]
     if magic != RECORDIO_MAGIC:
         raise ValueError(f"bad magic 0x{magic:08x} at byte {offset}")
     flag = _RECORD_HEADER.unpack_from(head, 8)[0]
@@ -244,8 +244,10 @@ def _header_at(fd: int, offset: int) -> RecordHeader:
 def open_recordio(rec_path: Path, input_size: tuple[int, int]) -> RecordIODataset:
     """Index a ``.rec`` through its ``.idx``; the insightface header record (key 0, ``flag > 0``) is honoured.
 
-    In insightface's packing record 0 says that images are keys ``1 .. label[0]-1`` (the keys after that
-    describe identities); without such a header every record is an image.
+    In insightface's packing record 0 says that images are keys ``1 .. label[0]-1`` and identities keys
+    ``label[0] .. label[1]-1``, each identity record holding the range of its images. With that table the
+    labels come from one small read per identity (instead of one per image: minutes for MS1M on a cold
+    disk); without it, or when it does not cover the images, every image header is read.
     """
     idx_path = rec_path.with_suffix(".idx")
     if not rec_path.is_file():
@@ -257,15 +259,18 @@ def open_recordio(rec_path: Path, input_size: tuple[int, int]) -> RecordIODatase
     try:
         keys = sorted(offsets)
         first = _header_at(fd, offsets[keys[0]])
+        raw_labels = None
         if keys[0] == 0 and first.flag > 0 and first.labels:
             end = int(first.labels[0])
             keys = [k for k in keys if 1 <= k < end]
-        headers = [_header_at(fd, offsets[k]) for k in keys]
+            if len(first.labels) >= 2:
+                raw_labels = _labels_from_identity_records(fd, offsets, keys, range(end, int(first.labels[1])))
+        if raw_labels is None:
+            raw_labels = [round(_header_at(fd, offsets[k]).class_label) for k in keys]
     except ValueError as error:
         raise UserError(f"{rec_path}: not a RecordIO file ({error})") from None
     finally:
         os.close(fd)
-    raw_labels = [int(round(h.class_label)) for h in headers]
     classes = sorted(set(raw_labels))
     class_index = {c: i for i, c in enumerate(classes)}
     return RecordIODataset(
@@ -276,6 +281,29 @@ def open_recordio(rec_path: Path, input_size: tuple[int, int]) -> RecordIODatase
         [str(c) for c in classes],
         input_size,
     )
+
+
+def _labels_from_identity_records(fd: int, offsets: dict[int, int], image_keys: list[int], identity_keys: range) -> list[int] | None:
+    """Each image's class label from the identity table (label of each identity's first image), or
+    ``None`` when the table is missing or does not cover every image exactly once."""
+    label_of_key: dict[int, int] = {}
+    for identity_key in identity_keys:
+        if identity_key not in offsets:
+            return None
+        header = _header_at(fd, offsets[identity_key])
+        if len(header.labels) < 2:
+            return None
+        start, stop = int(header.labels[0]), int(header.labels[1])
+        if start >= stop or start not in offsets:
+            return None
+        label = round(_header_at(fd, offsets[start]).class_label)
+        for key in range(start, stop):
+            if key in label_of_key:
+                return None
+            label_of_key[key] = label
+    if not label_of_key or any(k not in label_of_key for k in image_keys):
+        return None
+    return [label_of_key[k] for k in image_keys]
 
 
 # ------------------------------------------------------------------------------------ folders and lists

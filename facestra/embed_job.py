@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +24,8 @@ from torch import nn
 from facestra.embedding import FlipMode, ImageFailure, Progress, embedding_dim, iter_embeddings, raise_for
 from facestra.errors import UserError
 from facestra.fileio import IMAGE_EXTENSIONS, list_images, write_text_atomic
+
+JOURNAL_INTERVAL_S = 2.0  # how much work an interruption may cost, at most
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,13 @@ def paths_file_for(out: str | os.PathLike) -> Path:
     return out.with_name(stem + ".paths.txt")
 
 
+def check_outputs(out: str | os.PathLike, *, overwrite: bool) -> None:
+    """Refuse, before any work, to replace an existing matrix or paths file unless asked to."""
+    for target in (Path(out), paths_file_for(out)):
+        if target.exists() and not overwrite:
+            raise UserError(f"{target}: already exists; refusing to overwrite it (pass --overwrite)")
+
+
 def _partial_files(out: Path) -> tuple[Path, Path]:
     return out.with_name(f".{out.name}.partial.npy"), out.with_name(f".{out.name}.partial.json")
 
@@ -78,7 +88,9 @@ def _partial_files(out: Path) -> tuple[Path, Path]:
 def _fingerprint(model: nn.Module, names: list[str], options: dict) -> str:
     """Identifies a job: the same images, weights and options may continue each other's partial output."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([names, options, getattr(model, "arch", "")]).encode())
+    digest.update(json.dumps([options, getattr(model, "arch", "")]).encode())
+    for name in names:
+        digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
     for key, tensor in model.state_dict().items():
         digest.update(key.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
@@ -120,9 +132,7 @@ def embed_to_file(
     """
     out = Path(out)
     paths_file = paths_file_for(out)
-    for target in (out, paths_file):
-        if target.exists() and not overwrite:
-            raise UserError(f"{target}: already exists; refusing to overwrite it (pass --overwrite)")
+    check_outputs(out, overwrite=overwrite)
     if not sources:
         raise UserError("no images to embed")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -141,25 +151,32 @@ def embed_to_file(
     skipped = [ImageFailure(**failure) for failure in state["skipped"]]
     if progress is not None and resumed_from:
         progress(resumed_from)
+    saved_at = float("-inf")
     try:
         start = resumed_from
         for part in iter_embeddings(
             model, sources[start:], names=names[start:], flip=flip, normalize=normalize, batch_size=batch_size,
             device=device, workers=workers, resize=resize,
         ):
+            row = state["done"] - len(skipped)  # kept rows so far: where this batch's rows go
             for failure in part.failures:
                 if not (skip_bad and failure.reason == "unreadable"):
                     raise_for(failure)
                 skipped.append(ImageFailure(failure.index + start, failure.name, failure.reason, failure.message))
-            row = state["done"] - len(state["skipped"])
             matrix[row : row + len(part.indices)] = part.embeddings
-            matrix.flush()  # rows on disk before the journal says they are
-            state["done"] += len(part.indices) + len(part.failures)
-            state["skipped"] = [asdict(failure) for failure in skipped]
-            write_text_atomic(journal, json.dumps(state))
+            # one call, so that an interruption never leaves the two fields disagreeing
+            state.update(done=state["done"] + len(part.indices) + len(part.failures), skipped=[asdict(f) for f in skipped])
+            if time.monotonic() - saved_at >= JOURNAL_INTERVAL_S:
+                matrix.flush()  # rows on disk before the journal says they are
+                write_text_atomic(journal, json.dumps(state))
+                saved_at = time.monotonic()
             if progress is not None:
                 progress(len(part.indices) + len(part.failures))
-    except UserError:
+    except BaseException as error:
+        matrix.flush()
+        if not isinstance(error, UserError):  # interrupted: keep what is done for the next run
+            write_text_atomic(journal, json.dumps(state))
+            raise
         del matrix
         partial.unlink(missing_ok=True)
         journal.unlink(missing_ok=True)

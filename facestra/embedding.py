@@ -16,7 +16,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -28,6 +28,9 @@ from torch.utils.data import DataLoader, Dataset
 from facestra.errors import UserError
 from facestra.fileio import decode_image
 from facestra.preprocess import PIXEL_MEAN, PIXEL_SCALE
+
+if TYPE_CHECKING:
+    from facestra.protocols import Benchmark
 
 FlipMode = Literal["concat", "sum", "none"]
 FLIP_MODES: tuple[str, ...] = ("concat", "sum", "none")
@@ -44,7 +47,7 @@ class ImageFailure:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EmbeddedBatch:
     indices: np.ndarray  # positions in the input list of the rows of ``embeddings``
     embeddings: np.ndarray  # float32, one row per index
@@ -244,7 +247,7 @@ def embed_images(
 
 def embed_benchmark(
     model: nn.Module,
-    benchmark,
+    benchmark: Benchmark,
     *,
     flip: FlipMode = "concat",
     batch_size: int = 128,

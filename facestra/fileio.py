@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -28,9 +28,9 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # Created with open(..., "x") rather than mkstemp so that the file gets the user's umask, not 0600.
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp{target.suffix}"
+    tmp.open("xb").close()
     try:
         yield tmp
         if overwrite:

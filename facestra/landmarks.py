@@ -10,7 +10,8 @@ mouth corner, other mouth corner):
 
 * CSV: ``path,x1,y1,x2,y2,...,x5,y5``, header line optional;
 * JSON lines: one object per line, ``{"path": ..., "landmarks": [[x1, y1], ..., [x5, y5]]}`` (a flat list of
-  ten numbers works too; ``image``/``file`` and ``points``/``kps`` are accepted as key names);
+  ten numbers works too; ``image``/``file`` and ``points``/``kps`` are accepted as key names; a file
+  holding one JSON array of such objects works too);
 * insightface ``.lst``: tab-separated ``aligned  path  label  x0 y0 x1 y1 (box)  x1..x5  y1..y5`` -- note
   that insightface stores the five x coordinates first, then the five y coordinates.
 """
@@ -118,36 +119,45 @@ def parse_csv(text: str, source: str = "<csv>") -> list[LandmarkEntry]:
 
 
 def parse_jsonl(text: str, source: str = "<jsonl>") -> list[LandmarkEntry]:
-    """One JSON object per line with a path and five points (nested pairs or ten flat numbers)."""
+    """One JSON object per line with a path and five points (nested pairs or ten flat numbers).
+
+    A file holding one JSON array of such objects is read too (entry numbers then stand for lines).
+    """
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{source}: not valid JSON ({error.msg}, line {error.lineno})") from None
+        return [_entry(record, number, source) for number, record in enumerate(records, start=1)]
     entries: list[LandmarkEntry] = []
     for index, raw in enumerate(text.splitlines()):
         line = index + 1
         if not raw.strip():
             continue
-        unnamed = f"{source}:{line}"
         try:
             record = json.loads(raw)
         except json.JSONDecodeError as error:
-            entries.append(LandmarkEntry(unnamed, line, None, f"line {line}: not JSON ({error.msg})"))
+            entries.append(LandmarkEntry(f"{source}:{line}", line, None, f"line {line}: not JSON ({error.msg})"))
             continue
-        if not isinstance(record, dict):
-            entries.append(LandmarkEntry(unnamed, line, None, f"line {line}: expected a JSON object"))
-            continue
-        image = next((record[k] for k in PATH_KEYS if k in record), None)
-        if not isinstance(image, str) or not image:
-            entries.append(LandmarkEntry(unnamed, line, None, f"line {line}: no 'path' string"))
-            continue
-        points_value = next((record[k] for k in POINT_KEYS if k in record), None)
-        if points_value is None:
-            entries.append(LandmarkEntry(image, line, None, "no 'landmarks' field"))
-            continue
-        flat = _flatten(points_value)
-        if flat is None:
-            entries.append(LandmarkEntry(image, line, None, "landmarks must be 5 [x, y] pairs or 10 numbers"))
-            continue
-        points, problem = _numbers([repr(v) for v in flat])
-        entries.append(LandmarkEntry(image, line, points, problem))
+        entries.append(_entry(record, line, source))
     return entries
+
+
+def _entry(record: object, line: int, source: str) -> LandmarkEntry:
+    unnamed = f"{source}:{line}"
+    if not isinstance(record, dict):
+        return LandmarkEntry(unnamed, line, None, f"line {line}: expected a JSON object")
+    image = next((record[k] for k in PATH_KEYS if k in record), None)
+    if not isinstance(image, str) or not image:
+        return LandmarkEntry(unnamed, line, None, f"line {line}: no 'path' string")
+    points_value = next((record[k] for k in POINT_KEYS if k in record), None)
+    if points_value is None:
+        return LandmarkEntry(image, line, None, "no 'landmarks' field")
+    flat = _flatten(points_value)
+    if flat is None:
+        return LandmarkEntry(image, line, None, "landmarks must be 5 [x, y] pairs or 10 numbers")
+    points, problem = _numbers([repr(v) for v in flat])
+    return LandmarkEntry(image, line, points, problem)
 
 
 def _flatten(value: object) -> list[float] | None:

@@ -21,13 +21,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -117,7 +117,7 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     @classmethod
-    def from_json(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_json(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
         for name in ("input_size", "lr_steps", "val"):
@@ -185,10 +185,12 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
     config = TrainConfig.from_json(saved)
     for key, value in (overrides or {}).items():
         if not hasattr(config, key):
-            raise ValueError(f"unknown training option {key!r}")
+            raise UserError(f"{run_dir}: --{key.replace('_', '-')} cannot change when resuming")
         value = tuple(value) if isinstance(value, list) else value
         if key == "data" and value is not None:
             value = str(Path(value).resolve())
+        if key == "out" and value is not None and Path(value).resolve() != run_dir.resolve():
+            raise UserError(f"--out {value} differs from --resume {run_dir}; a run continues in its own folder")
         if key in FIXED_ON_RESUME and value != getattr(config, key):
             raise UserError(f"{run_dir}: --{key.replace('_', '-')} cannot change when resuming (the run has {getattr(config, key)!r})")
         setattr(config, key, value)
@@ -236,6 +238,8 @@ def train(config: TrainConfig, *, progress: Callable[[TrainEvent], None] | None 
     dataset = open_dataset(config.data, config.input_size)
     if state is not None and list(state["identities"]) != dataset.identities:
         raise UserError(f"{config.data}: its identities differ from those of the run in {run_dir}; resume with the same data")
+    if state is not None and state.get("num_images", len(dataset)) != len(dataset):
+        raise UserError(f"{config.data}: {len(dataset)} images, but the run in {run_dir} was trained on {state['num_images']}; resume with the same data")
     per_step = process.world_size * config.grad_accum
     if config.batch_size % per_step:
         raise UserError(f"--batch-size {config.batch_size} must be divisible by processes × --grad-accum = {per_step}")
@@ -321,22 +325,30 @@ def _ignore_sigint(_worker_id: int) -> None:
 
 
 class _StopRequests:
-    """Ctrl-C and SIGTERM ask for a clean stop at the end of the current step; a second Ctrl-C aborts."""
+    """Ctrl-C and SIGTERM ask for a clean stop at the end of the current step; a second Ctrl-C aborts.
+
+    Under torchrun a Ctrl-C reaches each process twice (from the terminal and forwarded by torchrun), so
+    only a second Ctrl-C that comes more than two seconds after the first one aborts.
+    """
 
     def __init__(self) -> None:
         self.signal_number: int | None = None
+        self._first_at = 0.0
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopRequests":
+    def __enter__(self) -> _StopRequests:
         if threading.current_thread() is threading.main_thread():
             for number in (signal.SIGINT, signal.SIGTERM):
                 self._previous[number] = signal.signal(number, self._handle)
         return self
 
     def _handle(self, number: int, frame) -> None:
-        if self.signal_number == signal.SIGINT and number == signal.SIGINT:
-            raise KeyboardInterrupt
+        if self.signal_number is not None:
+            if number == signal.SIGINT and time.monotonic() - self._first_at > 2.0:
+                raise KeyboardInterrupt
+            return
         self.signal_number = number
+        self._first_at = time.monotonic()
 
     def __exit__(self, *exc) -> None:
         for number, handler in self._previous.items():
@@ -433,7 +445,7 @@ class _Session:
         self.scaler.load_state_dict(state["scaler"])
         self.position = Position(**state["position"])
         self.best_accuracy = state.get("best_accuracy")
-        self.skipped = set(int(i) for i in state.get("skipped", []))
+        self.skipped = {int(i) for i in state.get("skipped", [])}
         rng_states = state["rng"]
         if len(rng_states) != self.process.world_size:
             log.warning("resuming with %d processes a run saved with %d: random streams will differ", self.process.world_size, len(rng_states))
@@ -554,7 +566,8 @@ class _Session:
         c = self.config
         self.network.train()
         self.optimizer.zero_grad(set_to_none=True)
-        totals = torch.zeros(5, dtype=torch.float64)  # ce sum, diversity sum, correct, valid, unreadable
+        # ce sum, diversity sum, correct, valid, unreadable: kept on the device, read once per step
+        totals = torch.zeros(5, dtype=torch.float64, device=self.device)
         bad_here: list[int] = []
         for number, (images, labels, indices, ok) in enumerate(micro_batches):
             images = images.to(self.device, non_blocking=True)
@@ -575,16 +588,16 @@ class _Session:
             with torch.no_grad():
                 correct = ((plain_logits.argmax(dim=1) == labels) & valid).sum()
                 totals += torch.stack([
-                    (cross_entropy.detach() * weights).sum().double().cpu(),
-                    diversity.detach().double().cpu() * len(labels),
-                    correct.double().cpu(),
-                    weights.sum().double().cpu(),
-                    (~valid).sum().double().cpu(),
+                    (cross_entropy.detach() * weights).sum().double(),
+                    diversity.detach().double() * len(labels),
+                    correct.double(),
+                    weights.sum().double(),
+                    (~valid).sum().double(),
                 ])
             bad_here += [int(i) for i in indices[~ok]]
         stop_here = self._stop_requested()
-        flags = torch.tensor([float(stop_here == STOP_INTERRUPTED), float(stop_here == STOP_TIME)], dtype=torch.float64)
-        reduced = distributed.all_reduce_sum(torch.cat([totals, flags]).to(self._reduce_device()), self.process).cpu()
+        flags = torch.tensor([float(stop_here == STOP_INTERRUPTED), float(stop_here == STOP_TIME)], dtype=torch.float64, device=self.device)
+        reduced = distributed.all_reduce_sum(torch.cat([totals, flags]), self.process).cpu()
         if c.strict and reduced[4] > 0:
             where = self.dataset.describe(bad_here[0]) if bad_here else "an image read by another process"
             raise UserError(f"{where}: unreadable image (--strict)")
@@ -613,9 +626,6 @@ class _Session:
         stop = STOP_INTERRUPTED if reduced[5] > 0 else STOP_TIME if reduced[6] > 0 else None
         return values, stop
 
-    def _reduce_device(self) -> torch.device:
-        return self.device if self.device.type == "cuda" else torch.device("cpu")
-
     def _stop_requested(self) -> str | None:
         if self.stop_requests.signal_number is not None:
             return STOP_INTERRUPTED
@@ -639,9 +649,9 @@ class _Session:
             self.progress(TrainEvent(kind, self.position.epoch, self.position.global_step, self.total_steps, values))
 
     def _validate(self) -> None:
-        if self.validator is None:
+        if not self.config.val:
             return
-        if self.process.is_main:
+        if self.process.is_main:  # the others wait at the barrier below
             accuracies = self.validator.evaluate(self.backbone)
             mean = sum(accuracies.values()) / len(accuracies)
             values = {**{f"{name}_accuracy": acc for name, acc in accuracies.items()}, "mean_accuracy": mean}
@@ -663,6 +673,7 @@ class _Session:
         payload = {
             "config": self.config.to_json(),
             "identities": self.dataset.identities,
+            "num_images": len(self.dataset),
             "model": {k: v.detach().cpu() for k, v in self.backbone.state_dict().items()},
             "head": {k: v.detach().cpu() for k, v in self.head.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),

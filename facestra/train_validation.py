@@ -8,8 +8,8 @@ size than the network's input are resized, so a 112×112 ``lfw.bin`` also checks
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -26,13 +26,13 @@ def _check_exists(paths: Sequence[str]) -> None:
 class Validator:
     """The ``--val`` benchmarks and their evaluation for a given backbone."""
 
-    def __init__(self, paths: Sequence[str], *, batch_size: int = 128, device: torch.device = torch.device("cpu")) -> None:
+    def __init__(self, paths: Sequence[str], *, batch_size: int = 128, device: torch.device | None = None) -> None:
         from facestra.evaluation import guess_name
         from facestra.protocols import load_benchmark
 
         _check_exists(paths)
         self.batch_size = batch_size
-        self.device = device
+        self.device = device if device is not None else torch.device("cpu")
         self.benchmarks = [load_benchmark(guess_name(Path(path)), path) for path in paths]
         names = [b.name for b in self.benchmarks]
         if len(set(names)) != len(names):

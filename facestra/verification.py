@@ -29,7 +29,7 @@ def protocol_thresholds() -> np.ndarray:
     return np.arange(0, 4, 0.01)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RocCurve:
     """Operating points over all pairs: a pair is predicted same when ``distance <= thresholds[i]``.
 
@@ -41,7 +41,7 @@ class RocCurve:
     thresholds: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class VerificationResult:
     """Every figure of one benchmark; ``accuracy`` is what papers report (a fraction, not a percentage)."""
 

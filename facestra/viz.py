@@ -58,3 +58,46 @@ def plot_roc(results: dict[str, VerificationResult], path: str | os.PathLike) ->
     figure.tight_layout()
     with atomic_write(path) as tmp:
         figure.savefig(tmp, format=file_format)
+
+
+def plot_mode_masks(faces: list[np.ndarray], masks: np.ndarray, path: str | os.PathLike) -> None:
+    """Each StRA mode's spatial mask over each face (paper Fig. 4): a row per face, a column per mode.
+
+    ``faces`` are aligned BGR uint8 crops; ``masks`` is (faces, modes, h, w) from
+    :func:`facestra.models.mode_masks`. Every mask is stretched to its own [min, max] and upsampled to the crop,
+    so the figure shows *where* each mode looks, not how strongly.
+    """
+    import cv2
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    masks = np.asarray(masks, dtype=np.float64)
+    if masks.ndim != 4 or masks.shape[0] != len(faces):
+        raise ValueError(f"need one (modes, h, w) mask stack per face, got {masks.shape} for {len(faces)} faces")
+    rows, modes = masks.shape[:2]
+    figure = Figure(figsize=(1.3 * (modes + 1), 1.4 * rows), dpi=110)
+    FigureCanvasAgg(figure)
+    for row, face in enumerate(faces):
+        rgb = np.ascontiguousarray(face[:, :, ::-1])
+        height, width = rgb.shape[:2]
+        axes = figure.add_subplot(rows, modes + 1, row * (modes + 1) + 1)
+        axes.imshow(rgb)
+        axes.set_axis_off()
+        if row == 0:
+            axes.set_title("face", fontsize=8)
+        for mode in range(modes):
+            mask = masks[row, mode]
+            span = mask.max() - mask.min()
+            mask = (mask - mask.min()) / span if span > 0 else np.zeros_like(mask)
+            mask = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+            axes = figure.add_subplot(rows, modes + 1, row * (modes + 1) + mode + 2)
+            axes.imshow(rgb)
+            axes.imshow(mask, cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
+            axes.set_axis_off()
+            if row == 0:
+                axes.set_title(f"mode {mode + 1}", fontsize=8)
+    figure.tight_layout(pad=0.3)
+    target = Path(path)
+    file_format = target.suffix.lstrip(".").lower() or "png"
+    with atomic_write(target) as tmp:
+        figure.savefig(tmp, format=file_format)

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from facestra.errors import UserError
+from facestra.fileio import decode_image
 from facestra.protocols.benchmark import Benchmark
 from facestra.protocols.binfile import write_bin
 from facestra.verification import kfold_ids
@@ -35,7 +36,10 @@ def pack_benchmark(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> PackReport:
-    """Write ``benchmark`` to ``out`` as a ``.bin`` (atomically; an existing file is kept unless ``overwrite``)."""
+    """Write ``benchmark`` to ``out`` as a ``.bin`` (atomically; an existing file is kept unless ``overwrite``).
+
+    Every image must decode; an unreadable one is a UserError naming it, and nothing is written.
+    """
     if Path(out).exists() and not overwrite:
         raise UserError(f"{out}: already exists; refusing to overwrite it")
     order = np.arange(benchmark.num_pairs)
@@ -45,10 +49,14 @@ def pack_benchmark(
         sorted_folds = benchmark.folds[order]
         _, dense = np.unique(sorted_folds, return_inverse=True)
         preserved = benchmark.num_pairs >= 10 and np.array_equal(dense, kfold_ids(benchmark.num_pairs, 10))
+    encoded: dict[int, bytes] = {}  # each distinct image read and checked once, shared by its pairs
     images: list[bytes] = []
     for pair in order:
-        for index in benchmark.pairs[pair]:
-            images.append(benchmark.image_bytes(int(index)))
+        for index in map(int, benchmark.pairs[pair]):
+            if index not in encoded:
+                encoded[index] = benchmark.image_bytes(index)
+                decode_image(encoded[index], benchmark.image_name(index))  # refuse to pack what no tool can read
+            images.append(encoded[index])
         if progress is not None:
             progress(1)
     write_bin(out, images, benchmark.issame[order], overwrite=overwrite)

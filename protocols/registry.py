@@ -25,20 +25,22 @@ from facestra.protocols.pairs_csv import PAIRS_CSV, read_pairs_csv
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    """A standard benchmark: its ``.bin`` file name, the marker file of its original layout, its reader."""
+    """A standard benchmark: its ``.bin`` file name, the marker file of its original layout, its reader
+    (which takes the layout's folder, or also its pair file when ``reads_pair_file``)."""
 
     name: str
     bin_name: str
     layout_marker: str | None
     read_layout: Callable[[Path, str], Benchmark] | None
+    reads_pair_file: bool = True
 
 
 STANDARD: tuple[BenchmarkSpec, ...] = (
     BenchmarkSpec("lfw", "lfw.bin", LFW_PAIRS_FILE, read_lfw),
-    BenchmarkSpec("cfp-fp", "cfp_fp.bin", CFP_MARKER, read_cfp_fp),
+    BenchmarkSpec("cfp-fp", "cfp_fp.bin", CFP_MARKER, read_cfp_fp, reads_pair_file=False),
     BenchmarkSpec("cplfw", "cplfw.bin", PAIR_FILES["cplfw"], read_pair_list),
     BenchmarkSpec("calfw", "calfw.bin", PAIR_FILES["calfw"], read_pair_list),
-    BenchmarkSpec("agedb-30", "agedb_30.bin", None, None),
+    BenchmarkSpec("agedb-30", "agedb_30.bin", None, None, reads_pair_file=False),
 )
 
 
@@ -66,7 +68,7 @@ def load_benchmark(name: str, path: str | Path) -> Benchmark:
             return read_bin_benchmark(path, name)
         if path.suffix.lower() == ".csv":
             return read_pairs_csv(path, name)
-        if spec is not None and spec.read_layout is not None and spec.name != "cfp-fp":
+        if spec is not None and spec.read_layout is not None and spec.reads_pair_file:
             return spec.read_layout(path, name)
         raise UserError(f"{path}: not a .bin or .csv file; for {name} give {_expected(spec)}")
     if path.is_dir():

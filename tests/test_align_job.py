@@ -174,6 +174,7 @@ def test_user_errors_are_one_line_with_exit_2(faces, tmp_path):
         ([images, "--out", tmp_path / "o3", "--landmarks", tmp_path / "missing.csv"], "missing.csv: cannot read"),
         ([images, "--out", tmp_path / "o4", "--landmarks", marks_file, "--size", "12x"], "size"),
         ([tmp_path / "empty", "--out", tmp_path / "o5", "--detector", "yunet"], "no images found"),
+        ([images, "--out", tmp_path / "o6", "--landmarks", marks_file, "--all-faces"], "with a detector"),
     ]
     (tmp_path / "empty").mkdir()
     for args, message in cases:

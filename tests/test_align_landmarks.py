@@ -45,6 +45,14 @@ def test_json_lines_nested_and_flat(tmp_path):
     np.testing.assert_array_equal(second.points, POINTS)
 
 
+def test_a_json_array_file_is_read_too(tmp_path):
+    path = tmp_path / "marks.json"
+    path.write_text(json.dumps([{"path": "a.jpg", "points": POINTS.tolist()}, {"path": "b.jpg"}], indent=1))
+    first, second = read_landmarks(path)
+    np.testing.assert_array_equal(first.points, POINTS)
+    assert second.path == "b.jpg" and "landmarks" in second.problem
+
+
 def test_insightface_lst_stores_xs_then_ys(tmp_path):
     path = tmp_path / "train.lst"
     fields = ["0", "id1/1.jpg", "7", "1", "2", "50", "60", *_flat(POINTS[:, 0]), *_flat(POINTS[:, 1])]

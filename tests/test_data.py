@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from facestra.cli.main import main
+
 from facestra.data import EpochBatchSampler, open_dataset
 from facestra.errors import UserError
 from facestra.preprocess import image_to_tensor
@@ -87,6 +88,25 @@ def test_recordio_reader_on_a_file_written_here(tmp_path, insightface_header):
     assert open_dataset(rec, input_size=(16, 16)).labels.tolist() == dataset.labels.tolist()
 
 
+def test_recordio_labels_come_from_the_identity_table_when_there_is_one(tmp_path, monkeypatch):
+    import facestra.data
+
+    images = [_image(i) for i in range(9)]
+    labels = [3, 3, 3, 3, 7, 7, 7, 8, 8]
+    rec = _write_rec(tmp_path, images, labels, insightface_header=True)
+    reads: list[int] = []
+    real_header_at = facestra.data._header_at
+    monkeypatch.setattr(facestra.data, "_header_at", lambda fd, offset: reads.append(offset) or real_header_at(fd, offset))
+    dataset = open_dataset(rec, input_size=(16, 16))
+    assert dataset.labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2] and dataset.identities == ["3", "7", "8"]
+    assert len(reads) == 1 + 2 * 3  # the header, then each identity record and its first image; not all 9 images
+    # a table that does not cover the images is not trusted: every image header is read instead
+    (tmp_path / "train.idx").write_text("\n".join(line for line in (tmp_path / "train.idx").read_text().splitlines() if not line.startswith("11\t")) + "\n")
+    reads.clear()
+    assert open_dataset(rec, input_size=(16, 16)).labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2]
+    assert len(reads) > 9
+
+
 def test_recordio_without_index_is_a_one_line_error(tmp_path):
     rec = _write_rec(tmp_path, [_image(0), _image(1)], [0, 1], insightface_header=True)
     rec.with_suffix(".idx").unlink()
@@ -120,7 +140,7 @@ def test_image_folder_maps_identities_and_flips(tmp_path):
     dataset = open_dataset(tmp_path, input_size=(16, 16))
     assert dataset.identities == ["alice", "bob"]
     assert dataset.labels.tolist() == [0, 0, 0, 1, 1]
-    tensor, label, _, ok = dataset[(3, False)]
+    tensor, _, _, _ = dataset[(3, False)]
     torch.testing.assert_close(tensor, image_to_tensor(cv2.imread(str(tmp_path / "bob" / "0.png"))), rtol=0, atol=0)
     flipped, _, _, _ = dataset[(3, True)]
     torch.testing.assert_close(flipped, image_to_tensor(np.ascontiguousarray(drawn["bob"][0][:, ::-1])), rtol=0, atol=0)

@@ -220,3 +220,22 @@ def test_cuda_without_gpu_is_a_clear_error(checkpoint: Path, tmp_path: Path) -> 
     face_images(tmp_path / "faces", 1)
     result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "e.npy"), "--device", "cuda")
     assert result.exit_code == 2 and "--device cuda: no CUDA GPU is available" in result.output
+
+
+def test_resume_keeps_the_images_skipped_before_the_interruption(model, tmp_path: Path) -> None:
+    from facestra.embed_job import embed_to_file
+
+    paths = face_images(tmp_path / "faces", 8)
+    paths[1].write_bytes(b"broken")
+    out = tmp_path / "emb.npy"
+
+    def interrupt_after_first_batch(count: int) -> None:
+        raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        embed_to_file(model, paths, out, batch_size=3, skip_bad=True, progress=interrupt_after_first_batch)
+    report = embed_to_file(model, paths, out, batch_size=3, skip_bad=True)
+    good = [p for i, p in enumerate(paths) if i != 1]
+    assert report.resumed_from == 3 and [f.index for f in report.skipped] == [1] and report.rows == 7
+    assert (tmp_path / "emb.paths.txt").read_text().splitlines() == [str(p) for p in good]
+    assert np.allclose(np.load(out), embed_images(model, good), atol=1e-5)

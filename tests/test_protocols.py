@@ -291,6 +291,10 @@ def test_pack_layout_to_bin_read_back_by_plain_pickle(tmp_path: Path) -> None:
     again = CliRunner().invoke(main, ["pack", "--data", str(root), "--out", str(out)])
     assert again.exit_code == 2 and "already exists" in again.output
     assert pickle.loads(out.read_bytes())[1] == issame
+    (root / "aligned" / "Cy_C" / "Cy_C_0002.jpg").write_bytes(b"truncated")
+    broken = CliRunner().invoke(main, ["pack", "--data", str(root), "--out", str(tmp_path / "other.bin")])
+    assert broken.exit_code == 2 and "Cy_C_0002.jpg: not a readable image" in broken.output
+    assert not (tmp_path / "other.bin").exists()
 
 
 def test_pack_orders_pairs_by_fold_and_reports_lost_folds(tmp_path: Path) -> None:

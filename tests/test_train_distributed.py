@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from _train_shapes import make_image_folder, make_pairs
 
-from _train_shapes import make_image_folder
+from facestra.protocols import write_bin
 from facestra.train import TrainConfig, train
 
 ARGS = [
@@ -37,9 +39,11 @@ def _steps(run: Path) -> list[dict]:
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_sync_bn(tmp_path):
     data = make_image_folder(tmp_path / "data", range(8), 8)
+    first, second, same = make_pairs(list(range(8, 12)), 40)
+    write_bin(tmp_path / "val.bin", [cv2.imencode(".png", im)[1].tobytes() for pair in zip(first, second) for im in pair], same)
     two, one = tmp_path / "two", tmp_path / "one"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "facestra", "train"]
-    _run([*torchrun, "--data", str(data), "--out", str(two), *ARGS, "--sync-bn", "--check-replicas"])
+    _run([*torchrun, "--data", str(data), "--out", str(two), *ARGS, "--sync-bn", "--check-replicas", "--val", str(tmp_path / "val.bin")])
     # the same run in one process (in this one: --sync-bn is a no-op with a single process)
     train(TrainConfig(
         data=str(data), out=str(one), arch="resnet18", width=0.125, input_size=(32, 32), embedding_size=32, workers=0,
@@ -51,6 +55,8 @@ def test_two_gloo_processes_match_one_process_with_sync_bn(tmp_path):
     for step in distributed_steps:
         digests = step["replica_digests"]
         assert len(digests) == 2 and digests[0] == digests[1], step["step"]  # bit-identical replicas
+    validations = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines() if '"val"' in line]
+    assert [v["step"] for v in validations] == [4, 8] and (two / "best.pt").is_file()  # rank 0 validates, rank 1 waits
     losses = [s["loss"] for s in distributed_steps]
     assert np.mean(losses[-3:]) < np.mean(losses[:3])  # it trains
 
