@@ -28,7 +28,7 @@ def encode_floor(count: int, size: int, folder: Path) -> float:
         cv2.GaussianBlur(image, (0, 0), 3.0, dst=image)  # photo-like, so JPEG works as hard as on faces
     started = time.perf_counter()
     for i in range(count):
-        ok, data = cv2.imencode(".jpg", images[i % 8], [cv2.IMWRITE_JPEG_QUALITY, 80])
+        _, data = cv2.imencode(".jpg", images[i % 8], [cv2.IMWRITE_JPEG_QUALITY, 80])
         write_bytes_atomic(folder / f"{i:06d}.jpg", data.tobytes())
     return count / (time.perf_counter() - started)
 

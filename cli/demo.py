@@ -15,12 +15,12 @@ import click
               help="Training time for each of the two networks.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write every figure as JSON here.")
-@click.option("--identities", type=click.IntRange(min=4), default=360, show_default=True,
+@click.option("--identities", type=click.IntRange(min=4), default=900, show_default=True,
               help="Synthetic people (smaller for a quicker, rougher run).")
-@click.option("--images-per-identity", type=click.IntRange(min=2), default=12, show_default=True)
+@click.option("--images-per-identity", type=click.IntRange(min=2), default=6, show_default=True)
 @click.option("--test-identities", type=click.IntRange(min=2), default=60, show_default=True,
               help="People held out for the verification pairs.")
-@click.option("--crop-size", type=click.IntRange(min=32), default=64, show_default=True,
+@click.option("--crop-size", type=click.IntRange(min=32), default=48, show_default=True,
               help="Side of the aligned crops the networks see.")
 @click.option("--no-detector", is_flag=True, help="Skip the YuNet alignment check even if yuface is installed.")
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu or cuda.")
@@ -38,7 +38,9 @@ def demo(workdir: Path, minutes: float, json_path: Path | None, identities: int,
     click.echo(format_summary(result))
     click.echo("")
     click.echo(f"work folder:   {result.workdir}")
-    click.echo(f"faces:         {result.faces} (landmarks.csv, test/pairs.txt, test.bin)")
+    click.echo(f"faces:         {result.faces}")
+    click.echo(f"landmarks:     {result.faces / 'landmarks.csv'}")
+    click.echo(f"test pairs:    {result.faces / 'test' / 'pairs.txt'} and {result.faces / 'test.bin'}")
     click.echo(f"aligned:       {result.aligned}")
     for model in result.models:
         click.echo(f"{model.arch + ':':<15}{model.model_path}  embeddings {model.embeddings}")

@@ -77,8 +77,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def list_images(root: str | os.PathLike) -> list[Path]:
-    """All image files under ``root`` (recursive, any extension case), sorted for a stable order."""
+    """All image files under ``root`` (recursive, any extension case), sorted for a stable order.
+
+    Hidden files are skipped: they include the ``.NAME.*.tmp.jpg`` temporaries of an interrupted writer.
+    """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: no such folder")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )

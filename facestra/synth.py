@@ -17,14 +17,13 @@ atomically; a rerun skips those already there (recomputing their landmarks witho
 
 from __future__ import annotations
 
-import functools
 import json
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -79,6 +78,7 @@ class SynthSummary:
     written: int
     resumed: int
     pairs_per_fold: int
+    raw_pixel_accuracy: float
     seconds: float
 
     def to_json(self) -> dict:
@@ -238,12 +238,17 @@ def synthesize(
     write_text_atomic(pairs_path, pairs_text(folds))
     bin_path = out / BIN_FILE
     _write_bin(bin_path, out / TEST_DIR, folds, landmarks)
+    from facestra.synth_baseline import raw_pixel_verification
+
+    raw = raw_pixel_verification(bin_path)  # the difficulty check: must stay well below a trained network
     summary = SynthSummary(
         out=out, train_dir=out / TRAIN_DIR, test_dir=out / TEST_DIR, landmarks=landmarks_path, pairs=pairs_path,
         bin=bin_path, train_identities=train_count, test_identities=test_count, images=total, written=written,
-        resumed=total - written, pairs_per_fold=per_fold, seconds=time.perf_counter() - started,
+        resumed=total - written, pairs_per_fold=per_fold, raw_pixel_accuracy=raw.accuracy,
+        seconds=time.perf_counter() - started,
     )
-    manifest = {"format": FORMAT, "settings": asdict(settings), "complete": True, "pairs_per_fold": per_fold}
+    manifest = {"format": FORMAT, "settings": asdict(settings), "complete": True, "pairs_per_fold": per_fold,
+                "raw_pixel_accuracy": raw.accuracy}
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return summary
 
@@ -342,7 +347,7 @@ def _write_bin(path: Path, test_dir: Path, folds, landmarks: dict[str, np.ndarra
             relative = f"{TEST_DIR}/{identity_name(index)}/{image_name(index, number)}"
             image = read_image(test_dir / identity_name(index) / image_name(index, number))
             aligned, _, _ = warp_face(image, landmarks[relative], BIN_SIZE)
-            ok, buffer = cv2.imencode(".jpg", aligned, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            _, buffer = cv2.imencode(".jpg", aligned, [cv2.IMWRITE_JPEG_QUALITY, 95])
             crops[key] = buffer.tobytes()
         return crops[key]
 

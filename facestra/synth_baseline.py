@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from facestra.fileio import decode_image
-from facestra.verification import VerificationResult, evaluate
+from facestra.verification import VerificationResult, evaluate_distances
 
 
 def raw_pixel_embeddings(images: list[np.ndarray]) -> np.ndarray:
@@ -23,12 +23,25 @@ def raw_pixel_embeddings(images: list[np.ndarray]) -> np.ndarray:
     return flat / np.maximum(norms, 1e-12)
 
 
+def raw_pixel_pair_distances(images: list[np.ndarray], pairs: np.ndarray) -> np.ndarray:
+    """Squared distances of the unit raw-pixel vectors of each pair (``pairs`` indexes ``images``).
+
+    Computed from the Gram matrix of the distinct images (|a - b|^2 = 2 - 2 a.b for unit vectors), so thousands
+    of pairs never copy a pixel vector per pair.
+    """
+    embeddings = raw_pixel_embeddings(images)
+    gram = embeddings @ embeddings.T
+    return np.clip(2.0 - 2.0 * gram[pairs[:, 0], pairs[:, 1]], 0.0, 4.0)
+
+
 def raw_pixel_verification(bin_path: str | os.PathLike) -> VerificationResult:
     """Verification figures of a ``.bin`` benchmark when the embedding is the aligned crop itself."""
     from facestra.protocols.registry import read_bin_benchmark
 
     benchmark = read_bin_benchmark(bin_path, "synth")
-    images = [decode_image(data, f"{bin_path}[{i}]") for i, data in enumerate(benchmark.images)]
-    embeddings = raw_pixel_embeddings(images)
-    pairs = benchmark.pairs
-    return evaluate(embeddings[pairs[:, 0]], embeddings[pairs[:, 1]], benchmark.issame, benchmark.fold_spec())
+    # a .bin repeats an image in every pair it belongs to: decode and flatten each distinct one once
+    distinct: dict[bytes, int] = {}
+    rows = np.array([distinct.setdefault(data, len(distinct)) for data in benchmark.images])
+    images = [decode_image(data, f"{bin_path}") for data in distinct]
+    distances = raw_pixel_pair_distances(images, rows[benchmark.pairs])
+    return evaluate_distances(distances, benchmark.issame, benchmark.fold_spec())

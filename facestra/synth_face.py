@@ -24,7 +24,7 @@ import numpy as np
 SHIFT = 4
 _ONE = 1 << SHIFT
 #: Texture patch (canonical face plane) resolution and extent in head units.
-TEXTURE_SIZE = (40, 32)  # rows, cols
+TEXTURE_SIZE = (64, 52)  # rows, cols
 TEXTURE_X = (-1.25, 1.25)
 TEXTURE_Y = (-1.45, 1.7)
 #: Texture gains are stored as uint8 with this value meaning 1.0 (warping bytes is 4x cheaper than floats).
@@ -174,24 +174,31 @@ def sample_identity(rng: np.random.Generator) -> Identity:
 
 
 def _identity_texture(rng: np.random.Generator, head_w: float) -> np.ndarray:
-    """A smooth per-person skin pattern (blotches, cheek colour, moles), precomputed once per identity."""
+    """A per-person skin pattern (blotches, cheek colour, moles, freckles), precomputed once per identity.
+
+    Marks like moles and freckles keep their place on the face through any lighting, which makes them the
+    cues a network learns and raw pixels cannot use once pose and light move them and change their contrast.
+    """
     rows, cols = TEXTURE_SIZE
     coarse = rng.normal(0.0, 1.0, (5, 4, 3)).astype(np.float32)
     coarse[..., :] = coarse[..., :1] * 0.8 + coarse * 0.2  # mostly luminance, a little colour
-    texture = cv2.resize(coarse, (cols, rows), interpolation=cv2.INTER_CUBIC) * np.float32(rng.uniform(0.05, 0.14))
+    texture = cv2.resize(coarse, (cols, rows), interpolation=cv2.INTER_CUBIC) * np.float32(rng.uniform(0.06, 0.16))
     ys, xs = np.mgrid[0:rows, 0:cols].astype(np.float32)
     x = TEXTURE_X[0] + (xs + 0.5) / cols * (TEXTURE_X[1] - TEXTURE_X[0])
     y = TEXTURE_Y[0] + (ys + 0.5) / rows * (TEXTURE_Y[1] - TEXTURE_Y[0])
-    blush = rng.uniform(0.0, 0.18)
+    blush = rng.uniform(0.0, 0.2)
     for side in (-1.0, 1.0):
         cheek = np.exp(-((x - side * 0.5) ** 2 + (y - 0.35) ** 2) / 0.05).astype(np.float32)
         texture[..., 2] += blush * cheek
         texture[..., 0] -= 0.5 * blush * cheek
-    for _ in range(int(rng.integers(0, 5))):
-        mx, my = rng.uniform(-0.75, 0.75), rng.uniform(-0.6, 1.1)
-        radius = rng.uniform(0.03, 0.07)
+    spots = [(rng.uniform(-0.75, 0.75), rng.uniform(-0.6, 1.1), rng.uniform(0.035, 0.08), rng.uniform(0.35, 0.7))
+             for _ in range(int(rng.integers(1, 6)))]
+    if rng.uniform() < 0.35:  # freckles over the nose and cheeks
+        spots += [(rng.normal(0.0, 0.35), rng.normal(0.2, 0.15), rng.uniform(0.02, 0.03), rng.uniform(0.15, 0.3))
+                  for _ in range(int(rng.integers(12, 35)))]
+    for mx, my, radius, strength in spots:
         mole = np.exp(-((x - mx) ** 2 + (y - my) ** 2) / radius**2).astype(np.float32)
-        texture -= (rng.uniform(0.3, 0.6) * mole)[..., None]
+        texture -= (strength * mole)[..., None]
     inside = (x / (head_w * 0.95)) ** 2 + (y / 1.35) ** 2
     alpha = np.clip((1.0 - inside) / 0.25, 0.0, 1.0).astype(np.float32)
     gain = (1.0 + texture * alpha[..., None]) * TEXTURE_ONE

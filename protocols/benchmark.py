@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Union
 
 import numpy as np
@@ -19,7 +20,7 @@ from facestra.fileio import IMAGE_EXTENSIONS
 ImageSource = Union[Path, bytes]
 
 # Display names as the paper's Table 5 prints them.
-TITLES = {"lfw": "LFW", "cfp-fp": "CFP-FP", "cplfw": "CPLFW", "calfw": "CALFW", "agedb-30": "AgeDB-30"}
+TITLES = MappingProxyType({"lfw": "LFW", "cfp-fp": "CFP-FP", "cplfw": "CPLFW", "calfw": "CALFW", "agedb-30": "AgeDB-30"})
 
 
 @dataclass(frozen=True, eq=False)

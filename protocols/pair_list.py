@@ -9,12 +9,13 @@ them in ``aligned images/``), accepting another image extension for re-encoded t
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 from facestra.errors import UserError
 from facestra.fileio import list_images
 from facestra.protocols.benchmark import Benchmark, from_path_pairs, read_lines
 
-PAIR_FILES = {"calfw": "pairs_CALFW.txt", "cplfw": "pairs_CPLFW.txt"}
+PAIR_FILES = MappingProxyType({"calfw": "pairs_CALFW.txt", "cplfw": "pairs_CPLFW.txt"})
 
 
 def read_pair_list(path: str | Path, name: str) -> Benchmark:

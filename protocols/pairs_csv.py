@@ -14,8 +14,8 @@ from facestra.errors import UserError
 from facestra.protocols.benchmark import Benchmark, from_path_pairs, resolve_image
 
 PAIRS_CSV = "pairs.csv"
-_TRUE = {"1", "true", "yes"}
-_FALSE = {"0", "false", "no"}
+_TRUE = frozenset({"1", "true", "yes"})
+_FALSE = frozenset({"0", "false", "no"})
 
 
 def read_pairs_csv(path: str | Path, name: str = "pairs") -> Benchmark:

@@ -78,7 +78,8 @@ def load_benchmark(name: str, path: str | Path) -> Benchmark:
             return read_bin_benchmark(path / spec.bin_name, name)
         if (path / PAIRS_CSV).is_file():
             return read_pairs_csv(path / PAIRS_CSV, name)
-        raise UserError(f"{path}: no benchmark found for {name} (expected {_expected(spec)})")
+        hint = "" if spec is not None else f"; for a standard layout name the benchmark ({', '.join(standard_names())})"
+        raise UserError(f"{path}: no benchmark found for {name} (expected {_expected(spec)}){hint}")
     raise UserError(f"{path}: no such file or folder")
 
 

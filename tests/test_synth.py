@@ -9,10 +9,15 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from facestra.cli.main import main
+
 from facestra.synth import SynthSettings, identity_rng, photo_rng, synthesize
-from facestra.synth_face import MARK_COLOUR, MARK_RADIUS, Expression, draw_face, sample_identity
+from facestra.synth_face import (
+    MARK_COLOUR,
+    MARK_RADIUS,
+    draw_face,
+    sample_identity,
+)
 from facestra.synth_scene import photo_landmarks, render_photo, sample_photo
 
 SMALL = SynthSettings(identities=24, images_per_identity=3, size=128, seed=7, test_identities=20, pairs_per_fold=5)
@@ -74,7 +79,7 @@ def test_a_mark_drawn_at_each_landmark_lands_where_the_landmarks_say(seed):
     landmarks = draw_face(canvas, identity, photo.pose, photo.expression, (0, 0, 0), marks=True)
     np.testing.assert_allclose(landmarks, photo_landmarks(identity, photo), atol=1e-9)
     mask = np.all(canvas == MARK_COLOUR, axis=-1).astype(np.uint8)
-    count, _, _, centroids = cv2.connectedComponentsWithStats(mask)
+    _, _, _, centroids = cv2.connectedComponentsWithStats(mask)
     found = centroids[1:]
     radius = MARK_RADIUS * photo.pose.scale
     checked = 0
@@ -104,10 +109,11 @@ def test_eye_landmarks_sit_on_the_pupils_of_a_clean_photo():
 
 
 def test_pairs_are_read_back_by_the_lfw_and_bin_readers(small_set):
+    from facestra.protocols import load_benchmark
+
     from facestra.align import warp_face
     from facestra.fileio import decode_image, read_image
     from facestra.landmarks import read_landmarks
-    from facestra.protocols import load_benchmark
 
     lfw = load_benchmark("lfw", small_set / "test")
     assert lfw.num_pairs == 10 * 2 * 5
@@ -169,3 +175,32 @@ def test_cli_writes_a_set_and_refuses_foreign_or_different_folders(tmp_path):
     bad = runner.invoke(main, ["synth", str(tmp_path / "x"), "--identities", "5", "--images-per-identity", "2",
                                "--test-identities", "5"])
     assert bad.exit_code == 2 and "leaves none to train on" in bad.output
+
+
+def test_raw_pixel_floor_separates_copies_and_not_strangers(tmp_path):
+    """The raw-pixel baseline on hand-made .bin files: identical crops are always matched, noise is a coin flip."""
+    from facestra.protocols.binfile import write_bin
+
+    from facestra.synth_baseline import raw_pixel_embeddings, raw_pixel_verification
+
+    rng = np.random.default_rng(0)
+
+    def encoded(image: np.ndarray) -> bytes:
+        return cv2.imencode(".png", image)[1].tobytes()
+
+    faces = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(200)]
+    images, issame = [], []
+    for k in range(100):
+        same = k % 2 == 0
+        images += [encoded(faces[2 * k]), encoded(faces[2 * k] if same else faces[2 * k + 1])]
+        issame.append(same)
+    write_bin(tmp_path / "copies.bin", images, issame)
+    assert raw_pixel_verification(tmp_path / "copies.bin").accuracy == 1.0
+
+    noise = [encoded(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)) for _ in range(400)]
+    write_bin(tmp_path / "noise.bin", noise, [k % 2 == 0 for k in range(200)])
+    assert 0.35 < raw_pixel_verification(tmp_path / "noise.bin").accuracy < 0.65
+
+    flat = raw_pixel_embeddings(faces[:3])
+    manual = faces[1].reshape(-1).astype(float) - faces[1].mean()
+    np.testing.assert_allclose(flat[1], manual / np.linalg.norm(manual))
