@@ -33,7 +33,7 @@ import numpy as np
 from facestra.align import LandmarkError, landmark_problem, parse_size, warp_face
 from facestra.detect import Face, YuNetDetector, load_detector, rank_faces
 from facestra.errors import UserError
-from facestra.fileio import atomic_write, list_images, write_text_atomic
+from facestra.fileio import list_images, write_bytes_atomic, write_text_atomic
 from facestra.image_check import decode_whole_image
 from facestra.landmarks import LandmarkEntry, read_landmarks
 
@@ -690,9 +690,7 @@ def finish_image(items: list[FaceRecord | _PendingCrop], plan: _Plan) -> list[Fa
             raise UserError(f"{target}: OpenCV could not encode the crop")
         record = item.record
         try:
-            with atomic_write(target, overwrite=plan.overwrite) as tmp:
-                with open(tmp, "wb") as handle:
-                    handle.write(encoded)
+            write_bytes_atomic(target, encoded, overwrite=plan.overwrite)
         except UserError:  # the target exists
             if plan.adopt_existing:  # written by the interrupted run before it could journal it
                 record = replace(record, detail="written by the interrupted run")

@@ -44,10 +44,41 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_write(path, overwrite=overwrite) as tmp:
-        tmp.write_bytes(data)
+def write_bytes_atomic(path: str | os.PathLike, data: bytes | memoryview | np.ndarray, *, overwrite: bool = True) -> None:
+    """Write ``data`` (anything with the buffer protocol) to ``path`` atomically.
+
+    Same guarantees as :func:`atomic_write`, in as few system calls as the guarantee allows (create the
+    temporary exclusively, write, close, publish): aligning writes one small file per face, and on a
+    virtual disk the generic path's extra opens, mkdir and unlink cost more than decoding the image.
+    """
+    target = os.fspath(path)
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp{os.path.splitext(name)[1]}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(tmp, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(folder or ".", exist_ok=True)
+        descriptor = os.open(tmp, flags, 0o666)
+    published = False
+    try:
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(descriptor, view) :]
+        finally:
+            os.close(descriptor)
+        if overwrite:
+            os.replace(tmp, target)
+            published = True
+        else:
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise UserError(f"{target}: already exists; refusing to overwrite it") from None
+    finally:
+        if not published:
+            os.unlink(tmp)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> None:

@@ -70,6 +70,8 @@ def load_benchmark(name: str, path: str | Path) -> Benchmark:
             return read_pairs_csv(path, name)
         if spec is not None and spec.read_layout is not None and spec.reads_pair_file:
             return spec.read_layout(path, name)
+        if spec is None and path.name == LFW_PAIRS_FILE:  # another set in LFW's layout (facestra synth's)
+            return read_lfw(path, name)
         raise UserError(f"{path}: not a .bin or .csv file; for {name} give {_expected(spec)}")
     if path.is_dir():
         if spec is not None and spec.layout_marker is not None and (path / spec.layout_marker).is_file():
@@ -78,6 +80,8 @@ def load_benchmark(name: str, path: str | Path) -> Benchmark:
             return read_bin_benchmark(path / spec.bin_name, name)
         if (path / PAIRS_CSV).is_file():
             return read_pairs_csv(path / PAIRS_CSV, name)
+        if spec is None and (path / LFW_PAIRS_FILE).is_file():
+            return read_lfw(path, name)
         hint = "" if spec is not None else f"; for a standard layout name the benchmark ({', '.join(standard_names())})"
         raise UserError(f"{path}: no benchmark found for {name} (expected {_expected(spec)}){hint}")
     raise UserError(f"{path}: no such file or folder")
