@@ -65,6 +65,16 @@ def test_lfw_reader(tmp_path: Path, extension: str) -> None:
     assert load_benchmark("LFW", root / "pairs.txt").pairs.tolist() == bench.pairs.tolist()
 
 
+def test_any_named_folder_in_lfw_layout_is_read_as_lfw(tmp_path: Path) -> None:
+    # facestra synth writes its held-out set this way: ``--val aligned/test`` must just work
+    root = make_lfw(tmp_path / "test")
+    reference = load_benchmark("lfw", root)
+    for path in (root, root / "pairs.txt"):
+        bench = load_benchmark("test", path)
+        assert bench.name == "test" and bench.pairs.tolist() == reference.pairs.tolist()
+        assert bench.folds.tolist() == reference.folds.tolist() and bench.images == reference.images
+
+
 def test_lfw_errors_name_file_and_line(tmp_path: Path) -> None:
     root = make_lfw(tmp_path / "lfw")
     lines = (root / "pairs.txt").read_text().splitlines()
