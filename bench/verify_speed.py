@@ -13,33 +13,15 @@ import time
 
 import numpy as np
 
-from facestra.verification import evaluate
+from facestra.verification import evaluate, reference_fold_accuracies
 
 
 def plain_loop(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray, num_folds: int = 10) -> tuple[list[float], list[float]]:
     """The protocol as the usual scripts write it: for each fold, every threshold over every training pair."""
-    thresholds = np.arange(0, 4, 0.01)
     dist = np.sum(np.square(emb1.astype(np.float64) - emb2.astype(np.float64)), axis=1)
-    n = len(dist)
-    sizes = [n // num_folds + (1 if k < n % num_folds else 0) for k in range(num_folds)]
-    starts = np.cumsum([0] + sizes)
-    accuracies, chosen = [], []
-    for k in range(num_folds):
-        test = np.arange(starts[k], starts[k + 1])
-        train = np.setdiff1d(np.arange(n), test)
-        train_acc = np.zeros(len(thresholds))
-        for i, threshold in enumerate(thresholds):
-            predict = np.less(dist[train], threshold)
-            tp = np.sum(np.logical_and(predict, issame[train]))
-            tn = np.sum(np.logical_and(~predict, ~issame[train]))
-            train_acc[i] = float(tp + tn) / dist[train].size
-        best = thresholds[np.argmax(train_acc)]
-        predict = np.less(dist[test], best)
-        tp = np.sum(np.logical_and(predict, issame[test]))
-        tn = np.sum(np.logical_and(~predict, ~issame[test]))
-        accuracies.append(float(tp + tn) / dist[test].size)
-        chosen.append(best)
-    return accuracies, chosen
+    tests = np.array_split(np.arange(len(dist)), num_folds)  # contiguous, the first n % k one longer (KFold)
+    splits = [(np.setdiff1d(np.arange(len(dist)), test), test) for test in tests]
+    return reference_fold_accuracies(dist, issame, splits)
 
 
 def best_time(function, repeats: int) -> float:

@@ -31,17 +31,26 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
     # Created with open(..., "x") rather than mkstemp so that the file gets the user's umask, not 0600.
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp{target.suffix}"
     tmp.open("xb").close()
+    published = False
     try:
         yield tmp
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise UserError(f"{target}: already exists; refusing to overwrite it") from None
+        published = _publish(tmp, target, overwrite)
     finally:
-        tmp.unlink(missing_ok=True)
+        if not published:
+            tmp.unlink(missing_ok=True)
+
+
+def _publish(tmp: str | os.PathLike, target: str | os.PathLike, overwrite: bool) -> bool:
+    """Give the finished temporary file its real name; True if ``tmp`` is gone (renamed), False if it is
+    still there (linked, for the caller to remove)."""
+    if overwrite:
+        os.replace(tmp, target)
+        return True
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise UserError(f"{os.fspath(target)}: already exists; refusing to overwrite it") from None
+    return False
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes | memoryview | np.ndarray, *, overwrite: bool = True) -> None:
@@ -68,14 +77,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes | memoryview | np.nd
                 view = view[os.write(descriptor, view) :]
         finally:
             os.close(descriptor)
-        if overwrite:
-            os.replace(tmp, target)
-            published = True
-        else:
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise UserError(f"{target}: already exists; refusing to overwrite it") from None
+        published = _publish(tmp, target, overwrite)
     finally:
         if not published:
             os.unlink(tmp)

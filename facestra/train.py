@@ -98,6 +98,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "none"
     channels_last: bool | None = None
+    compile: bool = False
     sync_bn: bool = False
     flip: bool = True
     strict: bool = False
@@ -429,6 +430,10 @@ class _Session:
             self.network = nn.parallel.DistributedDataParallel(
                 self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        if config.compile:
+            # Fuses StRA's per-neighbour elementwise work, which eager mode runs as many small kernels.
+            # Checkpoints keep coming from self.backbone and self.head, so their keys do not change.
+            self.network = torch.compile(self.network)
         self.metrics: _MetricsLog | None = None
 
     # ------------------------------------------------------------------------------------------- setup

@@ -215,6 +215,33 @@ def _cross_validated_accuracy(dist: np.ndarray, same: np.ndarray, fold_ids: np.n
     return accuracies, best
 
 
+def reference_fold_accuracies(
+    dist: np.ndarray, issame: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> tuple[list[float], list[float]]:
+    """Test accuracy and chosen threshold of each ``(train, test)`` split, computed the way insightface's
+    ``verification.py`` does it: every threshold of [0, 4) in steps of 0.01, over every training pair.
+
+    Far too slow for use (folds x thresholds x pairs); kept as the independent statement of the protocol
+    that the tests and ``bench/verify_speed.py`` check :func:`evaluate` against, bit for bit.
+    """
+    thresholds = protocol_thresholds()
+    accuracies, chosen = [], []
+    for train, test in splits:
+        train_accuracy = np.zeros(len(thresholds))
+        for i, threshold in enumerate(thresholds):
+            predict = np.less(dist[train], threshold)
+            tp = np.sum(np.logical_and(predict, issame[train]))
+            tn = np.sum(np.logical_and(~predict, ~issame[train]))
+            train_accuracy[i] = float(tp + tn) / dist[train].size
+        best = thresholds[np.argmax(train_accuracy)]
+        predict = np.less(dist[test], best)
+        tp = np.sum(np.logical_and(predict, issame[test]))
+        tn = np.sum(np.logical_and(~predict, ~issame[test]))
+        accuracies.append(float(tp + tn) / dist[test].size)
+        chosen.append(float(best))
+    return accuracies, chosen
+
+
 def roc_curve(dist: np.ndarray, same: np.ndarray) -> RocCurve:
     """The ROC over all pairs, one point per distinct distance (NaN distances count as the largest)."""
     dist = np.where(np.isnan(dist), np.inf, dist)

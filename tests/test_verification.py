@@ -7,28 +7,9 @@ import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import KFold
 
-from facestra.verification import evaluate, evaluate_distances, kfold_ids, pair_distances
+from facestra.verification import evaluate, evaluate_distances, kfold_ids, pair_distances, reference_fold_accuracies
 
 THRESHOLDS = np.arange(0, 4, 0.01)
-
-
-def plain_loop(dist: np.ndarray, issame: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[float], list[float]]:
-    """The protocol the way the usual scripts write it: every threshold, every training pair, again and again."""
-    accuracies, chosen = [], []
-    for train, test in splits:
-        train_acc = np.zeros(len(THRESHOLDS))
-        for i, threshold in enumerate(THRESHOLDS):
-            predict = np.less(dist[train], threshold)
-            tp = np.sum(np.logical_and(predict, issame[train]))
-            tn = np.sum(np.logical_and(~predict, ~issame[train]))
-            train_acc[i] = float(tp + tn) / dist[train].size
-        best = THRESHOLDS[np.argmax(train_acc)]
-        predict = np.less(dist[test], best)
-        tp = np.sum(np.logical_and(predict, issame[test]))
-        tn = np.sum(np.logical_and(~predict, ~issame[test]))
-        accuracies.append(float(tp + tn) / dist[test].size)
-        chosen.append(best)
-    return accuracies, chosen
 
 
 def kfold_splits(n: int, k: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -50,7 +31,7 @@ def unit_pairs(rng: np.random.Generator, n: int, dim: int = 32, noise: float = 1
 
 
 def assert_matches_loop(result, dist, issame, splits) -> None:
-    accuracies, chosen = plain_loop(dist, issame, splits)
+    accuracies, chosen = reference_fold_accuracies(dist, issame, splits)
     # to the last bit, not approximately
     assert result.fold_accuracies.tolist() == accuracies
     assert result.best_thresholds.tolist() == chosen
