@@ -28,6 +28,7 @@ import numpy as np
 
 from facestra.align import ARCFACE_TEMPLATE_112
 from facestra.align_job import align_images
+from facestra.allocator import reuse_freed_memory
 from facestra.fileio import write_bytes_atomic
 
 
@@ -105,6 +106,7 @@ def main() -> None:
                         help="rounds of floor-then-align, back to back; the median ratio is reported")
     parser.add_argument("--out-parent", type=Path, default=None, help="where the aligned outputs go")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the facestra program does at start, so that both sides of each ratio run alike
 
     with tempfile.TemporaryDirectory(prefix="align-bench-") as tmp:
         work = Path(tmp)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from facestra import models
+from facestra.allocator import reuse_freed_memory
 from facestra.embedding import embed_images, load_for_inference
 from facestra.preprocess import image_to_tensor
 
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the facestra program does at start, so that both sides of each ratio run alike
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -14,6 +14,7 @@ import time
 import torch
 
 from facestra import models
+from facestra.allocator import reuse_freed_memory
 
 
 def _time_forward(model: torch.nn.Module, batch: torch.Tensor, device: str) -> float:
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models first")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the facestra program does at start, so that both sides of each ratio run alike
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     for device in devices:
         if device == "cuda" and not torch.cuda.is_available():

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import torch
 
+from facestra.allocator import reuse_freed_memory
 from facestra.data import EpochBatchSampler, open_dataset
 from facestra.train import TrainConfig, train
 
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", default="none")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the facestra program does at start, so that both sides of each ratio run alike
     gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     args.width = args.width if args.width is not None else (1.0 if gpu else 0.25)
     args.batch = args.batch if args.batch is not None else (256 if gpu else 32)

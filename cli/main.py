@@ -62,6 +62,9 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="facestra")
 def main() -> None:
     """facestra: align faces, train StRA networks, verify on the standard benchmarks, embed images."""
+    from facestra.allocator import reuse_freed_memory
+
+    reuse_freed_memory()  # this process is the program's own: tune its allocator for the big buffers
 
 
 if __name__ == "__main__":

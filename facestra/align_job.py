@@ -584,7 +584,10 @@ def _init_worker() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import cv2
 
+    from facestra.allocator import reuse_freed_memory
+
     cv2.setNumThreads(1)
+    reuse_freed_memory()
 
 
 def _align_chunk(tasks: list[AlignTask], plan: _Plan) -> list[tuple[str, list[FaceRecord]]]:

@@ -155,7 +155,10 @@ def _write_identity(job: _Job) -> tuple[list[tuple[str, np.ndarray]], int]:
 def _init_worker() -> None:
     import cv2
 
+    from facestra.allocator import reuse_freed_memory
+
     cv2.setNumThreads(1)  # one process per core already
+    reuse_freed_memory()
 
 
 def _check_settings(settings: SynthSettings) -> None:

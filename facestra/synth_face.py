@@ -183,26 +183,37 @@ def _identity_texture(rng: np.random.Generator, head_w: float) -> np.ndarray:
     coarse = rng.normal(0.0, 1.0, (5, 4, 3)).astype(np.float32)
     coarse[..., :] = coarse[..., :1] * 0.8 + coarse * 0.2  # mostly luminance, a little colour
     texture = cv2.resize(coarse, (cols, rows), interpolation=cv2.INTER_CUBIC) * np.float32(rng.uniform(0.06, 0.16))
-    ys, xs = np.mgrid[0:rows, 0:cols].astype(np.float32)
-    x = TEXTURE_X[0] + (xs + 0.5) / cols * (TEXTURE_X[1] - TEXTURE_X[0])
-    y = TEXTURE_Y[0] + (ys + 0.5) / rows * (TEXTURE_Y[1] - TEXTURE_Y[0])
+    # texel centres in head units: x along the columns, y down the rows
+    x = TEXTURE_X[0] + (np.arange(cols) + 0.5) / cols * (TEXTURE_X[1] - TEXTURE_X[0])
+    y = TEXTURE_Y[0] + (np.arange(rows) + 0.5) / rows * (TEXTURE_Y[1] - TEXTURE_Y[0])
     blush = rng.uniform(0.0, 0.2)
-    for side in (-1.0, 1.0):
-        cheek = np.exp(-((x - side * 0.5) ** 2 + (y - 0.35) ** 2) / 0.05).astype(np.float32)
-        texture[..., 2] += blush * cheek
-        texture[..., 0] -= 0.5 * blush * cheek
+    cheeks = [(side * 0.5, 0.35, np.sqrt(0.05), 1.0) for side in (-1.0, 1.0)]
+    cheek = _gaussian_spots(cheeks, x, y)
+    texture[..., 2] += blush * cheek
+    texture[..., 0] -= 0.5 * blush * cheek
     spots = [(rng.uniform(-0.75, 0.75), rng.uniform(-0.6, 1.1), rng.uniform(0.035, 0.08), rng.uniform(0.35, 0.7))
              for _ in range(int(rng.integers(1, 6)))]
     if rng.uniform() < 0.35:  # freckles over the nose and cheeks
         spots += [(rng.normal(0.0, 0.35), rng.normal(0.2, 0.15), rng.uniform(0.02, 0.03), rng.uniform(0.15, 0.3))
                   for _ in range(int(rng.integers(12, 35)))]
-    for mx, my, radius, strength in spots:
-        mole = np.exp(-((x - mx) ** 2 + (y - my) ** 2) / radius**2).astype(np.float32)
-        texture -= (strength * mole)[..., None]
-    inside = (x / (head_w * 0.95)) ** 2 + (y / 1.35) ** 2
+    texture -= _gaussian_spots(spots, x, y)[..., None]
+    inside = (x[None, :] / (head_w * 0.95)) ** 2 + (y[:, None] / 1.35) ** 2
     alpha = np.clip((1.0 - inside) / 0.25, 0.0, 1.0).astype(np.float32)
     gain = (1.0 + texture * alpha[..., None]) * TEXTURE_ONE
     return np.clip(np.round(gain), 0, 255).astype(np.uint8)
+
+
+def _gaussian_spots(spots: list[tuple[float, float, float, float]], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Sum of ``strength * exp(-((x - cx)² + (y - cy)²) / radius²)`` over ``(cx, cy, radius, strength)`` spots,
+    on the grid ``y`` (rows) x ``x`` (columns): float32.
+
+    A round Gaussian is the product of one along x and one along y, so all the spots together are a single
+    (rows x spots) @ (spots x columns) product instead of a full-grid exponential per spot.
+    """
+    cx, cy, radius, strength = (np.asarray(v, dtype=np.float64) for v in zip(*spots))
+    along_x = np.exp(-np.square(x[None, :] - cx[:, None]) / np.square(radius)[:, None])
+    along_y = np.exp(-np.square(y[None, :] - cy[:, None]) / np.square(radius)[:, None]) * strength[:, None]
+    return (along_y.T @ along_x).astype(np.float32)
 
 
 def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
