@@ -3,13 +3,14 @@
 The floor is what writing the same number of 250x250 JPEG files costs with no drawing at all, so
 ``render / floor`` says how much the face model itself costs. Target: >= 200 images/s per core.
 
-    python bench/synth_speed.py [--identities 40] [--images-per-identity 10] [--size 250]
+    python bench/synth_speed.py [--identities 40] [--images-per-identity 10] [--size 250] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -50,22 +51,29 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=40)
     parser.add_argument("--images-per-identity", type=int, default=10)
     parser.add_argument("--size", type=int, default=250)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of floor, one worker, all workers, back to back; medians are reported")
     args = parser.parse_args()
     reuse_freed_memory()  # as the facestra program does at start, so that both sides of each ratio run alike
     cv2.setNumThreads(1)
     count = args.identities * args.images_per_identity
     cores = os.cpu_count() or 1
+    floors, ones, manys = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        (tmp / "floor").mkdir()
-        floor = encode_floor(count, args.size, tmp / "floor")
-        one = synth_rate(tmp / "one", args.identities, args.images_per_identity, args.size, 1)
-        many = synth_rate(tmp / "many", args.identities, args.images_per_identity, args.size, cores)
+        for number in range(args.rounds):
+            round_dir = Path(tmp) / str(number)
+            (round_dir / "floor").mkdir(parents=True)
+            floors.append(encode_floor(count, args.size, round_dir / "floor"))
+            ones.append(synth_rate(round_dir / "one", args.identities, args.images_per_identity, args.size, 1))
+            manys.append(synth_rate(round_dir / "many", args.identities, args.images_per_identity, args.size, cores))
+    floor, one, many = (statistics.median(v) for v in (floors, ones, manys))
+    spread = f"{min(ones):.0f}..{max(ones):.0f}"
     print(f"encode+write floor, 1 core:  {floor:8.0f} images/s")
-    print(f"facestra synth, 1 worker:    {one:8.0f} images/s  ({one / floor:.2f}x the floor; target >= 200/core)")
+    print(f"facestra synth, 1 worker:    {one:8.0f} images/s  ({one / floor:.2f}x the floor; rounds {spread}; "
+          f"target >= 200/core)")
     print(f"facestra synth, {cores} workers:   {many:8.0f} images/s  ({many / one:.2f}x one worker)")
-    print(f"({count} images of {args.size}x{args.size}, including the landmarks, pairs and .bin files; "
-          f"load average {os.getloadavg()[0]:.1f} on {cores} cores)")
+    print(f"({count} images of {args.size}x{args.size} a run, including the landmarks, pairs and .bin files; "
+          f"median of {args.rounds} rounds; load average {os.getloadavg()[0]:.1f} on {cores} cores)")
 
 
 if __name__ == "__main__":
