@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -254,12 +255,21 @@ def train(config: TrainConfig, *, progress: Callable[[TrainEvent], None] | None 
     threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
+    session = None
     try:
         with _StopRequests() as stop_requests:
             session = _Session(config, process, dataset, backbone, head, validator, state, stop_requests, progress)
-            return session.run()
+            result = session.run()
+        distributed.barrier(process)  # no process tears the group down while another still talks to it
+        return result
     finally:
         torch.set_num_threads(threads_before)
+        if process.distributed:
+            # DistributedDataParallel's reducer holds the process group: free it now, or the group's threads
+            # are destroyed at interpreter exit, which aborts the process ("terminate called without an
+            # active exception") once in a while on a busy machine.
+            session = None
+            gc.collect()
         distributed.teardown(process)
 
 

@@ -86,8 +86,16 @@ def test_astronaut_eyes_land_near_the_template_eyes(astronaut_run):
         assert np.linalg.norm(dark_centroid(grey, eye) - eye) <= 4.5
 
 
-@pytest.mark.xfail(strict=True, reason="the issue asks for 3 px; YuNet's landmarks + the five-point "
-                   "least-squares fit leave 3.8 and 3.5 px at the eyes on this image")
+def test_even_hand_measured_astronaut_landmarks_leave_more_than_3_px_at_the_eyes() -> None:
+    # pupils, nose tip and mouth corners read off the photo by eye (see README, Alignment): the five-point
+    # fit itself, not the detector, is what keeps the eyes over 3 px from the template on this face
+    hand = np.array([[201.0, 100.0], [247.0, 102.0], [226.0, 127.0], [205.0, 140.0], [243.0, 141.0]])
+    eye_errors = np.linalg.norm(apply_affine(estimate_similarity(hand, TEMPLATE), hand[:2]) - TEMPLATE[:2], axis=1)
+    assert np.all(eye_errors > 3.0) and np.all(eye_errors < 3.6), eye_errors
+
+
+@pytest.mark.xfail(strict=True, reason="the issue asks for 3 px; the five-point least-squares fit leaves 3.8 and "
+                   "3.5 px at the eyes with YuNet's landmarks, and over 3 px even with hand-measured ones")
 def test_astronaut_eyes_within_three_pixels_as_the_issue_asks(astronaut_run):
     _, out = astronaut_run
     (face,) = [r for r in report_rows(out) if r["path"] == "astronaut.png"]
