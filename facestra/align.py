@@ -187,6 +187,41 @@ def fit_residual(matrix: np.ndarray, src_points: np.ndarray, dst_points: np.ndar
     return math.sqrt(sum(squares) / len(squares))
 
 
+def fit_face(
+    landmarks: np.ndarray,
+    size: int | str | tuple[int, int] = 112,
+    *,
+    checked: bool = False,
+) -> tuple[np.ndarray, float]:
+    """The 2x3 image-to-crop similarity for a face's five ``landmarks`` and its RMS residual in crop pixels.
+
+    Raises :class:`LandmarkError` for landmarks that :func:`landmark_problem` rejects (``checked=True``: the
+    caller already asked it).
+    """
+    problem = None if checked else landmark_problem(landmarks)
+    if problem is not None:
+        raise LandmarkError(problem)
+    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    template = reference_landmarks(size)
+    matrix = estimate_similarity(points, template)
+    return matrix, fit_residual(matrix, points, template)
+
+
+def warp_to_crop(image: np.ndarray, matrix: np.ndarray, size: int | str | tuple[int, int] = 112) -> np.ndarray:
+    """The crop of ``size`` under the image-to-crop ``matrix``: bilinear, black border."""
+    import cv2
+
+    height, width = parse_size(size)
+    return cv2.warpAffine(
+        image,
+        matrix,
+        (width, height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
+
+
 def warp_face(
     image: np.ndarray,
     landmarks: np.ndarray,
@@ -197,24 +232,7 @@ def warp_face(
     """Crop the face whose five ``landmarks`` (image pixels, template order) are given.
 
     Returns ``(crop, matrix, residual)``: the aligned crop (bilinear, black border), the 2x3 image-to-crop
-    matrix, and the RMS landmark residual in crop pixels. Raises :class:`LandmarkError` for landmarks that
-    :func:`landmark_problem` rejects (``checked=True``: the caller already asked it).
+    matrix, and the RMS landmark residual in crop pixels (:func:`fit_face` then :func:`warp_to_crop`).
     """
-    import cv2
-
-    height, width = parse_size(size)
-    problem = None if checked else landmark_problem(landmarks)
-    if problem is not None:
-        raise LandmarkError(problem)
-    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    template = reference_landmarks((height, width))
-    matrix = estimate_similarity(points, template)
-    crop = cv2.warpAffine(
-        image,
-        matrix,
-        (width, height),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(0, 0, 0),
-    )
-    return crop, matrix, fit_residual(matrix, points, template)
+    matrix, residual = fit_face(landmarks, size, checked=checked)
+    return warp_to_crop(image, matrix, size), matrix, residual

@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from facestra.align import LandmarkError, landmark_problem, parse_size, warp_face
+from facestra.align import LandmarkError, fit_face, landmark_problem, parse_size, warp_to_crop
 from facestra.detect import Face, YuNetDetector, load_detector, rank_faces
 from facestra.errors import UserError
 from facestra.fileio import list_images, write_bytes_atomic, write_text_atomic
@@ -593,31 +593,49 @@ def _init_worker() -> None:
 def _align_chunk(tasks: list[AlignTask], plan: _Plan) -> list[tuple[str, list[FaceRecord]]]:
     # One process per core already keeps every core busy: a writer thread per process would only make the
     # processes compete for cores (bench/align_speed.py, 4000 images, 2 cores: --workers 2 went from x1.15
-    # to x1.30 of --workers 1).
+    # to x1.30 of what --workers 1 then did).
     return [(task.path, align_one(task, plan)) for task in tasks]
 
 
-#: How many images the writer thread may lag behind: bounds memory and the outputs a kill can orphan.
-WRITE_AHEAD = 4
+#: Images handed to the writer thread at a time (fewer when their decoded pixels pass WRITE_BATCH_BYTES), and
+#: batches it may lag behind. Waking a thread costs tens of microseconds on a virtual machine, so one
+#: hand-over per image ate what the overlap gained. Bounds memory and the outputs a kill can leave
+#: unjournaled (adopted on resume).
+WRITE_BATCH = 16
+WRITE_BATCH_BYTES = 32 << 20
+WRITE_AHEAD = 2
 
 
 def align_stream(tasks: Iterable[AlignTask], plan: _Plan) -> Iterator[tuple[str, list[FaceRecord]]]:
     """Align ``tasks`` in order, yielding (path, records) once each image's crops are on disk.
 
-    Reading, decoding and warping happen here while one helper thread encodes and writes the previous
-    images: both halves spend most of their time in OpenCV or in system calls, which release the GIL, so
-    the write no longer adds to the decode.
+    This thread reads, decodes and fits each image while one helper thread warps, encodes and writes the
+    previous ones: both halves spend most of their time in OpenCV or in system calls, which release the GIL,
+    and the split balances them (decoding is about half of the work), so one worker keeps up to two cores busy.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="align-writer") as writer:
-        pending: deque[tuple[str, Future]] = deque()
+        pending: deque[Future] = deque()
+        batch: list[tuple[str, list[FaceRecord | _PendingCrop]]] = []
+        batch_bytes = 0
         for task in tasks:
-            pending.append((task.path, writer.submit(finish_image, prepare_image(task, plan), plan)))
-            while pending and (len(pending) > WRITE_AHEAD or pending[0][1].done()):
-                path, future = pending.popleft()
-                yield path, future.result()
+            items = prepare_image(task, plan)
+            batch.append((task.path, items))
+            batch_bytes += next((item.image.nbytes for item in items if isinstance(item, _PendingCrop)), 0)
+            if len(batch) == WRITE_BATCH or batch_bytes >= WRITE_BATCH_BYTES:
+                pending.append(writer.submit(_finish_batch, batch, plan))
+                batch, batch_bytes = [], 0
+            while pending and (len(pending) > WRITE_AHEAD or pending[0].done()):
+                yield from pending.popleft().result()
+        if batch:
+            pending.append(writer.submit(_finish_batch, batch, plan))
         while pending:
-            path, future = pending.popleft()
-            yield path, future.result()
+            yield from pending.popleft().result()
+
+
+def _finish_batch(
+    batch: list[tuple[str, list[FaceRecord | _PendingCrop]]], plan: _Plan
+) -> list[tuple[str, list[FaceRecord]]]:
+    return [(path, finish_image(items, plan)) for path, items in batch]
 
 
 def align_one(task: AlignTask, plan: _Plan) -> list[FaceRecord]:
@@ -627,14 +645,17 @@ def align_one(task: AlignTask, plan: _Plan) -> list[FaceRecord]:
 
 @dataclass(frozen=True)
 class _PendingCrop:
-    """A face warped but not yet written: its report line (status to be decided) and its pixels."""
+    """A face located but not yet fitted, warped and written: its report line (status and residual to be
+    decided), the decoded image, and whether its landmarks were checked already (a landmarks file's are)."""
 
     record: FaceRecord
-    crop: np.ndarray
+    image: np.ndarray
+    landmarks: np.ndarray
+    checked: bool
 
 
 def prepare_image(task: AlignTask, plan: _Plan) -> list[FaceRecord | _PendingCrop]:
-    """Read and decode the image once, get its face(s) and warp them; bad input becomes a record."""
+    """Read and decode the image once and find its face(s); bad input becomes a record."""
     settings = plan.settings
     if plan.check_existing and not plan.adopt_existing and not plan.overwrite and not settings.all_faces:
         output = output_name(task.path, settings)
@@ -663,21 +684,14 @@ def prepare_image(task: AlignTask, plan: _Plan) -> list[FaceRecord | _PendingCro
     for index, face in enumerate(faces):
         number = index if settings.all_faces else None
         score = None if math.isnan(face.score) else face.score
-        points = tuple(face.landmarks.reshape(-1).tolist())
-        try:
-            crop, _, residual = warp_face(image, face.landmarks, settings.size, checked=plan.detector is None)
-        except LandmarkError as error:
-            items.append(FaceRecord(task.path, BAD_LANDMARKS, face=number, score=score, landmarks=points,
-                                    detail=str(error)))
-            continue
         record = FaceRecord(task.path, OK, face=number, output=output_name(task.path, settings, number),
-                            score=score, residual=residual, landmarks=points)
-        items.append(_PendingCrop(record, crop))
+                            score=score, landmarks=tuple(face.landmarks.reshape(-1).tolist()))
+        items.append(_PendingCrop(record, image, face.landmarks, checked=plan.detector is None))
     return items
 
 
 def finish_image(items: list[FaceRecord | _PendingCrop], plan: _Plan) -> list[FaceRecord]:
-    """Encode and atomically write the warped crops of one image; never replaces an existing file."""
+    """Fit, warp, encode and atomically write the crops of one image; never replaces an existing file."""
     import cv2
 
     settings = plan.settings
@@ -690,11 +704,16 @@ def finish_image(items: list[FaceRecord | _PendingCrop], plan: _Plan) -> list[Fa
         if isinstance(item, FaceRecord):
             records.append(item)
             continue
+        try:
+            matrix, residual = fit_face(item.landmarks, settings.size, checked=item.checked)
+        except LandmarkError as error:
+            records.append(replace(item.record, status=BAD_LANDMARKS, output="", detail=str(error)))
+            continue
         target = os.path.join(plan.out, item.record.output)
-        ok, encoded = cv2.imencode("." + settings.image_format, item.crop, params)
+        ok, encoded = cv2.imencode("." + settings.image_format, warp_to_crop(item.image, matrix, settings.size), params)
         if not ok:
             raise UserError(f"{target}: OpenCV could not encode the crop")
-        record = item.record
+        record = replace(item.record, residual=residual)
         try:
             write_bytes_atomic(target, encoded, overwrite=plan.overwrite)
         except UserError:  # the target exists
