@@ -4,6 +4,7 @@ The floor is what writing the same number of 250x250 JPEG files costs with no dr
 ``render / floor`` says how much the face model itself costs. Target: >= 200 images/s per core.
 
     python bench/synth_speed.py [--identities 40] [--images-per-identity 10] [--size 250] [--rounds 3]
+                                [--out-parent /dev/shm]
 """
 
 from __future__ import annotations
@@ -53,13 +54,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=250)
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of floor, one worker, all workers, back to back; medians are reported")
+    parser.add_argument("--out-parent", type=Path, default=None,
+                        help="where the images go (default: the temporary folder); /dev/shm takes the disk out")
     args = parser.parse_args()
     reuse_freed_memory()  # as the facestra program does at start, so that both sides of each ratio run alike
     cv2.setNumThreads(1)
     count = args.identities * args.images_per_identity
     cores = os.cpu_count() or 1
     floors, ones, manys = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.out_parent) as tmp:
         for number in range(args.rounds):
             round_dir = Path(tmp) / str(number)
             (round_dir / "floor").mkdir(parents=True)
