@@ -12,6 +12,7 @@ All functions are pure: arrays in, arrays out. Problems with landmarks are repor
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -102,7 +103,11 @@ def _centred(points: list[float]) -> tuple[list[float], list[float], float, floa
 
 
 def _dot(u: list[float], v: list[float]) -> float:
-    return sum(a * b for a, b in zip(u, v))
+    return sum(map(operator.mul, u, v))
+
+
+#: The 112 template about its centroid (x and y): what :func:`landmark_problem` compares points with.
+_TEMPLATE_X, _TEMPLATE_Y = (tuple(v) for v in _centred(ARCFACE_TEMPLATE_112.reshape(-1).tolist())[:2])
 
 
 def landmark_problem(points: np.ndarray) -> str | None:
@@ -130,7 +135,7 @@ def landmark_problem(points: np.ndarray) -> str | None:
     root = math.hypot((sxx - syy) / 2.0, sxy)  # principal variances: half_trace +- root
     if math.sqrt(max(half_trace - root, 0.0) / (half_trace + root)) < MIN_FLATNESS:
         return "points are collinear"
-    tx, ty, _, _ = _centred(ARCFACE_TEMPLATE_112.reshape(-1).tolist())
+    tx, ty = _TEMPLATE_X, _TEMPLATE_Y
     rotation_fit = math.hypot(_dot(tx, x) + _dot(ty, y), _dot(tx, y) - _dot(ty, x))
     reflection_fit = math.hypot(_dot(tx, x) - _dot(ty, y), _dot(tx, y) + _dot(ty, x))
     if reflection_fit > rotation_fit:

@@ -33,7 +33,7 @@ import numpy as np
 from facestra.align import LandmarkError, fit_face, landmark_problem, parse_size, warp_to_crop
 from facestra.detect import Face, YuNetDetector, load_detector, rank_faces
 from facestra.errors import UserError
-from facestra.fileio import list_images, write_bytes_atomic, write_text_atomic
+from facestra.fileio import list_image_paths, write_bytes_atomic, write_text_atomic
 from facestra.image_check import decode_whole_image
 from facestra.landmarks import LandmarkEntry, read_landmarks
 
@@ -289,7 +289,7 @@ def _resolve_input(path: Path) -> tuple[Path, list[str], dict[str, str]]:
     """(root, relative image paths, {relative path: problem}) for a folder or a list file."""
     if path.is_dir():
         root = path.absolute()
-        images = [p.relative_to(root).as_posix() for p in list_images(root)]
+        images = list_image_paths(root)
         if not images:
             raise UserError(f"{path}: no images found (jpg, jpeg, png, bmp or webp, in any sub-folder)")
         return root, images, {}
@@ -400,7 +400,7 @@ def _split_name_clashes(tasks: list[AlignTask], settings: AlignSettings) -> tupl
         if task.status is not None:
             kept.append(task)
             continue
-        key = Path(task.path).with_suffix("").as_posix()
+        key = posixpath.splitext(task.path)[0]  # what output_name keeps
         owner = owners.setdefault(key, task.path)
         if owner == task.path:
             kept.append(task)

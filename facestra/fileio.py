@@ -115,10 +115,36 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     Hidden files are skipped: they include the ``.NAME.*.tmp.jpg`` temporaries of an interrupted writer.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"{root}: no such folder")
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
+    return [root / relative for relative in list_image_paths(root)]
+
+
+def list_image_paths(root: str | os.PathLike) -> list[str]:
+    """The images of :func:`list_images` as POSIX paths relative to ``root``, in the same order.
+
+    One ``scandir`` per folder, whose entries already know their type, instead of a ``stat`` per file:
+    listing is a tenth of aligning a large folder otherwise. Like ``Path.rglob``, symbolic links to folders
+    are not followed and unreadable sub-folders are skipped.
+    """
+    if not os.path.isdir(root):
+        raise UserError(f"{os.fspath(root)}: no such folder")
+    found: list[str] = []
+    _collect_images(os.fspath(root), "", found)
+    return sorted(found, key=lambda relative: relative.split("/"))  # folder by folder, as Paths compare
+
+
+def _collect_images(folder: str, prefix: str, found: list[str]) -> None:
+    try:
+        with os.scandir(folder) as scan:
+            entries = list(scan)
+    except PermissionError:
+        return
+    for entry in entries:
+        name = entry.name
+        if entry.is_dir(follow_symlinks=False):
+            _collect_images(entry.path, f"{prefix}{name}/", found)
+        elif (
+            not name.startswith(".")
+            and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+            and entry.is_file()
+        ):
+            found.append(prefix + name)
