@@ -221,9 +221,9 @@ def align_images(
     plan = _Plan(out=str(out), settings=settings, detector=face_detector, overwrite=overwrite,
                  check_existing=not out_was_empty, adopt_existing=journal is not None)
     with _Journal(journal_path, settings, fresh=journal is None) as log:
-        for done, (path, records) in enumerate(_run(todo, plan, workers), start=1):
+        for done, (path, records, line) in enumerate(_run(todo, plan, workers), start=1):
             records_by_image[path] = records
-            log.append(path, records)
+            log.write(line)
             if callable(progress):
                 progress(done, len(todo))
 
@@ -493,15 +493,22 @@ class _Journal:
             raise UserError(f"{self.path}: cannot write the progress journal ({error.strerror or error})") from None
         return self
 
-    def append(self, path: str, records: list[FaceRecord]) -> None:
+    def write(self, line: str) -> None:
+        """Append one :func:`journal_line`."""
         # Not flushed line by line: lines lost to a kill only mean that the rerun finds those outputs
         # without a record, recomputes them and adopts the files as they are (``adopt_existing``).
         assert self.handle is not None
-        self.handle.write(json.dumps({"path": path, "records": [r.to_json() for r in records]}) + "\n")
+        self.handle.write(line)
 
     def __exit__(self, *exc_info: object) -> None:
         if self.handle is not None:
             self.handle.close()
+
+
+def journal_line(path: str, records: list[FaceRecord]) -> str:
+    """One image's line of the progress journal; made where the image was aligned (a worker process or
+    the writer thread), so that the loop that collects results only writes it."""
+    return json.dumps({"path": path, "records": [r.to_json() for r in records]}) + "\n"
 
 
 def _ends_mid_line(path: Path) -> bool:
@@ -558,12 +565,17 @@ def worker_count(requested: int, images: int) -> int:
     return max(1, min(requested, images // MIN_IMAGES_PER_WORKER))
 
 
-def _run(tasks: Sequence[AlignTask], plan: _Plan, workers: int) -> Iterator[tuple[str, list[FaceRecord]]]:
-    """Yield (path, records) as images finish; in this process for one worker or a handful of images."""
+Result = tuple[str, list[FaceRecord], str]  # image path, its records, its journal line
+
+
+def _run(tasks: Sequence[AlignTask], plan: _Plan, workers: int) -> Iterator[Result]:
+    """Yield (path, records, journal line) as images finish; in this process for one worker or a handful of
+    images."""
     work = [t for t in tasks if t.status is None]
     for task in tasks:
         if task.status is not None:
-            yield task.path, [FaceRecord(task.path, task.status, detail=task.detail)]
+            records = [FaceRecord(task.path, task.status, detail=task.detail)]
+            yield task.path, records, journal_line(task.path, records)
     workers = worker_count(workers, len(work))
     if workers <= 1:
         yield from align_stream(work, plan)
@@ -590,11 +602,11 @@ def _init_worker() -> None:
     reuse_freed_memory()
 
 
-def _align_chunk(tasks: list[AlignTask], plan: _Plan) -> list[tuple[str, list[FaceRecord]]]:
+def _align_chunk(tasks: list[AlignTask], plan: _Plan) -> list[Result]:
     # One process per core already keeps every core busy: a writer thread per process would only make the
     # processes compete for cores (bench/align_speed.py, 4000 images, 2 cores: --workers 2 went from x1.15
     # to x1.30 of what --workers 1 then did).
-    return [(task.path, align_one(task, plan)) for task in tasks]
+    return [_result(task.path, align_one(task, plan)) for task in tasks]
 
 
 #: Images handed to the writer thread at a time (fewer when their decoded pixels pass WRITE_BATCH_BYTES), and
@@ -606,8 +618,8 @@ WRITE_BATCH_BYTES = 32 << 20
 WRITE_AHEAD = 2
 
 
-def align_stream(tasks: Iterable[AlignTask], plan: _Plan) -> Iterator[tuple[str, list[FaceRecord]]]:
-    """Align ``tasks`` in order, yielding (path, records) once each image's crops are on disk.
+def align_stream(tasks: Iterable[AlignTask], plan: _Plan) -> Iterator[Result]:
+    """Align ``tasks`` in order, yielding (path, records, journal line) once each image's crops are on disk.
 
     This thread reads, decodes and fits each image while one helper thread warps, encodes and writes the
     previous ones: both halves spend most of their time in OpenCV or in system calls, which release the GIL,
@@ -632,10 +644,12 @@ def align_stream(tasks: Iterable[AlignTask], plan: _Plan) -> Iterator[tuple[str,
             yield from pending.popleft().result()
 
 
-def _finish_batch(
-    batch: list[tuple[str, list[FaceRecord | _PendingCrop]]], plan: _Plan
-) -> list[tuple[str, list[FaceRecord]]]:
-    return [(path, finish_image(items, plan)) for path, items in batch]
+def _finish_batch(batch: list[tuple[str, list[FaceRecord | _PendingCrop]]], plan: _Plan) -> list[Result]:
+    return [_result(path, finish_image(items, plan)) for path, items in batch]
+
+
+def _result(path: str, records: list[FaceRecord]) -> Result:
+    return path, records, journal_line(path, records)
 
 
 def align_one(task: AlignTask, plan: _Plan) -> list[FaceRecord]:
