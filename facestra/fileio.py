@@ -53,7 +53,9 @@ def _publish(tmp: str | os.PathLike, target: str | os.PathLike, overwrite: bool)
     return False
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes | memoryview | np.ndarray, *, overwrite: bool = True) -> None:
+def write_bytes_atomic(
+    path: str | os.PathLike, data: bytes | memoryview | np.ndarray, *, overwrite: bool = True
+) -> None:
     """Write ``data`` (anything with the buffer protocol) to ``path`` atomically.
 
     Same guarantees as :func:`atomic_write`, in as few system calls as the guarantee allows (create the
