@@ -10,8 +10,9 @@ encodes and atomically writes each crop, and journals progress; the ratio says w
 Encoding and writing one file per face is part of the job but not of the floor, so the script also prints
 what encoding a crop and writing a crop-sized file cost where the outputs go (``--out-parent``, default: next
 to the images) and the ratio those costs alone allow on one thread; on a machine whose file system makes
-writing expensive, compare with ``--out-parent /dev/shm``. With one worker the job encodes and writes on a
-helper thread, which hides part of that cost; with several, each process works alone on its core.
+writing expensive, compare with ``--out-parent /dev/shm``. With one worker the job reads and decodes on its
+main thread while a helper thread fits, warps, encodes and writes, which hides part of that cost; with
+several, each process works alone on its core.
 """
 
 from __future__ import annotations

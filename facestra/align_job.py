@@ -458,7 +458,8 @@ def _read_journal(path: Path, settings: AlignSettings) -> dict[str, list[FaceRec
 
 
 def _remove_stale_temporaries(out: Path, settings: AlignSettings) -> None:
-    """Delete half-written crops a killed run left (``atomic_write``'s hidden ``.NAME.*.tmp.EXT`` files).
+    """Delete half-written crops a killed run left (the hidden ``.NAME.*.tmp.EXT`` files of
+    :func:`facestra.fileio.temporary_path`).
 
     They never carry a real output's name, but their image extension would let a later image-folder reader
     pick them up.

@@ -388,7 +388,6 @@ def format_summary(result: DemoResult) -> str:
     return "\n".join("".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-
 def _percent(value: float | None) -> str:
     """A fraction as a percentage; '-' where the pairs are too few to measure it (e.g. TAR at a tiny FAR)."""
     return "-" if value is None else f"{100 * value:.2f}"

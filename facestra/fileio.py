@@ -29,7 +29,7 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Created with open(..., "x") rather than mkstemp so that the file gets the user's umask, not 0600.
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp{target.suffix}"
+    tmp = Path(temporary_path(target))
     tmp.open("xb").close()
     published = False
     try:
@@ -38,6 +38,16 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
     finally:
         if not published:
             tmp.unlink(missing_ok=True)
+
+
+def temporary_path(target: str | os.PathLike) -> str:
+    """The hidden sibling ``.NAME.<random>.tmp.EXT`` a writer fills before renaming it onto ``target``.
+
+    Hidden so that :func:`list_images` never takes a half-written file for an image; ending in the target's
+    extension so that a job can find and delete the ones a killed run left (``facestra align`` does).
+    """
+    folder, name = os.path.split(os.fspath(target))
+    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp{os.path.splitext(name)[1]}")
 
 
 def _publish(tmp: str | os.PathLike, target: str | os.PathLike, overwrite: bool) -> bool:
@@ -63,13 +73,12 @@ def write_bytes_atomic(
     virtual disk the generic path's extra opens, mkdir and unlink cost more than decoding the image.
     """
     target = os.fspath(path)
-    folder, name = os.path.split(target)
-    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp{os.path.splitext(name)[1]}")
+    tmp = temporary_path(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
         descriptor = os.open(tmp, flags, 0o666)
     except FileNotFoundError:
-        os.makedirs(folder or ".", exist_ok=True)
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
         descriptor = os.open(tmp, flags, 0o666)
     published = False
     try:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from facestra.cli.main import main
 
 TINY = ["--minutes", "0.03", "--identities", "28", "--images-per-identity", "3", "--test-identities", "20",

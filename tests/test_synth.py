@@ -9,15 +9,10 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from facestra.cli.main import main
 
+from facestra.cli.main import main
 from facestra.synth import SynthSettings, identity_rng, photo_rng, synthesize
-from facestra.synth_face import (
-    MARK_COLOUR,
-    MARK_RADIUS,
-    draw_face,
-    sample_identity,
-)
+from facestra.synth_face import MARK_COLOUR, MARK_RADIUS, draw_face, sample_identity
 from facestra.synth_scene import photo_landmarks, render_photo, sample_photo
 
 SMALL = SynthSettings(identities=24, images_per_identity=3, size=128, seed=7, test_identities=20, pairs_per_fold=5)
