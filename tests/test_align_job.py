@@ -317,3 +317,32 @@ def test_detector_without_yuface_says_how_to_install_it(faces, tmp_path, monkeyp
     result = run(images, "--out", tmp_path / "out", "--detector", "yunet")
     assert result.exit_code == 2
     assert "pip install 'facestra[detect]'" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_degenerate_detector_landmarks_are_reported_not_cropped(tmp_path, monkeypatch):
+    # a detector's landmarks are checked where the crop is fitted (the writer thread with one worker)
+    import facestra.align_job as align_job
+    from facestra.detect import Face
+
+    class CollinearDetector:
+        name = "yunet"
+
+        def __call__(self, image):
+            points = np.array([[40.0, 40.0], [60.0, 60.0], [80.0, 80.0], [100.0, 100.0], [120.0, 120.0]])
+            return [Face(score=0.9, box=np.array([30.0, 30.0, 100.0, 100.0]), landmarks=points)]
+
+    monkeypatch.setattr(align_job, "load_detector", lambda name, min_score: CollinearDetector())
+    images = tmp_path / "in"
+    images.mkdir()
+    cv2.imwrite(str(images / "face.png"), np.full((160, 160, 3), 128, np.uint8))
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["align", str(images), "--out", str(out), "--detector", "yunet", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    (row,) = read_report(out)["face.png"]
+    assert row["status"] == "bad_landmarks" and row["detail"] == "points are collinear" and row["output"] == ""
+    assert float(row["score"]) == pytest.approx(0.9) and not (out / "face.jpg").exists()
+
+    strict = CliRunner().invoke(main, ["align", str(images), "--out", str(tmp_path / "strict"), "--detector", "yunet",
+                                       "--workers", "1", "--strict"])
+    assert strict.exit_code == 1 and "bad_landmarks 1" in strict.output

@@ -282,6 +282,10 @@ def test_unknown_layout_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"empty: no benchmark found for cfp-fp \(expected a \.bin, a folder with Protocol/Pair_list_F\.txt"):
         load_benchmark("cfp-fp", tmp_path / "empty")
+    # a name that is not a standard benchmark: say which names read the original layouts
+    with pytest.raises(UserError, match=r"empty: no benchmark found for mine \(expected a \.bin or a folder with "
+                                        r"pairs\.csv\); for a standard layout name the benchmark \(lfw, cfp-fp"):
+        load_benchmark("mine", tmp_path / "empty")
 
 
 # ---------------------------------------------------------------- pack
