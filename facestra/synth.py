@@ -105,13 +105,14 @@ def photo_rng(seed: int, index: int, number: int) -> np.random.Generator:
 
 def render_identity_images(seed: int, index: int, count: int, size: int, difficulty: float):
     """Yield (number, jpeg bytes, landmarks 5x2) for the images of one identity, in order."""
-    from facestra.synth_face import sample_identity
+    from facestra.synth_face import face_parts, sample_identity
     from facestra.synth_scene import encode_jpeg, render_photo, sample_photo
 
     identity = sample_identity(identity_rng(seed, index))
+    parts = face_parts(identity)
     for number in range(1, count + 1):
         photo = sample_photo(photo_rng(seed, index, number), size, difficulty)
-        image, landmarks = render_photo(identity, photo)
+        image, landmarks = render_photo(identity, photo, parts)
         yield number, encode_jpeg(image, photo.jpeg_quality), landmarks
 
 
@@ -131,25 +132,52 @@ class _Job:
     settings: SynthSettings
 
 
-def _write_identity(job: _Job) -> tuple[list[tuple[str, np.ndarray]], int]:
-    """Render and write one identity's images (skipping those on disk); return (path, landmarks) rows."""
+def _write_identity(job: _Job) -> tuple[list[tuple[str, np.ndarray]], int, dict[int, bytes]]:
+    """Render and write one identity's images (skipping those on disk).
+
+    Returns the (path, landmarks) rows, how many images were written and, for a test identity, each image's
+    aligned ``.bin`` crop by image number: made here from the very bytes written, so that worker processes
+    share that work too.
+    """
     s = job.settings
     folder = Path(job.split) / identity_name(job.index)
-    existing = [(job.out / folder / image_name(job.index, n)).is_file() for n in range(1, s.images_per_identity + 1)]
+    paths = [job.out / folder / image_name(job.index, n) for n in range(1, s.images_per_identity + 1)]
+    existing = [path.is_file() for path in paths]
     rows: list[tuple[str, np.ndarray]] = []
+    crops: dict[int, bytes] = {}
     written = 0
     if all(existing):
         for number in range(1, s.images_per_identity + 1):
             rows.append(((folder / image_name(job.index, number)).as_posix(),
                          _landmarks_only(s.seed, job.index, number, s.size, s.difficulty)))
-        return rows, 0
-    for number, data, landmarks in render_identity_images(s.seed, job.index, s.images_per_identity, s.size, s.difficulty):
-        relative = folder / image_name(job.index, number)
-        if not existing[number - 1]:
-            write_bytes_atomic(job.out / relative, data)
-            written += 1
-        rows.append((relative.as_posix(), landmarks))
-    return rows, written
+    else:
+        for number, data, landmarks in render_identity_images(s.seed, job.index, s.images_per_identity, s.size,
+                                                              s.difficulty):
+            if not existing[number - 1]:
+                write_bytes_atomic(paths[number - 1], data)
+                written += 1
+                if job.split == TEST_DIR:
+                    crops[number] = _bin_crop(data, landmarks, paths[number - 1])
+            rows.append(((folder / image_name(job.index, number)).as_posix(), landmarks))
+    if job.split == TEST_DIR:
+        for number, (_, landmarks) in enumerate(rows, start=1):
+            if number not in crops:  # on disk from an earlier run
+                crops[number] = _bin_crop(paths[number - 1].read_bytes(), landmarks, paths[number - 1])
+    return rows, written, crops
+
+
+def _bin_crop(jpeg: bytes, landmarks: np.ndarray, path: Path) -> bytes:
+    """The 112x112 crop of one image, aligned with its true landmarks, as the JPEG a ``.bin`` holds."""
+    import cv2
+
+    from facestra.align import warp_face
+    from facestra.fileio import decode_image
+
+    aligned, _, _ = warp_face(decode_image(jpeg, str(path)), landmarks, BIN_SIZE)
+    ok, buffer = cv2.imencode(".jpg", aligned, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGR image
+        raise RuntimeError(f"{path}: JPEG encoding of the aligned crop failed")
+    return buffer.tobytes()
 
 
 def _init_worker() -> None:
@@ -223,11 +251,13 @@ def synthesize(
         raise UserError(f"workers {workers}: expected at least 1")
     total = settings.identities * settings.images_per_identity
     landmarks: dict[str, np.ndarray] = {}
+    crops: dict[tuple[int, int], bytes] = {}
     written = 0
     done = 0
-    for rows, count in _run(jobs, workers):
+    for job, (rows, count, identity_crops) in zip(jobs, _run(jobs, workers)):
         written += count
         landmarks.update(rows)
+        crops.update(((job.index, number), crop) for number, crop in identity_crops.items())
         done += len(rows)
         if progress:
             progress(done, total)
@@ -240,7 +270,7 @@ def synthesize(
     pairs_path = out / TEST_DIR / PAIRS_FILE
     write_text_atomic(pairs_path, pairs_text(folds))
     bin_path = out / BIN_FILE
-    _write_bin(bin_path, out / TEST_DIR, folds, landmarks)
+    _write_bin(bin_path, folds, crops)
     from facestra.synth_baseline import raw_pixel_verification
 
     raw = raw_pixel_verification(bin_path)  # the difficulty check: must stay well below a trained network
@@ -264,7 +294,7 @@ def _run(jobs: list[_Job], workers: int):
         return
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_init_worker) as pool:
-        yield from pool.imap(_write_identity, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 4))))
+        yield from pool.imap(_write_identity, jobs)  # one identity a task: tens of ms, and no straggling chunk
         pool.close()
         pool.join()
 
@@ -334,31 +364,15 @@ def pairs_text(folds: list[tuple[list[Pair], list[Pair]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_bin(path: Path, test_dir: Path, folds, landmarks: dict[str, np.ndarray]) -> None:
-    """The pairs as 112x112 crops aligned with the true landmarks, in pairs.txt order (contiguous folds)."""
-    import cv2
-
-    from facestra.align import warp_face
-    from facestra.fileio import read_image
+def _write_bin(path: Path, folds, crops: dict[tuple[int, int], bytes]) -> None:
+    """The pairs as 112x112 crops (``crops[identity, number]``), in pairs.txt order (contiguous folds)."""
     from facestra.protocols.binfile import write_bin
-
-    crops: dict[tuple[int, int], bytes] = {}
-
-    def crop(index: int, number: int) -> bytes:
-        key = (index, number)
-        if key not in crops:
-            relative = f"{TEST_DIR}/{identity_name(index)}/{image_name(index, number)}"
-            image = read_image(test_dir / identity_name(index) / image_name(index, number))
-            aligned, _, _ = warp_face(image, landmarks[relative], BIN_SIZE)
-            _, buffer = cv2.imencode(".jpg", aligned, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            crops[key] = buffer.tobytes()
-        return crops[key]
 
     images: list[bytes] = []
     issame: list[bool] = []
     for same, different in folds:
         for pairs, label in ((same, True), (different, False)):
             for first, a, second, b in pairs:
-                images += [crop(first, a), crop(second, b)]
+                images += [crops[first, a], crops[second, b]]
                 issame.append(label)
     write_bin(path, images, issame, overwrite=True)

@@ -227,6 +227,37 @@ def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return r_roll @ r_pitch @ r_yaw
 
 
+def lift_onto_face(identity: Identity, xy: np.ndarray, depth: float | np.ndarray = 0.0) -> np.ndarray:
+    """Frontal (x, y) points onto the person's face surface, ``depth`` further towards the camera (Nx3).
+
+    The surface is the person's alone, not the pose's, which is what lets :func:`face_parts` lift the shapes
+    every photo of them shares once.
+    """
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    out = np.empty((len(xy), 3))
+    out[:, :2] = xy
+    inside = 1.0 - np.square(xy[:, 0] * (1.0 / identity.head_w)) - np.square(xy[:, 1] * (1.0 / (identity.chin_y * 1.04)))
+    out[:, 2] = np.sqrt(np.maximum(inside, 0.0)) * 0.95 + depth
+    return out
+
+
+def ellipse_outline(centre: np.ndarray, covariance: np.ndarray, count: int = 48) -> np.ndarray:
+    """``count`` points around the ellipse {centre + L u : |u| = 1} whose matrix L L^T is ``covariance`` (2x2).
+
+    The 2x2 eigen-decomposition in closed form: ``np.linalg.eigh`` costs some 50 microseconds a call at
+    this size, and every photo needs two outlines.
+    """
+    (a, b), (_, c) = covariance
+    mean = 0.5 * (a + c)
+    spread = float(np.hypot(0.5 * (a - c), b))
+    angle = 0.5 * float(np.arctan2(2.0 * b, a - c))  # direction of the major axis
+    major, minor = np.sqrt(max(mean + spread, 1e-9)), np.sqrt(max(mean - spread, 1e-9))
+    cos_a, sin_a = np.cos(angle), np.sin(angle)
+    circle = _CIRCLES[count] if count in _CIRCLES else _unit_circle(count)
+    axes = np.array([[-sin_a * minor, cos_a * minor], [cos_a * major, sin_a * major]])
+    return circle @ axes + centre
+
+
 class Projector:
     """Maps head-unit 3-D points to image pixels for one pose (weak perspective)."""
 
@@ -234,21 +265,12 @@ class Projector:
         self.rotation = rotation(pose.yaw, pose.pitch, pose.roll)
         self.centre = np.asarray(pose.centre, dtype=np.float64)
         self.scale = pose.scale
-        self.head_w = identity.head_w
-        # the surface the features sit on: cranium width, chin depth
-        self.surface_h = identity.chin_y * 1.04
-        self.inv_w = 1.0 / self.head_w
-        self.inv_h = 1.0 / self.surface_h
+        self.identity = identity
         self.matrix = self.rotation.T * self.scale  # scale folded in; perspective applied per point
 
     def lift(self, xy: np.ndarray, depth: float | np.ndarray = 0.0) -> np.ndarray:
         """Frontal (x, y) points onto the face surface, ``depth`` further towards the camera."""
-        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        out = np.empty((len(xy), 3))
-        out[:, :2] = xy
-        inside = 1.0 - np.square(xy[:, 0] * self.inv_w) - np.square(xy[:, 1] * self.inv_h)
-        out[:, 2] = np.sqrt(np.maximum(inside, 0.0)) * 0.95 + depth
-        return out
+        return lift_onto_face(self.identity, xy, depth)
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """Nx3 head points -> Nx2 image pixels (float)."""
@@ -259,21 +281,22 @@ class Projector:
     def surface(self, xy: np.ndarray, depth: float | np.ndarray = 0.0) -> np.ndarray:
         return self.project(self.lift(xy, depth))
 
-    def silhouette(self, axes: tuple[float, float, float], offset: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
-        """Outline (pixels) of an ellipsoid with semi-axes ``axes`` centred at ``offset``, seen by the camera.
+    def silhouette_ellipse(self, axes: tuple[float, float, float],
+                           offset: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+        """Centre (pixels) and 2x2 matrix L L^T of the outline of an ellipsoid with semi-axes ``axes`` at ``offset``.
 
         For an ellipsoid x^T A x = 1 the orthographic outline is the ellipse whose matrix is the inverse of the
-        upper-left 2x2 block of (R A^-1 R^T); its eigen-decomposition gives the drawn ellipse's axes.
+        upper-left 2x2 block of (R A^-1 R^T); the perspective factor of the centre scales it as a whole.
         """
-        inverse = self.rotation @ np.diag(np.square(axes)) @ self.rotation.T
-        values, vectors = np.linalg.eigh(inverse[:2, :2])
-        angles = np.linspace(0.0, 2.0 * np.pi, 48, endpoint=False)
-        unit = np.column_stack([np.cos(angles), np.sin(angles)]) * np.sqrt(np.clip(values, 1e-9, None))
-        outline = unit @ vectors.T
-        centre = self.project(np.asarray(offset, dtype=np.float64)[None])[0]
-        centre_depth = (np.asarray(offset) @ self.rotation.T)[2]
-        factor = CAMERA_DISTANCE / (CAMERA_DISTANCE - centre_depth)
-        return outline * self.scale * factor + centre
+        inverse = (self.rotation * np.square(axes)) @ self.rotation.T
+        offset = np.asarray(offset, dtype=np.float64)
+        centre = self.project(offset[None])[0]
+        factor = CAMERA_DISTANCE / (CAMERA_DISTANCE - float(self.rotation[2] @ offset))
+        return centre, inverse[:2, :2] * np.square(self.scale * factor)
+
+    def silhouette(self, axes: tuple[float, float, float], offset: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+        """Outline (pixels, 48 points) of an ellipsoid with semi-axes ``axes`` centred at ``offset``."""
+        return ellipse_outline(*self.silhouette_ellipse(axes, offset))
 
 
 def _fixed(points: np.ndarray) -> np.ndarray:
@@ -302,12 +325,14 @@ def _unit_circle(n: int) -> np.ndarray:
     return circle
 
 
-_CIRCLES = {n: _unit_circle(n) for n in (8, 12, 16)}
+_CIRCLES = {n: _unit_circle(n) for n in (8, 12, 16, 48)}
 _HALF_TURN = np.linspace(0.0, np.pi, 8)
+_HALF_TURN_COS = np.cos(_HALF_TURN)
+_HALF_TURN_SIN = np.sin(_HALF_TURN)
 _JAW_T = np.linspace(0.0, 1.0, 9)
 _SPAN7 = np.linspace(-1.0, 1.0, 7)
 _SPAN9 = np.linspace(-1.0, 1.0, 9)
-for _constant in (_HALF_TURN, _JAW_T, _SPAN7, _SPAN9):
+for _constant in (_HALF_TURN, _HALF_TURN_COS, _HALF_TURN_SIN, _JAW_T, _SPAN7, _SPAN9):
     _constant.flags.writeable = False
 
 
@@ -320,16 +345,26 @@ def _scaled(colour, factor: float) -> tuple[float, float, float]:
     return tuple(float(min(255.0, c * factor)) for c in colour)
 
 
+@dataclass(frozen=True)
+class SketchPart:
+    """Shapes that look alike in every photo of one person: final 3-D head points, and ops indexing them from 0."""
+
+    points: np.ndarray
+    ops: tuple[tuple, ...]
+
+
 class Sketch:
     """Shapes collected in head coordinates, then projected all at once and drawn in order.
 
     Projecting a face's ~400 points in one matrix product instead of ~40 small ones is what keeps drawing
-    near a millisecond: per-call numpy overhead, not arithmetic, is the cost at this size.
+    near a millisecond: per-call numpy overhead, not arithmetic, is the cost at this size. For the same reason
+    the shapes a person keeps from photo to photo are built once (:meth:`part`) and included in each sketch.
     """
 
     def __init__(self) -> None:
         self._points: list[np.ndarray] = []  # Nx3: x, y and either z or a depth above the surface
-        self._on_surface: list[np.ndarray] = []
+        self._on_surface: list[bool] = []
+        self._lengths: list[int] = []
         self._ops: list[tuple] = []
         self._count = 0
 
@@ -337,9 +372,32 @@ class Sketch:
         points = np.asarray(points, dtype=np.float64)
         start = self._count
         self._points.append(points)
-        self._on_surface.append(np.full(len(points), on_surface))
+        self._on_surface.append(on_surface)
+        self._lengths.append(len(points))
         self._count += len(points)
         return start, self._count
+
+    def include(self, part: SketchPart) -> None:
+        """Draw ``part``'s shapes (built by :meth:`part`) after those added so far."""
+        start, _ = self._add(part.points, False)
+        self._ops.extend((op[0], op[1] + start, op[2] + start, *op[3:]) for op in part.ops)
+
+    def part(self, identity: Identity) -> SketchPart:
+        """These shapes, lifted onto ``identity``'s face, ready to include in any sketch of that person.
+
+        Only shapes whose points are head points can be parts (not :meth:`pixels`, which depend on the pose).
+        """
+        if any(op[0] == "pixels" for op in self._ops):
+            raise ValueError("a sketch part cannot hold polygons given in pixels")
+        return SketchPart(self._head_points(identity), tuple(self._ops))
+
+    def _head_points(self, identity: Identity) -> np.ndarray:
+        if not self._points:
+            return np.empty((0, 3))
+        points = np.concatenate(self._points)
+        surface = np.repeat(np.array(self._on_surface, dtype=bool), self._lengths)
+        points[surface] = lift_onto_face(identity, points[surface, :2], points[surface, 2])
+        return points
 
     def surface_fill(self, xy: np.ndarray, depth: float, colour, antialias: bool = True) -> None:
         """A polygon drawn on the face surface (``depth`` above it)."""
@@ -367,9 +425,18 @@ class Sketch:
         self._ops.append(("pixels", polygon, _colour(colour)))
 
     def texture(self, texture: np.ndarray) -> None:
-        """Modulate what is drawn so far by a texture laid on the frontal plane (see :func:`_apply_texture`)."""
+        """Modulate what is drawn so far by a texture laid on the frontal plane (see :func:`_apply_texture`).
+
+        Only the texels whose gain is not one are kept: the margin around the face is a third of the texture,
+        and warping it changes nothing.
+        """
+        rows, cols = np.nonzero((texture != TEXTURE_ONE).any(axis=2))
+        if not len(rows):
+            return
+        r0, c0 = int(rows.min()), int(cols.min())
+        varying = np.ascontiguousarray(texture[r0:rows.max() + 1, c0:cols.max() + 1])
         corners = np.array([[x, y, 0.75] for y in TEXTURE_Y for x in TEXTURE_X])  # TL, TR, BL, BR
-        self._ops.append(("texture", *self._add(corners, False), texture))
+        self._ops.append(("texture", *self._add(corners, False), varying, texture.shape[:2], (c0, r0)))
 
     def marks(self, points: np.ndarray) -> None:
         """Points projected but not drawn (the landmarks)."""
@@ -377,11 +444,7 @@ class Sketch:
 
     def draw(self, canvas: np.ndarray, projector: Projector) -> np.ndarray | None:
         """Project every point, draw every shape in order; return the projected marks, if any."""
-        points = np.concatenate(self._points)
-        surface = np.concatenate(self._on_surface)
-        lifted = projector.lift(points[surface, :2], points[surface, 2])
-        points[surface] = lifted
-        pixels = projector.project(points)
+        pixels = projector.project(self._head_points(projector.identity))
         fixed = np.round(pixels * _ONE).astype(np.int32)
         marks = None
         for op in self._ops:
@@ -401,8 +464,8 @@ class Sketch:
                 _, polygon, colour = op
                 cv2.fillPoly(canvas, [_fixed(polygon)], colour, cv2.LINE_AA, SHIFT)
             elif kind == "texture":
-                _, a, b, texture = op
-                _apply_texture(canvas, texture, pixels[a:b])
+                _, a, b, texture, shape, offset = op
+                _apply_texture(canvas, texture, pixels[a:b], shape, offset)
             else:
                 _, a, b = op
                 marks = pixels[a:b]
@@ -433,62 +496,96 @@ MARK_COLOUR = (255, 0, 255)
 MARK_RADIUS = 0.045
 
 
+@dataclass(frozen=True)
+class FaceParts:
+    """The shapes :func:`draw_face` draws alike in every photo of one person, built once by :func:`face_parts`.
+
+    A photo adds only what changes: the clothes' colour, the cranium's outline (a function of the pose), and
+    the eyes, brows and mouth (of the expression). Building these shapes is most of what drawing a face costs.
+    """
+
+    behind: SketchPart  # long hair behind the head
+    shoulders: np.ndarray  # 3-D points, filled in each photo's clothes colour
+    head: SketchPart  # neck, ears, the volume of the hair
+    face: SketchPart  # jaw, skin texture, beard, hair over the forehead, eye sockets
+    nose: SketchPart
+
+
+def face_parts(identity: Identity) -> FaceParts:
+    """Build and lift the shapes of ``identity`` that no pose or expression changes (see :class:`FaceParts`)."""
+    i = identity
+    skin = i.skin
+    hair = i.skin if i.bald else i.hair_colour
+    behind = Sketch()
+    if not i.bald and i.hair_length > 0.0:
+        bottom = i.chin_y + 0.2 + i.hair_length * 0.8
+        back = np.array([[-1.2 * i.head_w, -0.3, -0.4], [-1.25 * i.head_w, bottom, -0.4],
+                         [1.25 * i.head_w, bottom, -0.4], [1.2 * i.head_w, -0.3, -0.4]])
+        behind.fill3d(back, hair, antialias=False)
+    shoulder_y = i.chin_y + 0.75
+    shoulders = np.array([[-0.55, i.chin_y, -0.3], [-0.6, shoulder_y, -0.3], [-2.8, shoulder_y + 0.6, -0.3],
+                          [-3.0, 4.0, -0.3], [3.0, 4.0, -0.3], [2.8, shoulder_y + 0.6, -0.3], [0.6, shoulder_y, -0.3],
+                          [0.55, i.chin_y, -0.3]])
+    # neck, ears (a far ear ends up hidden by the head), the hair's volume
+    head = Sketch()
+    neck = np.array([[-0.42, 0.5, -0.25], [-0.45, shoulder_y + 0.1, -0.25], [0.45, shoulder_y + 0.1, -0.25],
+                     [0.42, 0.5, -0.25]])
+    head.fill3d(neck, _scaled(skin, 0.8))
+    ear = _ellipse(0.0, i.ear_y, i.ear_size * 0.55, i.ear_size, 12)
+    for side in (-1.0, 1.0):
+        head.fill3d(np.column_stack([np.full(len(ear), side * i.head_w * 0.97), ear[:, 1], ear[:, 0] - 0.05]),
+                    _scaled(skin, 0.9))
+    if not i.bald:
+        axes, centre = _hair_ellipsoid(i)
+        head.fill3d(_ellipsoid_band(axes, centre, np.array([-1.0, -0.7, -0.35, 0.0, 0.3])), hair, hull=True)
+    # over the cranium: the jaw, then the skin texture over both, beard, hair, eye sockets
+    face = Sketch()
+    half_width = i.head_w * (i.jaw_w + (1.0 - i.jaw_w) * (1.0 - _JAW_T) ** 2) * (1 - _JAW_T) + i.chin_w * _JAW_T
+    jaw_y = 0.1 + (i.chin_y - 0.1) * np.sin(_JAW_T * np.pi / 2.0)
+    jaw = np.vstack([np.column_stack([-half_width, jaw_y]), np.column_stack([half_width, jaw_y])[::-1]])
+    face.surface_fill(jaw, 0.0, skin)
+    face.texture(i.texture)
+    if i.beard > 0.0:
+        beard_top = i.eye_y + i.nose_len + i.mouth_gap - 0.12
+        top = np.column_stack([_SPAN7[::-1] * i.jaw_w * i.head_w, np.full(7, beard_top)])
+        top[:, 1] -= 0.15 * (np.abs(top[:, 0]) / i.head_w) ** 2
+        lower = jaw[jaw[:, 1] >= beard_top]
+        face.surface_fill(np.vstack([lower, top]), 0.02,
+                          _mix(np.asarray(skin), np.asarray(i.hair_colour), min(1.0, 0.35 + 0.5 * i.beard)))
+    if not i.bald:
+        _sketch_hair(face, i, hair)
+    for side in (-1.0, 1.0):  # the sockets never overlap the other eye, so both can come before either eye
+        _sketch_eye_socket(face, i, side)
+    nose = Sketch()
+    _sketch_nose(nose, i)
+    return FaceParts(behind.part(i), shoulders, head.part(i), face.part(i), nose.part(i))
+
+
 def draw_face(canvas: np.ndarray, identity: Identity, pose: Pose, expression: Expression, clothes,
-              *, marks: bool = False) -> np.ndarray:
+              *, marks: bool = False, parts: FaceParts | None = None) -> np.ndarray:
     """Draw the person into ``canvas`` (in place) and return the five landmarks in pixels (5x2 float).
 
     Landmarks are in the face's own order (its right eye, on the image's left for a frontal face, first),
     the order a detector reports for faces short of profile. ``marks=True`` also draws a small disk of
     :data:`MARK_COLOUR` around each landmark's 3-D point, through the same projection as every feature, so
-    that a test can find them in the pixels.
+    that a test can find them in the pixels. ``parts``: ``face_parts(identity)``, when many photos of the
+    person are drawn.
     """
     p = Projector(pose, identity)
     i = identity
+    parts = face_parts(identity) if parts is None else parts
     sketch = Sketch()
-    skin = i.skin
-    hair = i.skin if i.bald else i.hair_colour
-    # behind the head: long hair, shoulders, neck, ears (a far ear ends up hidden by the head)
-    if not i.bald and i.hair_length > 0.0:
-        bottom = i.chin_y + 0.2 + i.hair_length * 0.8
-        back = np.array([[-1.2 * i.head_w, -0.3, -0.4], [-1.25 * i.head_w, bottom, -0.4],
-                         [1.25 * i.head_w, bottom, -0.4], [1.2 * i.head_w, -0.3, -0.4]])
-        sketch.fill3d(back, hair, antialias=False)
-    shoulder_y = i.chin_y + 0.75
-    shoulders = np.array([[-0.55, i.chin_y], [-0.6, shoulder_y], [-2.8, shoulder_y + 0.6], [-3.0, 4.0],
-                          [3.0, 4.0], [2.8, shoulder_y + 0.6], [0.6, shoulder_y], [0.55, i.chin_y]])
-    sketch.fill3d(np.column_stack([shoulders, np.full(len(shoulders), -0.3)]), clothes, antialias=False)
-    neck = np.array([[-0.42, 0.5, -0.25], [-0.45, shoulder_y + 0.1, -0.25], [0.45, shoulder_y + 0.1, -0.25],
-                     [0.42, 0.5, -0.25]])
-    sketch.fill3d(neck, _scaled(skin, 0.8))
-    ear = _ellipse(0.0, i.ear_y, i.ear_size * 0.55, i.ear_size, 12)
-    for side in (-1.0, 1.0):
-        sketch.fill3d(np.column_stack([np.full(len(ear), side * i.head_w * 0.97), ear[:, 1], ear[:, 0] - 0.05]),
-                      _scaled(skin, 0.9))
-    if not i.bald:
-        axes, centre = _hair_ellipsoid(i)
-        sketch.fill3d(_ellipsoid_band(axes, centre, np.array([-1.0, -0.7, -0.35, 0.0, 0.3])), hair, hull=True)
-    # cranium (its exact outline) and jaw, then the skin texture over both
-    sketch.pixels(p.silhouette((i.head_w, i.head_h, 1.0), (0.0, -0.05, 0.0)), skin)
-    half_width = i.head_w * (i.jaw_w + (1.0 - i.jaw_w) * (1.0 - _JAW_T) ** 2) * (1 - _JAW_T) + i.chin_w * _JAW_T
-    jaw_y = 0.1 + (i.chin_y - 0.1) * np.sin(_JAW_T * np.pi / 2.0)
-    jaw = np.vstack([np.column_stack([-half_width, jaw_y]), np.column_stack([half_width, jaw_y])[::-1]])
-    sketch.surface_fill(jaw, 0.0, skin)
-    sketch.texture(i.texture)
-    mouth_y = i.eye_y + i.nose_len + i.mouth_gap
-    if i.beard > 0.0:
-        beard_top = mouth_y - 0.12
-        top = np.column_stack([_SPAN7[::-1] * i.jaw_w * i.head_w, np.full(7, beard_top)])
-        top[:, 1] -= 0.15 * (np.abs(top[:, 0]) / i.head_w) ** 2
-        lower = jaw[jaw[:, 1] >= beard_top]
-        sketch.surface_fill(np.vstack([lower, top]), 0.02,
-                            _mix(np.asarray(skin), np.asarray(i.hair_colour), min(1.0, 0.35 + 0.5 * i.beard)))
-    if not i.bald:
-        _sketch_hair(sketch, i, hair)
+    sketch.include(parts.behind)
+    sketch.fill3d(parts.shoulders, clothes, antialias=False)
+    sketch.include(parts.head)
+    sketch.pixels(p.silhouette((i.head_w, i.head_h, 1.0), (0.0, -0.05, 0.0)), i.skin)  # the cranium's exact outline
+    sketch.include(parts.face)
     for side in (-1.0, 1.0):
         _sketch_eye(sketch, i, side, expression)
-    _sketch_nose(sketch, i)
+    sketch.include(parts.nose)
     _sketch_mouth(sketch, i, expression)
     if i.moustache:
+        mouth_y = i.eye_y + i.nose_len + i.mouth_gap
         corners = mouth_corners(i, expression)
         stache = np.array([[corners[0, 0] - 0.03, corners[0, 1] + 0.02], [0.0, mouth_y - 0.09],
                            [corners[1, 0] + 0.03, corners[1, 1] + 0.02], [0.0, mouth_y - 0.04]])
@@ -502,21 +599,28 @@ def draw_face(canvas: np.ndarray, identity: Identity, pose: Pose, expression: Ex
     return sketch.draw(canvas, p)
 
 
-def _apply_texture(canvas: np.ndarray, texture: np.ndarray, corners: np.ndarray) -> None:
-    """Multiply the canvas by the texture's gain, the texture's corners landing on ``corners`` (TL, TR, BL, BR px).
+def _apply_texture(canvas: np.ndarray, texture: np.ndarray, corners: np.ndarray, shape: tuple[int, int],
+                   offset: tuple[int, int]) -> None:
+    """Multiply the canvas by a texture's gain, the texture's corners landing on ``corners`` (TL, TR, BL, BR px).
 
-    The affine map through three corners is the pose's local approximation of the face plane; the warp is
-    done only over the bounding box of the four corners.
+    The affine map through three corners is the pose's local approximation of the face plane. ``texture`` is
+    the part of the whole (``shape`` rows, cols) at ``offset`` (column, row) where the gain is not one, so
+    the warp is done only where it changes something: within the bounding box of the four corners, over the
+    texels that vary and the one texel around them that bilinear interpolation blends in.
     """
-    rows, cols = texture.shape[:2]
+    rows, cols = shape
     src = np.float32([[0.0, 0.0], [cols, 0.0], [0.0, rows]]) - 0.5
     matrix = cv2.getAffineTransform(src, corners[:3].astype(np.float32))
+    column, row = offset
+    part_rows, part_cols = texture.shape[:2]
+    reach = np.array([[column - 1, row - 1], [column + part_cols, row - 1], [column - 1, row + part_rows],
+                      [column + part_cols, row + part_rows]], dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
     height, width = canvas.shape[:2]
-    x0, y0 = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, [width, height])
-    x1, y1 = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 1, 0, [width, height])
+    x0, y0 = np.clip(np.floor(np.maximum(corners.min(axis=0), reach.min(axis=0))).astype(int), 0, [width, height])
+    x1, y1 = np.clip(np.ceil(np.minimum(corners.max(axis=0), reach.max(axis=0))).astype(int) + 1, 0, [width, height])
     if x1 <= x0 or y1 <= y0:
         return
-    matrix[:, 2] -= [x0, y0]
+    matrix[:, 2] += matrix[:, :2] @ np.array([column, row], dtype=np.float64) - [x0, y0]
     warped = cv2.warpAffine(texture, matrix, (int(x1 - x0), int(y1 - y0)), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=(TEXTURE_ONE,) * 3)
     region = canvas[y0:y1, x0:x1]
@@ -552,19 +656,23 @@ def _sketch_hair(sketch: Sketch, i: Identity, hair) -> None:
         sketch.surface_fill(fringe, 0.04, hair)
 
 
+def _sketch_eye_socket(sketch: Sketch, i: Identity, side: float) -> None:
+    """The shadow around an eye: the same in every photo of the person."""
+    cx, cy = side * i.eye_dx, i.eye_y
+    sketch.surface_fill(_ellipse(cx, cy - 0.02, i.eye_w * 1.35, i.eye_w * 0.8, 12), 0.0, _scaled(i.skin, 0.85))
+
+
 def _sketch_eye(sketch: Sketch, i: Identity, side: float, expression: Expression) -> None:
+    """Sclera, iris, pupil, upper lid line and brow: what the expression opens, closes and raises."""
     cx, cy = side * i.eye_dx, i.eye_y
     half_w = i.eye_w
     openness = min(max(1.0 - expression.eyes_closed, 0.0), 1.0)
     half_h = i.eye_w * i.eye_h * max(openness, 0.08)
     c, s = np.cos(-side * i.eye_tilt), np.sin(-side * i.eye_tilt)
-    cos_t, sin_t = np.cos(_HALF_TURN), np.sin(_HALF_TURN)
     almond = np.empty((16, 2))
-    almond[:8, 0], almond[:8, 1] = -cos_t * half_w, -sin_t * half_h * 1.1
-    almond[8:, 0], almond[8:, 1] = cos_t * half_w, sin_t * half_h * 0.8
+    almond[:8, 0], almond[:8, 1] = -_HALF_TURN_COS * half_w, -_HALF_TURN_SIN * half_h * 1.1
+    almond[8:, 0], almond[8:, 1] = _HALF_TURN_COS * half_w, _HALF_TURN_SIN * half_h * 0.8
     almond = almond @ np.array([[c, s], [-s, c]]) + (cx, cy)
-    # eye socket shadow, sclera, iris, pupil, upper lid line, brow
-    sketch.surface_fill(_ellipse(cx, cy - 0.02, half_w * 1.35, half_w * 0.8, 12), 0.0, _scaled(i.skin, 0.85))
     sketch.surface_fill(almond, 0.01, (235, 235, 240))
     if openness > 0.25:
         radius = half_w * i.iris_r

@@ -13,6 +13,7 @@ and JPEG quality.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -20,6 +21,7 @@ import numpy as np
 
 from facestra.synth_face import (
     Expression,
+    FaceParts,
     Identity,
     Pose,
     Projector,
@@ -61,6 +63,11 @@ class Photo:
     jpeg_quality: int
 
 
+def _clamp(value: float, bound: float) -> float:
+    """``value`` limited to [-bound, bound] (``np.clip`` costs microseconds on a scalar)."""
+    return min(max(value, -bound), bound)
+
+
 def _maybe(rng: np.random.Generator, probability: float, value: float) -> float:
     return value if rng.uniform() < probability else 0.0
 
@@ -70,9 +77,9 @@ def sample_photo(rng: np.random.Generator, size: int = 250, difficulty: float = 
     d = float(difficulty)
     unit = size / 250.0
     pose = Pose(
-        yaw=float(np.clip(rng.normal(0.0, 0.32 * d), -0.75, 0.75)),
-        pitch=float(np.clip(rng.normal(0.0, 0.14 * d), -0.4, 0.4)),
-        roll=float(np.clip(rng.normal(0.0, 0.12 * d), -0.45, 0.45)),
+        yaw=_clamp(float(rng.normal(0.0, 0.32 * d)), 0.75),
+        pitch=_clamp(float(rng.normal(0.0, 0.14 * d)), 0.4),
+        roll=_clamp(float(rng.normal(0.0, 0.12 * d)), 0.45),
         centre=(float(size * 0.5 + rng.normal(0.0, 6.0 * d * unit)), float(size * 0.47 + rng.normal(0.0, 6.0 * d * unit))),
         scale=float(size * rng.uniform(0.19 - 0.025 * d, 0.19 + 0.03 * d)),
     )
@@ -134,13 +141,16 @@ def photo_landmarks(identity: Identity, photo: Photo) -> np.ndarray:
     return projector.project(landmarks_3d(identity, photo.expression, projector))
 
 
-def render_photo(identity: Identity, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
-    """Draw the photo: a BGR uint8 image (before JPEG) and the main face's five landmarks (5x2 float pixels)."""
+def render_photo(identity: Identity, photo: Photo, parts: FaceParts | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the photo: a BGR uint8 image (before JPEG) and the main face's five landmarks (5x2 float pixels).
+
+    ``parts``: ``face_parts(identity)``, built once when drawing many photos of the person.
+    """
     size = photo.size
     canvas = _background(size, np.random.default_rng(photo.background_seed))
     if photo.distractor is not None and photo.distractor_pose is not None:
         draw_face(canvas, photo.distractor, photo.distractor_pose, Expression(), _dim(photo.clothes))
-    landmarks = draw_face(canvas, identity, photo.pose, photo.expression, photo.clothes)
+    landmarks = draw_face(canvas, identity, photo.pose, photo.expression, photo.clothes, parts=parts)
     if photo.occluder:
         _draw_occluder(canvas, identity, photo, np.random.default_rng(photo.occluder_seed))
     image = _light(canvas, identity, photo)
@@ -226,31 +236,36 @@ def _draw_occluder(canvas: np.ndarray, identity: Identity, photo: Photo, rng: np
             line(canvas, np.vstack([tip, tip + [0.0, 1.0]]) @ rot.T + centre, tuple(c * 0.8 for c in skin), 1.0)
 
 
+#: Lighting is smooth: it is computed on this many grid cells a side and resized to the photo.
+_LIGHT_GRID = 24
+
+
 def _light(canvas: np.ndarray, identity: Identity, photo: Photo) -> np.ndarray:
     """Shade the head as a lit ellipsoid (screen-space normals of its outline) and tint the whole photo.
 
     The shading is smooth, so it is computed on a coarse grid, encoded as uint8 gains (128 = 1.0) and applied
-    with one saturating ``cv2.multiply``.
+    with one saturating ``cv2.multiply``. Grid coordinates are whitened by the Cholesky factor L of the
+    outline's ellipse (outline = centre + L * unit circle), which makes the outline the unit circle; L is
+    lower triangular, so each whitened coordinate is a sum of a row and a column term.
     """
     size = photo.size
-    grid = 24
     lit = photo.lighting
     p = Projector(photo.pose, identity)
-    outline = p.silhouette((identity.head_w, (identity.head_h + identity.chin_y) * 0.5, 1.0), (0.0, 0.1, 0.0))
-    centre = outline.mean(axis=0)
-    offsets = outline - centre
-    covariance = offsets.T @ offsets / len(offsets) * 2.0  # points on an ellipse: cov = A A^T / 2
-    whiten = np.linalg.inv(np.linalg.cholesky(covariance))
-    coords = (np.arange(grid) + 0.5) * size / grid
-    gx, gy = np.meshgrid(coords, coords)
-    d = np.stack([gx - centre[0], gy - centre[1]], axis=-1) @ whiten.T
-    r2 = (d**2).sum(-1)
+    (cx, cy), ((a, b), (_, c)) = p.silhouette_ellipse(
+        (identity.head_w, (identity.head_h + identity.chin_y) * 0.5, 1.0), (0.0, 0.1, 0.0))
+    l11 = math.sqrt(a)
+    l21 = b / l11
+    l22 = math.sqrt(c - l21 * l21)
+    coords = (np.arange(_LIGHT_GRID) + 0.5) * (size / _LIGHT_GRID)
+    across = ((coords - cx) / l11)[None, :]  # whitened x: columns only
+    down = ((coords - cy) / l22)[:, None] - (l21 / l22) * across  # whitened y
+    r2 = across * across + down * down
     nz = np.sqrt(np.maximum(1.0 - r2, 0.0))
     lx, ly, lz = lit.direction
-    diffuse = np.maximum(d[..., 0] * lx + d[..., 1] * ly + nz * lz, 0.0)
-    face = lit.ambient + (1.0 - lit.ambient) * diffuse * 1.15
-    ramp = ((gx / size - 0.5) * lx + (gy / size - 0.5) * ly) * (1.0 - lit.ambient)
-    scene = 0.55 + 0.45 * lit.ambient + ramp
+    diffuse = np.maximum(across * lx + down * ly + nz * lz, 0.0)
+    face = lit.ambient + (1.0 - lit.ambient) * 1.15 * diffuse
+    relative = coords / size - 0.5
+    scene = 0.55 + 0.45 * lit.ambient + (1.0 - lit.ambient) * (relative[None, :] * lx + relative[:, None] * ly)
     weight = np.minimum(np.maximum((1.25 - r2) / 0.3, 0.0), 1.0)
     shade = (face * weight + scene * (1.0 - weight))[..., None] * np.asarray(lit.gains)
     gains = np.minimum(np.maximum(shade * 128.0, 0.0), 255.0).astype(np.uint8)
@@ -271,8 +286,8 @@ def _degrade(image: np.ndarray, photo: Photo) -> np.ndarray:
         # times cheaper than Gaussian draws, and indistinguishable once blurred by JPEG
         half = (size + 1) // 2
         raw = np.frombuffer(np.random.default_rng(photo.noise_seed).bytes(2 * half * half * 3), dtype=np.uint8)
-        raw = raw.reshape(2, half, half, 3).astype(np.int16)
-        noise = ((raw[0] - raw[1]) * np.float32(photo.noise_sigma / 104.5)).astype(np.int16)
+        raw = raw.reshape(2, half, half, 3)
+        noise = (np.subtract(raw[0], raw[1], dtype=np.int16) * np.float32(photo.noise_sigma / 104.5)).astype(np.int16)
         noise = cv2.resize(noise, (size, size), interpolation=cv2.INTER_NEAREST)
         image = cv2.add(image, noise, dtype=cv2.CV_8U)
     return image
