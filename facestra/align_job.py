@@ -24,16 +24,16 @@ import tempfile
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from facestra.align import LandmarkError, fit_face, landmark_problem, parse_size, warp_to_crop
-from facestra.detect import Face, YuNetDetector, load_detector, rank_faces
+from facestra.align import LandmarkError, fit_face, parse_size, warp_to_crop
+from facestra.detect import YuNetDetector, load_detector, rank_faces
 from facestra.errors import UserError
-from facestra.fileio import list_image_paths, write_bytes_atomic, write_text_atomic
+from facestra.fileio import list_image_paths, read_file, write_bytes_atomic, write_text_atomic
 from facestra.image_check import decode_whole_image
 from facestra.landmarks import LandmarkEntry, read_landmarks
 
@@ -107,6 +107,7 @@ class AlignTask:
     points: np.ndarray | None = None
     status: str | None = None  # set when the image is settled before decoding
     detail: str = ""
+    line: int = 0  # the landmarks file's line the points come from
 
 
 @dataclass(frozen=True)
@@ -366,12 +367,11 @@ def _plan_tasks(
                                     detail=f"listed {len(rows)} times in the landmarks file (lines {lines})")
             continue
         row = rows[0]
-        problem = row.problem if row.points is None else landmark_problem(row.points)
-        if problem is not None:
+        if row.points is None:
             tasks[path] = AlignTask(path, os.path.join(base, path), status=BAD_LANDMARKS,
-                                    detail=f"line {row.line}: {problem}")
-        else:
-            tasks[path] = AlignTask(path, os.path.join(base, path), points=row.points)
+                                    detail=f"line {row.line}: {row.problem}")
+        else:  # numbers whose geometry is checked where the crop is fitted, off the thread that decodes
+            tasks[path] = AlignTask(path, os.path.join(base, path), points=row.points, line=row.line)
     return _check_existence(sorted(tasks.values(), key=lambda t: t.path), set(images) if is_listing else set())
 
 
@@ -659,15 +659,17 @@ def align_one(task: AlignTask, plan: _Plan) -> list[FaceRecord]:
     return finish_image(prepare_image(task, plan), plan)
 
 
-@dataclass(frozen=True)
-class _PendingCrop:
-    """A face located but not yet fitted, warped and written: its report line (status and residual to be
-    decided), the decoded image, and whether its landmarks were checked already (a landmarks file's are)."""
+class _PendingCrop(NamedTuple):
+    """A face located but not yet fitted, warped and written (its report line is made then): the decoded
+    image and what the line needs. A plain tuple: the thread that decodes makes one per image."""
 
-    record: FaceRecord
+    path: str
+    output: str
+    face: int | None
+    score: float | None
     image: np.ndarray
     landmarks: np.ndarray
-    checked: bool
+    line: int  # of the landmarks file, 0 for a detector's landmarks
 
 
 def prepare_image(task: AlignTask, plan: _Plan) -> list[FaceRecord | _PendingCrop]:
@@ -678,8 +680,7 @@ def prepare_image(task: AlignTask, plan: _Plan) -> list[FaceRecord | _PendingCro
         if os.path.exists(os.path.join(plan.out, output)):
             return [FaceRecord(task.path, EXISTS, output=output, detail=KEPT)]
     try:
-        with open(task.source, "rb") as handle:  # type: ignore[arg-type]
-            data = handle.read()
+        data = read_file(task.source)  # type: ignore[arg-type]
     except OSError as error:
         return [FaceRecord(task.path, UNREADABLE, detail=f"cannot read ({error.strerror or error})")]
     try:
@@ -688,26 +689,23 @@ def prepare_image(task: AlignTask, plan: _Plan) -> list[FaceRecord | _PendingCro
         return [FaceRecord(task.path, UNREADABLE, detail=str(error).split(": ", 1)[-1])]
 
     if plan.detector is None:
-        faces = [Face(score=float("nan"), box=np.zeros(4), landmarks=np.asarray(task.points).reshape(5, 2))]
-    else:
-        faces = rank_faces(plan.detector(image), image.shape)
-        if not faces:
-            return [FaceRecord(task.path, NO_FACE, detail=f"{plan.detector.name} found no face")]
-        if not settings.all_faces:
-            faces = faces[:1]
-
+        return [_PendingCrop(task.path, output_name(task.path, settings), None, None, image, task.points, task.line)]
+    faces = rank_faces(plan.detector(image), image.shape)
+    if not faces:
+        return [FaceRecord(task.path, NO_FACE, detail=f"{plan.detector.name} found no face")]
+    if not settings.all_faces:
+        faces = faces[:1]
     items: list[FaceRecord | _PendingCrop] = []
     for index, face in enumerate(faces):
         number = index if settings.all_faces else None
-        score = None if math.isnan(face.score) else face.score
-        record = FaceRecord(task.path, OK, face=number, output=output_name(task.path, settings, number),
-                            score=score, landmarks=tuple(face.landmarks.reshape(-1).tolist()))
-        items.append(_PendingCrop(record, image, face.landmarks, checked=plan.detector is None))
+        items.append(_PendingCrop(task.path, output_name(task.path, settings, number), number, float(face.score),
+                                  image, face.landmarks, 0))
     return items
 
 
 def finish_image(items: list[FaceRecord | _PendingCrop], plan: _Plan) -> list[FaceRecord]:
-    """Fit, warp, encode and atomically write the crops of one image; never replaces an existing file."""
+    """Check the landmarks, fit, warp, encode and atomically write the crops of one image; never replaces an
+    existing file."""
     import cv2
 
     settings = plan.settings
@@ -720,24 +718,28 @@ def finish_image(items: list[FaceRecord | _PendingCrop], plan: _Plan) -> list[Fa
         if isinstance(item, FaceRecord):
             records.append(item)
             continue
+        landmarks = tuple(np.asarray(item.landmarks, dtype=np.float64).reshape(-1).tolist())
         try:
-            matrix, residual = fit_face(item.landmarks, settings.size, checked=item.checked)
+            matrix, residual = fit_face(item.landmarks, settings.size)
         except LandmarkError as error:
-            records.append(replace(item.record, status=BAD_LANDMARKS, output="", detail=str(error)))
+            detail = f"line {item.line}: {error}" if item.line else str(error)
+            records.append(FaceRecord(item.path, BAD_LANDMARKS, face=item.face, score=item.score,
+                                      landmarks=None if item.line else landmarks, detail=detail))
             continue
-        target = os.path.join(plan.out, item.record.output)
+        target = os.path.join(plan.out, item.output)
         ok, encoded = cv2.imencode("." + settings.image_format, warp_to_crop(item.image, matrix, settings.size), params)
         if not ok:
             raise UserError(f"{target}: OpenCV could not encode the crop")
-        record = replace(item.record, residual=residual)
+        status, detail = OK, ""
         try:
             write_bytes_atomic(target, encoded, overwrite=plan.overwrite)
         except UserError:  # the target exists
             if plan.adopt_existing:  # written by the interrupted run before it could journal it
-                record = replace(record, detail="written by the interrupted run")
+                detail = "written by the interrupted run"
             else:
-                record = replace(record, status=EXISTS, detail=KEPT)
+                status, detail = EXISTS, KEPT
         except OSError as error:
             raise UserError(f"{target}: cannot write ({error.strerror or error})") from None
-        records.append(record)
+        records.append(FaceRecord(item.path, status, face=item.face, output=item.output, score=item.score,
+                                  residual=residual, landmarks=landmarks, detail=detail))
     return records
