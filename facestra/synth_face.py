@@ -434,7 +434,8 @@ class Sketch:
         if not len(rows):
             return
         r0, c0 = int(rows.min()), int(cols.min())
-        varying = np.ascontiguousarray(texture[r0:rows.max() + 1, c0:cols.max() + 1])
+        # with a fourth channel: OpenCV warps four-channel bytes twice as fast as three (same values)
+        varying = cv2.cvtColor(np.ascontiguousarray(texture[r0:rows.max() + 1, c0:cols.max() + 1]), cv2.COLOR_BGR2BGRA)
         corners = np.array([[x, y, 0.75] for y in TEXTURE_Y for x in TEXTURE_X])  # TL, TR, BL, BR
         self._ops.append(("texture", *self._add(corners, False), varying, texture.shape[:2], (c0, r0)))
 
@@ -470,6 +471,10 @@ class Sketch:
                 _, a, b = op
                 marks = pixels[a:b]
         return marks
+
+
+#: The expression the parts drawn alike in most photos are built for.
+_AT_REST = Expression()
 
 
 def mouth_corners(identity: Identity, expression: Expression) -> np.ndarray:
@@ -508,7 +513,9 @@ class FaceParts:
     shoulders: np.ndarray  # 3-D points, filled in each photo's clothes colour
     head: SketchPart  # neck, ears, the volume of the hair
     face: SketchPart  # jaw, skin texture, beard, hair over the forehead, eye sockets
+    eyes_at_rest: SketchPart  # eyes and brows of a neutral expression (most photos have one)
     nose: SketchPart
+    mouth_at_rest: SketchPart  # lips (and moustache) of a neutral expression
 
 
 def face_parts(identity: Identity) -> FaceParts:
@@ -556,9 +563,12 @@ def face_parts(identity: Identity) -> FaceParts:
         _sketch_hair(face, i, hair)
     for side in (-1.0, 1.0):  # the sockets never overlap the other eye, so both can come before either eye
         _sketch_eye_socket(face, i, side)
-    nose = Sketch()
+    eyes, nose, mouth = Sketch(), Sketch(), Sketch()
+    _sketch_eyes(eyes, i, _AT_REST)
     _sketch_nose(nose, i)
-    return FaceParts(behind.part(i), shoulders, head.part(i), face.part(i), nose.part(i))
+    _sketch_mouth(mouth, i, _AT_REST)
+    return FaceParts(behind.part(i), shoulders, head.part(i), face.part(i), eyes.part(i), nose.part(i),
+                     mouth.part(i))
 
 
 def draw_face(canvas: np.ndarray, identity: Identity, pose: Pose, expression: Expression, clothes,
@@ -580,16 +590,15 @@ def draw_face(canvas: np.ndarray, identity: Identity, pose: Pose, expression: Ex
     sketch.include(parts.head)
     sketch.pixels(p.silhouette((i.head_w, i.head_h, 1.0), (0.0, -0.05, 0.0)), i.skin)  # the cranium's exact outline
     sketch.include(parts.face)
-    for side in (-1.0, 1.0):
-        _sketch_eye(sketch, i, side, expression)
+    if expression.eyes_closed == 0.0 and expression.brows_raised == 0.0:
+        sketch.include(parts.eyes_at_rest)
+    else:
+        _sketch_eyes(sketch, i, expression)
     sketch.include(parts.nose)
-    _sketch_mouth(sketch, i, expression)
-    if i.moustache:
-        mouth_y = i.eye_y + i.nose_len + i.mouth_gap
-        corners = mouth_corners(i, expression)
-        stache = np.array([[corners[0, 0] - 0.03, corners[0, 1] + 0.02], [0.0, mouth_y - 0.09],
-                           [corners[1, 0] + 0.03, corners[1, 1] + 0.02], [0.0, mouth_y - 0.04]])
-        sketch.surface_fill(stache, 0.03, i.hair_colour)
+    if expression.smile == 0.0 and expression.mouth_open == 0.0:
+        sketch.include(parts.mouth_at_rest)
+    else:
+        _sketch_mouth(sketch, i, expression)
     points = landmarks_3d(i, expression, p)
     if marks:
         disk = np.column_stack([_CIRCLES[16] * MARK_RADIUS, np.zeros(16)])
@@ -604,7 +613,8 @@ def _apply_texture(canvas: np.ndarray, texture: np.ndarray, corners: np.ndarray,
     """Multiply the canvas by a texture's gain, the texture's corners landing on ``corners`` (TL, TR, BL, BR px).
 
     The affine map through three corners is the pose's local approximation of the face plane. ``texture`` is
-    the part of the whole (``shape`` rows, cols) at ``offset`` (column, row) where the gain is not one, so
+    the part of the whole (``shape`` rows, cols) at ``offset`` (column, row) where the gain is not one (BGR, or
+    BGRA whose fourth channel is ignored), so
     the warp is done only where it changes something: within the bounding box of the four corners, over the
     texels that vary and the one texel around them that bilinear interpolation blends in.
     """
@@ -622,7 +632,9 @@ def _apply_texture(canvas: np.ndarray, texture: np.ndarray, corners: np.ndarray,
         return
     matrix[:, 2] += matrix[:, :2] @ np.array([column, row], dtype=np.float64) - [x0, y0]
     warped = cv2.warpAffine(texture, matrix, (int(x1 - x0), int(y1 - y0)), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=(TEXTURE_ONE,) * 3)
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=(TEXTURE_ONE,) * 4)
+    if warped.ndim == 3 and warped.shape[2] == 4:
+        warped = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
     region = canvas[y0:y1, x0:x1]
     region[...] = cv2.multiply(region, warped, scale=1.0 / TEXTURE_ONE)
 
@@ -660,6 +672,11 @@ def _sketch_eye_socket(sketch: Sketch, i: Identity, side: float) -> None:
     """The shadow around an eye: the same in every photo of the person."""
     cx, cy = side * i.eye_dx, i.eye_y
     sketch.surface_fill(_ellipse(cx, cy - 0.02, i.eye_w * 1.35, i.eye_w * 0.8, 12), 0.0, _scaled(i.skin, 0.85))
+
+
+def _sketch_eyes(sketch: Sketch, i: Identity, expression: Expression) -> None:
+    for side in (-1.0, 1.0):
+        _sketch_eye(sketch, i, side, expression)
 
 
 def _sketch_eye(sketch: Sketch, i: Identity, side: float, expression: Expression) -> None:
@@ -723,3 +740,7 @@ def _sketch_mouth(sketch: Sketch, i: Identity, expression: Expression) -> None:
         teeth = np.vstack([inner_top[2:-2], inner_top[2:-2][::-1] + [0.0, opening * 0.35]])
         sketch.surface_fill(teeth, 0.036, (215, 220, 225))
     sketch.surface_line(middle, 0.035, _scaled(i.lip_colour, 0.5), 0.015)
+    if i.moustache:
+        stache = np.array([[corners[0, 0] - 0.03, corners[0, 1] + 0.02], [0.0, mouth_y - 0.09],
+                           [corners[1, 0] + 0.03, corners[1, 1] + 0.02], [0.0, mouth_y - 0.04]])
+        sketch.surface_fill(stache, 0.03, i.hair_colour)

@@ -91,11 +91,11 @@ def sample_photo(rng: np.random.Generator, size: int = 250, difficulty: float = 
     )
     azimuth = rng.uniform(0.0, 2.0 * np.pi)
     elevation = rng.uniform(0.0, min(1.4, 0.9 * d))
-    direction = (np.sin(elevation) * np.cos(azimuth), np.sin(elevation) * np.sin(azimuth), np.cos(elevation))
+    direction = (math.sin(elevation) * math.cos(azimuth), math.sin(elevation) * math.sin(azimuth), math.cos(elevation))
     lighting = Lighting(
-        direction=tuple(float(v) for v in direction),
+        direction=(float(direction[0]), float(direction[1]), float(direction[2])),
         ambient=float(rng.uniform(max(0.15, 0.6 - 0.4 * d), 0.75)),
-        gains=tuple(float(v) for v in np.exp(rng.normal(0.0, 0.1 * d, 3) + rng.normal(0.05, 0.22 * d))),
+        gains=tuple(np.exp(rng.normal(0.0, 0.1 * d, 3) + rng.normal(0.05, 0.22 * d)).tolist()),
     )
     roll = rng.uniform()
     occluder = ""
@@ -121,7 +121,7 @@ def sample_photo(rng: np.random.Generator, size: int = 250, difficulty: float = 
         pose=pose,
         expression=expression,
         lighting=lighting,
-        clothes=tuple(float(v) for v in rng.uniform(0, 255, 3)),
+        clothes=tuple(rng.uniform(0, 255, 3).tolist()),
         occluder=occluder,
         occluder_seed=int(rng.integers(2**31)),
         background_seed=int(rng.integers(2**31)),
@@ -169,16 +169,17 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     coarse = np.clip(coarse, 0, 255).astype(np.uint8)
     canvas = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_LINEAR)
     for _ in range(int(rng.integers(3, 12))):
-        colour = tuple(float(v) for v in rng.uniform(0, 255, 3))
-        kind = rng.integers(4)
+        colour = tuple(rng.uniform(0, 255, 3).tolist())
+        kind = int(rng.integers(4))
         a = rng.uniform(-0.1, 1.1, 2) * size
         b = a + rng.normal(0.0, 0.3, 2) * size
+        (ax, ay), (bx, by) = a.tolist(), b.tolist()
         if kind == 0:
-            cv2.rectangle(canvas, tuple(int(v) for v in a), tuple(int(v) for v in b), colour, -1)
+            cv2.rectangle(canvas, (int(ax), int(ay)), (int(bx), int(by)), colour, -1)
         elif kind == 1:
-            cv2.circle(canvas, tuple(int(v) for v in a), int(abs(b[0] - a[0]) * 0.5) + 2, colour, -1, cv2.LINE_AA)
+            cv2.circle(canvas, (int(ax), int(ay)), int(abs(bx - ax) * 0.5) + 2, colour, -1, cv2.LINE_AA)
         elif kind == 2:
-            cv2.line(canvas, tuple(int(v) for v in a), tuple(int(v) for v in b), colour, int(rng.integers(1, 8)), cv2.LINE_AA)
+            cv2.line(canvas, (int(ax), int(ay)), (int(bx), int(by)), colour, int(rng.integers(1, 8)), cv2.LINE_AA)
         else:
             triangle = (a + rng.normal(0.0, 0.15, (3, 2)) * size).astype(np.int32)
             cv2.fillPoly(canvas, [triangle], colour, cv2.LINE_AA)
@@ -280,17 +281,26 @@ def _degrade(image: np.ndarray, photo: Photo) -> np.ndarray:
         image = cv2.resize(cv2.resize(image, (small, small), interpolation=cv2.INTER_AREA), (size, size),
                            interpolation=cv2.INTER_LINEAR)
     if photo.blur_sigma > 0.0:
-        image = cv2.GaussianBlur(image, (0, 0), photo.blur_sigma)
+        image = gaussian_blur(image, photo.blur_sigma)
     if photo.noise_sigma > 0.0:
         # triangular noise from random bytes (the difference of two uniform bytes has std 104.5): several
         # times cheaper than Gaussian draws, and indistinguishable once blurred by JPEG
         half = (size + 1) // 2
-        raw = np.frombuffer(np.random.default_rng(photo.noise_seed).bytes(2 * half * half * 3), dtype=np.uint8)
-        raw = raw.reshape(2, half, half, 3)
+        # random_raw's 64-bit words are the very bytes Generator.bytes returns, without its detour through
+        # 32-bit integers (twice the time)
+        words = np.random.default_rng(photo.noise_seed).bit_generator.random_raw(-(-2 * half * half * 3 // 8))
+        raw = words.view(np.uint8)[: 2 * half * half * 3].reshape(2, half, half, 3)
         noise = (np.subtract(raw[0], raw[1], dtype=np.int16) * np.float32(photo.noise_sigma / 104.5)).astype(np.int16)
         noise = cv2.resize(noise, (size, size), interpolation=cv2.INTER_NEAREST)
         image = cv2.add(image, noise, dtype=cv2.CV_8U)
     return image
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """``cv2.GaussianBlur(image, (0, 0), sigma)`` but twice as fast for bytes: the same kernel (six sigmas wide)
+    as one separable float filter instead of OpenCV's bit-exact fixed-point one; pixels differ by at most 1."""
+    kernel = cv2.getGaussianKernel(int(round(sigma * 6.0 + 1.0)) | 1, sigma)
+    return cv2.sepFilter2D(image, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT_101)
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
