@@ -4,7 +4,7 @@ The floor is what writing the same number of 250x250 JPEG files costs with no dr
 ``render / floor`` says how much the face model itself costs. Target: >= 200 images/s per core.
 
     python bench/synth_speed.py [--identities 100] [--images-per-identity 10] [--size 250] [--rounds 3]
-                                [--out-parent /dev/shm]
+                                [--workers 2 4 ...] [--out-parent /dev/shm]
 
 Worker processes are spawned (a fresh interpreter importing numpy and OpenCV each), which costs a fixed
 fraction of a second; the script measures that start-up too, so that the scaling line can be read for what it
@@ -70,8 +70,10 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=100)
     parser.add_argument("--images-per-identity", type=int, default=10)
     parser.add_argument("--size", type=int, default=250)
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="worker counts to time besides one (default: all cores)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of floor, one worker, all workers, back to back; medians are reported")
+                        help="rounds of floor, one worker, the other counts, back to back; medians are reported")
     parser.add_argument("--out-parent", type=Path, default=None,
                         help="where the images go (default: the temporary folder); /dev/shm takes the disk out")
     args = parser.parse_args()
@@ -79,25 +81,30 @@ def main() -> None:
     cv2.setNumThreads(1)
     count = args.identities * args.images_per_identity
     cores = os.cpu_count() or 1
-    floors, ones, manys = [], [], []
+    counts = [1] + [w for w in (args.workers or [cores]) if w != 1]
+    floors: list[float] = []
+    rates: dict[int, list[float]] = {w: [] for w in counts}
     with tempfile.TemporaryDirectory(dir=args.out_parent) as tmp:
         for number in range(args.rounds):
             round_dir = Path(tmp) / str(number)
             (round_dir / "floor").mkdir(parents=True)
             floors.append(encode_floor(count, args.size, round_dir / "floor"))
-            ones.append(synth_rate(round_dir / "one", args.identities, args.images_per_identity, args.size, 1))
-            manys.append(synth_rate(round_dir / "many", args.identities, args.images_per_identity, args.size, cores))
-    floor, one, many = (statistics.median(v) for v in (floors, ones, manys))
-    start = statistics.median(worker_start_seconds(cores) for _ in range(3))
-    spread = f"{min(ones):.0f}..{max(ones):.0f}"
+            for workers in counts:
+                rates[workers].append(synth_rate(round_dir / f"w{workers}", args.identities,
+                                                 args.images_per_identity, args.size, workers))
+    floor = statistics.median(floors)
+    one = statistics.median(rates[1])
     print(f"encode+write floor, 1 core:  {floor:8.0f} images/s")
-    print(f"facestra synth, 1 worker:    {one:8.0f} images/s  ({one / floor:.2f}x the floor; rounds {spread}; "
-          f"target >= 200/core)")
-    print(f"facestra synth, {cores} workers:   {many:8.0f} images/s  ({many / one:.2f}x one worker; starting the "
-          f"{cores} worker processes takes {start:.2f} s of each run's {count / many:.2f} s)")
+    print(f"facestra synth, 1 worker:    {one:8.0f} images/s  ({one / floor:.2f}x the floor; rounds "
+          f"{min(rates[1]):.0f}..{max(rates[1]):.0f}; target >= 200/core)")
+    for workers in counts[1:]:
+        many = statistics.median(rates[workers])
+        start = statistics.median(worker_start_seconds(workers) for _ in range(3))
+        print(f"facestra synth, {workers} workers:  {many:8.0f} images/s  ({many / one:.2f}x one worker, "
+              f"{many / workers:.0f} per worker; starting the {workers} worker processes takes {start:.2f} s "
+              f"of each run's {count / many:.2f} s)")
     print(f"({count} images of {args.size}x{args.size} a run, including the landmarks, pairs and .bin files; "
           f"median of {args.rounds} rounds; load average {os.getloadavg()[0]:.1f} on {cores} cores)")
-
 
 if __name__ == "__main__":
     main()

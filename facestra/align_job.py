@@ -622,10 +622,10 @@ WRITE_AHEAD = 2
 def align_stream(tasks: Iterable[AlignTask], plan: _Plan) -> Iterator[Result]:
     """Align ``tasks`` in order, yielding (path, records, journal line) once each image's crops are on disk.
 
-    This thread reads and decodes each image (and runs the detector, if any) while one helper thread fits,
-    warps, encodes and writes the previous ones and makes their journal lines: both halves spend most of
-    their time in OpenCV or in system calls, which release the GIL, and decoding is about half of the work,
-    so one worker keeps up to two cores busy.
+    This thread only reads and decodes each image (and runs the detector, if any) while one helper thread
+    checks the landmarks, fits, warps, encodes and writes the previous ones and makes their report and journal
+    lines: both halves spend most of their time in OpenCV or in system calls, which release the GIL, and
+    decoding is about two thirds of the work, so one worker keeps up to two cores busy.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="align-writer") as writer:
         pending: deque[Future] = deque()

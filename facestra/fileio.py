@@ -115,16 +115,20 @@ def read_file(path: str | os.PathLike) -> bytes:
 
     ``open(path, "rb").read()`` makes twice as many (a terminal check, a seek, a read to find the end), and
     each releases and retakes the GIL, which a thread decoding images alongside a writer thread waits for.
+    A file whose size is not known in advance (a pipe, ``/proc``) or that comes short is read to its end.
     """
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
         size = os.fstat(descriptor).st_size
-        chunks = [os.read(descriptor, max(size, 1))]
-        while chunks[-1] and (len(chunks) > 1 or len(chunks[0]) < size):  # short read, or the file grew
-            chunks.append(os.read(descriptor, 1 << 20))
+        data = os.read(descriptor, size) if size > 0 else b""
+        if size > 0 and len(data) == size:
+            return data
+        chunks = [data]
+        while chunk := os.read(descriptor, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         os.close(descriptor)
-    return b"".join(chunks) if len(chunks) > 1 else chunks[0]
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -613,10 +613,10 @@ def _apply_texture(canvas: np.ndarray, texture: np.ndarray, corners: np.ndarray,
     """Multiply the canvas by a texture's gain, the texture's corners landing on ``corners`` (TL, TR, BL, BR px).
 
     The affine map through three corners is the pose's local approximation of the face plane. ``texture`` is
-    the part of the whole (``shape`` rows, cols) at ``offset`` (column, row) where the gain is not one (BGR, or
-    BGRA whose fourth channel is ignored), so
-    the warp is done only where it changes something: within the bounding box of the four corners, over the
-    texels that vary and the one texel around them that bilinear interpolation blends in.
+    the part of the whole (``shape`` rows, cols) at ``offset`` (column, row) where the gain is not one (BGR,
+    or BGRA whose fourth channel is ignored), so the warp is done only where it changes something: within
+    the bounding box of the four corners, over the texels that vary and the one texel around them that
+    bilinear interpolation blends in.
     """
     rows, cols = shape
     src = np.float32([[0.0, 0.0], [cols, 0.0], [0.0, rows]]) - 0.5

@@ -139,11 +139,11 @@ def test_resume_rewrites_only_what_is_missing(small_set, tmp_path):
 
     copy = tmp_path / "copy"
     shutil.copytree(small_set, copy)
-    victim = copy / "train" / "synth_00001" / "synth_00001_0002.jpg"
-    victim.unlink()
+    (copy / "train" / "synth_00001" / "synth_00001_0002.jpg").unlink()
+    (copy / "test" / "synth_00009" / "synth_00009_0003.jpg").unlink()  # its .bin crop: new; its siblings': read
     (copy / "test.bin").unlink()
     summary = synthesize(copy, SMALL, workers=1)
-    assert summary.written == 1 and summary.resumed == 24 * 3 - 1
+    assert summary.written == 2 and summary.resumed == 24 * 3 - 2
     assert _digests(copy) == _digests(small_set)
 
 
