@@ -153,6 +153,8 @@ def test_bad_input_becomes_report_statuses_and_strict_fails_with_exit_1(tmp_path
     }
     details = {name: rows_[0]["detail"] for name, rows_ in read_report(out).items()}
     assert "truncated" in details["cut.jpg"] and "NaN" in details["nan.png"] and "collinear" in details["line.png"]
+    # checked where the crop is fitted, yet still naming the landmarks file's line
+    assert details["short.png"].startswith("line 2: ") and details["line.png"].startswith("line 6: ")
     assert "12 warnings" in result.stdout and "bad_landmarks 8" in result.stdout
     assert [p.name for p in out.rglob("*.jpg")] == ["good.jpg"]  # no garbage crops
 
