@@ -195,15 +195,12 @@ def fit_residual(matrix: np.ndarray, src_points: np.ndarray, dst_points: np.ndar
 def fit_face(
     landmarks: np.ndarray,
     size: int | str | tuple[int, int] = 112,
-    *,
-    checked: bool = False,
 ) -> tuple[np.ndarray, float]:
     """The 2x3 image-to-crop similarity for a face's five ``landmarks`` and its RMS residual in crop pixels.
 
-    Raises :class:`LandmarkError` for landmarks that :func:`landmark_problem` rejects (``checked=True``: the
-    caller already asked it).
+    Raises :class:`LandmarkError` for landmarks that :func:`landmark_problem` rejects.
     """
-    problem = None if checked else landmark_problem(landmarks)
+    problem = landmark_problem(landmarks)
     if problem is not None:
         raise LandmarkError(problem)
     points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
@@ -231,13 +228,11 @@ def warp_face(
     image: np.ndarray,
     landmarks: np.ndarray,
     size: int | str | tuple[int, int] = 112,
-    *,
-    checked: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Crop the face whose five ``landmarks`` (image pixels, template order) are given.
 
     Returns ``(crop, matrix, residual)``: the aligned crop (bilinear, black border), the 2x3 image-to-crop
     matrix, and the RMS landmark residual in crop pixels (:func:`fit_face` then :func:`warp_to_crop`).
     """
-    matrix, residual = fit_face(landmarks, size, checked=checked)
+    matrix, residual = fit_face(landmarks, size)
     return warp_to_crop(image, matrix, size), matrix, residual

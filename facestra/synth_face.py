@@ -253,7 +253,7 @@ def ellipse_outline(centre: np.ndarray, covariance: np.ndarray, count: int = 48)
     angle = 0.5 * float(np.arctan2(2.0 * b, a - c))  # direction of the major axis
     major, minor = np.sqrt(max(mean + spread, 1e-9)), np.sqrt(max(mean - spread, 1e-9))
     cos_a, sin_a = np.cos(angle), np.sin(angle)
-    circle = _CIRCLES[count] if count in _CIRCLES else _unit_circle(count)
+    circle = _circle(count)
     axes = np.array([[-sin_a * minor, cos_a * minor], [cos_a * major, sin_a * major]])
     return circle @ axes + centre
 
@@ -336,8 +336,13 @@ for _constant in (_HALF_TURN, _HALF_TURN_COS, _HALF_TURN_SIN, _JAW_T, _SPAN7, _S
     _constant.flags.writeable = False
 
 
+def _circle(n: int) -> np.ndarray:
+    """``n`` points around the unit circle (the common counts precomputed)."""
+    return _CIRCLES[n] if n in _CIRCLES else _unit_circle(n)
+
+
 def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 16) -> np.ndarray:
-    circle = _CIRCLES[n] if n in _CIRCLES else _unit_circle(n)
+    circle = _circle(n)
     return circle * (rx, ry) + (cx, cy)
 
 
@@ -613,10 +618,10 @@ def _apply_texture(canvas: np.ndarray, texture: np.ndarray, corners: np.ndarray,
     """Multiply the canvas by a texture's gain, the texture's corners landing on ``corners`` (TL, TR, BL, BR px).
 
     The affine map through three corners is the pose's local approximation of the face plane. ``texture`` is
-    the part of the whole (``shape`` rows, cols) at ``offset`` (column, row) where the gain is not one (BGR,
-    or BGRA whose fourth channel is ignored), so the warp is done only where it changes something: within
-    the bounding box of the four corners, over the texels that vary and the one texel around them that
-    bilinear interpolation blends in.
+    the part of the whole (``shape`` rows, cols) at ``offset`` (column, row) where the gain is not one, as
+    BGRA whose fourth channel is ignored (see :meth:`Sketch.texture`), so the warp is done only where it
+    changes something: within the bounding box of the four corners, over the texels that vary and the one
+    texel around them that bilinear interpolation blends in.
     """
     rows, cols = shape
     src = np.float32([[0.0, 0.0], [cols, 0.0], [0.0, rows]]) - 0.5
@@ -633,8 +638,7 @@ def _apply_texture(canvas: np.ndarray, texture: np.ndarray, corners: np.ndarray,
     matrix[:, 2] += matrix[:, :2] @ np.array([column, row], dtype=np.float64) - [x0, y0]
     warped = cv2.warpAffine(texture, matrix, (int(x1 - x0), int(y1 - y0)), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=(TEXTURE_ONE,) * 4)
-    if warped.ndim == 3 and warped.shape[2] == 4:
-        warped = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
+    warped = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
     region = canvas[y0:y1, x0:x1]
     region[...] = cv2.multiply(region, warped, scale=1.0 / TEXTURE_ONE)
 
@@ -647,7 +651,7 @@ def _hair_ellipsoid(i: Identity) -> tuple[np.ndarray, np.ndarray]:
 
 def _ellipsoid_band(axes: np.ndarray, centre: np.ndarray, levels: np.ndarray, count: int = 16) -> np.ndarray:
     """Points on horizontal circles of an ellipsoid at the given relative heights (-1 top .. 1 bottom)."""
-    circle = _CIRCLES[count] if count in _CIRCLES else _unit_circle(count)
+    circle = _circle(count)
     radius = np.sqrt(np.maximum(1.0 - levels**2, 0.0))[:, None]
     x = axes[0] * radius * circle[:, 0]
     z = axes[2] * radius * circle[:, 1]
