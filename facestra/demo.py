@@ -287,8 +287,8 @@ def _training_speed(arch: str, config: DemoConfig, batch_size: int) -> tuple[flo
             timings = []
             for _ in range(3):
                 begin = time.perf_counter()
-                embeddings, diversity = model(batch, return_diversity=True)
-                (embeddings.square().mean() + diversity).backward()
+                embeddings, diversity = model.forward_with_diversity(batch)
+                (embeddings.square().mean() + diversity.mean()).backward()
                 optimizer.step()
                 optimizer.zero_grad()
                 if device.type == "cuda":

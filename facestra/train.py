@@ -299,7 +299,7 @@ class TrainingNetwork(nn.Module):
         self.head = head
 
     def forward(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        embeddings, diversity = self.backbone(images, return_diversity=True)
+        embeddings, diversity = self.backbone.forward_with_diversity(images)
         logits, plain_logits = self.head(embeddings, labels)
         return logits, plain_logits, diversity
 
@@ -598,13 +598,14 @@ class _Session:
                 cross_entropy = F.cross_entropy(logits.float(), labels, reduction="none")
                 weights = valid.float()
                 classification = (cross_entropy * weights).sum() / weights.sum().clamp_min(1.0)
-                loss = (classification + c.diversity_weight * diversity.float()) / len(micro_batches)
+                diversity = (diversity.float() * weights).sum() / weights.sum().clamp_min(1.0)
+                loss = (classification + c.diversity_weight * diversity) / len(micro_batches)
                 self.scaler.scale(loss).backward()
             with torch.no_grad():
                 correct = ((plain_logits.argmax(dim=1) == labels) & valid).sum()
                 totals += torch.stack([
                     (cross_entropy.detach() * weights).sum().double(),
-                    diversity.detach().double() * len(labels),
+                    diversity.detach().double() * weights.sum().double(),
                     correct.double(),
                     weights.sum().double(),
                     (~valid).sum().double(),
@@ -625,7 +626,7 @@ class _Session:
 
         images = float(reduced[0:5][3]) or 1.0
         classification_loss = float(reduced[0]) / images
-        diversity_value = float(reduced[1]) / (c.batch_size)
+        diversity_value = float(reduced[1]) / images
         values: dict[str, Any] = {
             "loss": classification_loss + c.diversity_weight * diversity_value,
             "cls_loss": classification_loss,

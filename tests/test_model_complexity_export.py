@@ -51,14 +51,15 @@ def test_stra_block_macs_match_a_hand_count() -> None:
         def forward(self, x):
             return self.stra(x)[0]
 
-    c, g, k, n = 32, 4, 3, 36
-    hidden = g * max(c // g // 4, 4)  # 16
-    omega = n * hidden * (c // g) + n * g * k * k * (hidden // g)
-    nu = n * hidden * (c // g) + n * g * (hidden // g)
+    c, g, k, n = 32, 4, 3, 36  # C', modes, window, nodes (6x6)
+    per_mode = c // g
+    hidden = c // 4  # the shared ν/ω trunk: C' -> C'/4 -> G(1 + K²), grouped
+    value = n * c * per_mode
+    logits = n * hidden * per_mode + n * g * (1 + k * k) * (hidden // g)
     aggregation = k * k * c * n
-    masks = n * g * (c // g)
-    mode = 3 * c * n + 2 * g * c
-    expected = 3 * 32 * n + omega + nu + aggregation + masks + mode
+    masks = n * 8 * g * per_mode + n * g * 8  # C' -> 8G -> G, grouped
+    mode = 5 * c * n + 2 * g * c  # modal vectors, two score and two context passes, Gram and routing
+    expected = 3 * 32 * n + value + logits + aggregation + masks + mode
     assert models.complexity(Holder()).macs == expected
 
 

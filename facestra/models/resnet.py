@@ -180,22 +180,31 @@ class FaceResNet(nn.Module):
             elif isinstance(module, BasicBlock):
                 nn.init.zeros_(module.bn2.weight)
 
-    def forward(self, x: Tensor, return_diversity: bool = False):
-        """Embeddings (B, embedding_size); with ``return_diversity`` also the mean L_d over StRA blocks and batch."""
+    def forward(self, x: Tensor) -> Tensor:
+        """Embeddings (B, embedding_size)."""
+        return self.head(self._trunk(x)[0])
+
+    def forward_with_diversity(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Embeddings and each sample's diversity loss L_d summed over the StRA blocks, shape (B,).
+
+        The one path by which training sees L_d (zeros for networks without StRA blocks). Under
+        DistributedDataParallel call it through a wrapper module's ``forward``, as facestra's training does,
+        so that DDP sees the call.
+        """
+        features, diversity = self._trunk(x)
+        return self.head(features), diversity
+
+    def _trunk(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self.stem(x)
-        diversities = []
+        diversity = x.new_zeros(x.shape[0])
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in stage:
                 if isinstance(block, StRABottleneck):
-                    x, diversity = block.forward_with_diversity(x)
-                    diversities.append(diversity.mean())
+                    x, block_diversity = block.forward_with_diversity(x)
+                    diversity = diversity + block_diversity
                 else:
                     x = block(x)
-        embedding = self.head(x)
-        if not return_diversity:
-            return embedding
-        total = sum(diversities) / len(diversities) if diversities else embedding.new_zeros(())
-        return embedding, total
+        return x, diversity
 
 
 def _halve_four_times(side: int) -> int:

@@ -1,22 +1,29 @@
-"""Structure-Regularized Attention (paper §3, appendix A, Fig. 7).
+"""Structure-Regularized Attention (paper §3, appendix A, Fig. 7), as the authors trained it.
 
-An StRA unit replaces the 3×3 convolution of a bottleneck. Its input is the output of the bottleneck's first
-1×1 convolution, which plays the role of the unitary transform ``u`` of Eq. 3 (appendix A: "the input of the
-local attention operation is produced by a 1×1 convolution"). The C' channels are split into G modes of
-C'/G channels each; every mode has its own attention weights.
+An StRA unit replaces the 3×3 convolution of a bottleneck; its input is the bottleneck's first 1×1
+convolution after BN and ReLU. The C' channels are split into G modes of C'/G channels; every grouped
+convolution below has G groups, so mode g's weights only ever see mode g's channels.
 
-* :class:`LocalAttention` (Eq. 3): ``s_i = Σ_{j∈N_K(i)} softmax_j(ω(x_i)_j + ν(x_j)) · u(x_j)``. ω predicts
-  K×K logits at each output position, ν one logit per input position that each neighbour contributes.
-  Neighbours outside the image get no weight (their logit is −inf), so every softmax sums to one over the
-  neighbours that exist.
-* :class:`ModeAttention` (Eq. 5–6): G spatial masks (softmax over H×W), modal vectors ``z_g`` as
-  mask-weighted sums of mode g's local-attention output, optional mode interaction
-  ``z'_g = Σ_j softmax_j(<z_g, z_j>) z_j``, coefficients ``r_ig = gate(<s_i^g, z_g>)``, and the context
-  ``r_ig · z'_g`` added to the local-attention output.
+* :class:`LocalAttention` (Eq. 3): ``s_i = Σ_{j∈N_K(i)} softmax_j(ω(x_i)_j + ν(x_j)) · u(x_j)``.
+  ``u`` is its own grouped 1×1 convolution. ω and ν share one trunk (grouped 1×1 conv C'→C'/4, BN, tanh,
+  grouped 1×1 conv → G·(1+K²), BN) whose output channels are laid out mode by mode, ``[ν_g, ω_g(K²)]``,
+  so that mode g's logits come from mode g's group (the released code slices the first G channels as ν,
+  which takes them from the first groups: a bug not repeated here). Neighbours outside the map are zero
+  padding, for the values and the ν logits alike, as in the released code (they keep a share of the
+  softmax and contribute nothing). With stride s the output nodes are every s-th input node: ω is read
+  there, the neighbourhoods are the input's.
+* :class:`ModeAttention` (Eq. 5–6): G spatial masks (grouped 1×1 conv C'→8G, BN, tanh, grouped 1×1 conv
+  → G, BN, softmax over H×W) give modal vectors ``z_g = Σ_i M^g_i s_i^g``; ``y1 = s + σ(BN1(<s, z>)) z``.
+  With mode interaction, ``z'_g = Σ_j softmax_j(√G · A_gj) z_j`` where A is the Gram matrix of the modal
+  vectors with each row L2-normalised, and ``y2 = y1 + σ(BN2(<y1, z'>)) z'``. σ is a sigmoid, a tanh or
+  a softmax over the modes (Table 3); the BatchNorm before every gate is what keeps the gate from
+  saturating (without it the scores are sums over C'/G products and the sigmoid sits at 1).
 * :func:`diversity_loss`: ``L_d = G − Σ_ij max_g M^g_ij`` per sample.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -35,68 +42,68 @@ def diversity_loss(masks: Tensor) -> Tensor:
     return groups - masks.amax(dim=1).flatten(1).sum(dim=1)
 
 
-class _GroupMLP(nn.Sequential):
-    """Two 1×1 group convolutions with BN and ReLU between: the ω and ν transforms of Fig. 7."""
+def _grouped_mlp(in_channels: int, hidden_channels: int, out_channels: int, groups: int) -> nn.Sequential:
+    """Grouped 1×1 conv, BN, tanh, grouped 1×1 conv, BN (Fig. 7's "GC" pairs; no bias before a BN)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden_channels, 1, groups=groups, bias=False),
+        nn.BatchNorm2d(hidden_channels),
+        nn.Tanh(),
+        nn.Conv2d(hidden_channels, out_channels, 1, groups=groups, bias=False),
+        nn.BatchNorm2d(out_channels),
+    )
 
-    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, groups: int) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, hidden_channels, 1, groups=groups, bias=False),
-            nn.BatchNorm2d(hidden_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(hidden_channels, out_channels, 1, groups=groups, bias=True),
-        )
+
+def _window(padded: Tensor, index: int, kernel_size: int, stride: int, h_out: int, w_out: int) -> Tensor:
+    """The neighbour at window offset ``index`` (row-major) of every output node: a strided view, no copy."""
+    dy, dx = divmod(index, kernel_size)
+    return padded[..., dy : dy + (h_out - 1) * stride + 1 : stride, dx : dx + (w_out - 1) * stride + 1 : stride]
 
 
 class LocalAttention(nn.Module):
-    """Eq. 3 with per-mode K×K softmasks; ``stride`` 2 samples output positions on the stride grid.
+    """Eq. 3 with per-mode K×K softmasks; ``stride`` 2 samples the output nodes on the stride grid."""
 
-    The aggregation is a sum of K² shifted views of the padded input, each weighted by one attention map, so
-    memory stays O(C·H·W) instead of the O(K²·C·H·W) of an unfold.
-    """
-
-    def __init__(self, channels: int, *, groups: int = 8, kernel_size: int = 3, stride: int = 1, reduction: int = 4) -> None:
+    def __init__(
+        self, channels: int, *, groups: int = 8, kernel_size: int = 3, stride: int = 1, reduction: int = 4
+    ) -> None:
         super().__init__()
         if channels % groups:
             raise ValueError(f"channels ({channels}) must be divisible by the number of modes ({groups})")
-        if kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+        if stride < 1:
+            raise ValueError(f"stride must be positive, got {stride}")
         self.groups = groups
         self.kernel_size = kernel_size
         self.stride = stride
-        hidden = groups * max(channels // groups // reduction, 4)
-        self.omega = _GroupMLP(channels, hidden, groups * kernel_size * kernel_size, groups)
-        self.nu = _GroupMLP(channels, hidden, groups, groups)
+        hidden = groups * max(1, channels // reduction // groups)
+        self.value = nn.Conv2d(channels, channels, 1, groups=groups, bias=False)
+        self.logits = _grouped_mlp(channels, hidden, groups * (1 + kernel_size * kernel_size), groups)
+
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        return (h - 1) // self.stride + 1, (w - 1) // self.stride + 1
 
     def attention(self, x: Tensor) -> Tensor:
-        """The softmasks a_ij: (B, G, K², H_out, W_out), a softmax over the K² neighbours."""
+        """The softmasks a_ij: (B, G, K², H_out, W_out), a softmax over the K² window positions."""
         b, _, h, w = x.shape
         k, s, g = self.kernel_size, self.stride, self.groups
+        h_out, w_out = self.output_size(h, w)
         pad = k // 2
-        h_out, w_out = (h - 1) // s + 1, (w - 1) // s + 1
-        omega = self.omega(x[:, :, ::s, ::s] if s > 1 else x).view(b, g, k * k, h_out, w_out)
-        nu = F.pad(self.nu(x), (pad, pad, pad, pad), value=float("-inf"))
-        neighbour_logits = [self._shifted(nu, index, h_out, w_out) for index in range(k * k)]
-        logits = omega + torch.stack(neighbour_logits, dim=2)
-        return logits.softmax(dim=2)
-
-    def _shifted(self, padded: Tensor, index: int, h_out: int, w_out: int) -> Tensor:
-        """The neighbour at window offset ``index`` of every output position (a strided view, no copy)."""
-        dy, dx = divmod(index, self.kernel_size)
-        s = self.stride
-        return padded[..., dy : dy + (h_out - 1) * s + 1 : s, dx : dx + (w_out - 1) * s + 1 : s]
+        logits = self.logits(x).view(b, g, 1 + k * k, h, w)
+        omega = logits[:, :, 1:, ::s, ::s]  # ω(x_i): K² logits at each output node
+        nu = F.pad(logits[:, :, 0], (pad, pad, pad, pad))  # ν(x_j): one logit per input node, zero outside
+        neighbours = torch.stack([_window(nu, index, k, s, h_out, w_out) for index in range(k * k)], dim=2)
+        return (omega + neighbours).softmax(dim=2)
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        g, k = self.groups, self.kernel_size
-        weights = self.attention(x)  # (B, G, K², H', W')
+        g, k, s = self.groups, self.kernel_size, self.stride
+        weights = self.attention(x)
         h_out, w_out = weights.shape[-2:]
         pad = k // 2
-        values = F.pad(x, (pad, pad, pad, pad)).view(b, g, c // g, h + 2 * pad, w + 2 * pad)
-        out = None
-        for index in range(k * k):
-            term = self._shifted(values, index, h_out, w_out) * weights[:, :, index : index + 1]
-            out = term if out is None else out + term
-        assert out is not None
+        values = F.pad(self.value(x), (pad, pad, pad, pad)).view(b, g, c // g, h + 2 * pad, w + 2 * pad)
+        out = _window(values, 0, k, s, h_out, w_out) * weights[:, :, 0:1]
+        for index in range(1, k * k):
+            out = out + _window(values, index, k, s, h_out, w_out) * weights[:, :, index : index + 1]
         return out.reshape(b, c, h_out, w_out)
 
     def extra_macs(self, output: Tensor) -> int:
@@ -105,64 +112,77 @@ class LocalAttention(nn.Module):
 
 
 class ModeMasks(nn.Module):
-    """G spatial masks from a 1×1 group convolution + BN, each normalised by a softmax over H×W."""
+    """The G normalised spatial masks M^g (softmax over H×W), from grouped 1×1 convs C'→8G→G."""
 
     def __init__(self, channels: int, groups: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, groups, 1, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(groups)
+        self.logits = _grouped_mlp(channels, 8 * groups, groups, groups)
 
     def forward(self, x: Tensor) -> Tensor:
-        logits = self.bn(self.conv(x))
+        logits = self.logits(x)
         return logits.flatten(2).softmax(dim=2).view_as(logits)
 
 
 class ModeAttention(nn.Module):
-    """Eq. 5–6: modal vectors from spatial masks, gated node-to-mode context added to the input."""
+    """Eq. 5–6: modal vectors from spatial masks, BN-normalised gated context added in one or two stages."""
 
     def __init__(self, channels: int, *, groups: int = 8, gate: str = "sigmoid", interaction: bool = True) -> None:
         super().__init__()
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+        if channels % groups:
+            raise ValueError(f"channels ({channels}) must be divisible by the number of modes ({groups})")
         self.groups = groups
         self.gate = gate
-        self.interaction = interaction
         self.masks = ModeMasks(channels, groups)
+        self.gate_norm = nn.BatchNorm2d(groups)
+        self.interaction_gate_norm = nn.BatchNorm2d(groups) if interaction else None
+
+    @property
+    def interaction(self) -> bool:
+        return self.interaction_gate_norm is not None
 
     def forward(self, s: Tensor) -> tuple[Tensor, Tensor]:
         """Return the enriched features (same shape as ``s``) and the masks (B, G, H, W)."""
         b, c, h, w = s.shape
         g = self.groups
         masks = self.masks(s)
-        nodes = s.view(b, g, c // g, h * w)  # s_i^g
-        modal = torch.einsum("bgcn,bgn->bgc", nodes, masks.flatten(2))  # z_g
-        coefficients = self._gate(torch.einsum("bgcn,bgc->bgn", nodes, modal))  # r_ig
-        if self.interaction:
-            affinity = torch.einsum("bgc,bjc->bgj", modal, modal).softmax(dim=2)
-            modal = torch.einsum("bgj,bjc->bgc", affinity, modal)  # z'_g
-        context = modal.unsqueeze(3) * coefficients.unsqueeze(2)
-        return s + context.view(b, c, h, w), masks
+        nodes = s.reshape(b, g, c // g, h * w)  # s_i^g
+        modal = torch.einsum("bgcn,bgn->bgc", nodes, masks.reshape(b, g, h * w))  # z_g
+        out = self._add_context(nodes, modal, self.gate_norm, h, w)
+        if self.interaction_gate_norm is not None:
+            affinity = F.normalize(torch.einsum("bgc,bjc->bgj", modal, modal), dim=2)
+            routed = torch.einsum("bgj,bjc->bgc", (affinity * math.sqrt(g)).softmax(dim=2), modal)  # z'_g
+            out = self._add_context(out, routed, self.interaction_gate_norm, h, w)
+        return out.reshape(b, c, h, w), masks
+
+    def _add_context(self, nodes: Tensor, modal: Tensor, norm: nn.BatchNorm2d, h: int, w: int) -> Tensor:
+        """``nodes + gate(BN(<nodes, modal>)) · modal`` for nodes (B, G, C/G, N) and modal vectors (B, G, C/G)."""
+        b, g, _, n = nodes.shape
+        scores = norm(torch.einsum("bgcn,bgc->bgn", nodes, modal).reshape(b, g, h, w)).reshape(b, g, 1, n)
+        return nodes + self._gate(scores) * modal.unsqueeze(3)
 
     def _gate(self, scores: Tensor) -> Tensor:
         if self.gate == "sigmoid":
             return scores.sigmoid()
-        if self.gate == "softmax":  # nodes shared among modes as a multinomial assignment
+        if self.gate == "softmax":  # each node shared among the modes as a multinomial assignment
             return scores.softmax(dim=1)
         return scores.tanh()
 
     def extra_macs(self, output: tuple[Tensor, Tensor]) -> int:
-        """Modal vectors, coefficients and context: three passes over C·H·W, plus G²·C/G·2 interaction."""
+        """Modal vectors, scores and context (three passes over C'·H·W), twice as many with interaction
+        less the modal-vector pass, plus the G×G Gram matrix and routing (2·G·C')."""
         features = output[0][0]
-        c = features.shape[0]
-        interaction = 2 * self.groups * c if self.interaction else 0
-        return 3 * features.numel() + interaction
+        if self.interaction_gate_norm is None:
+            return 3 * features.numel()
+        return 5 * features.numel() + 2 * self.groups * features.shape[0]
 
 
 class StRA(nn.Module):
     """Local attention followed by mode attention: the drop-in replacement of a bottleneck's 3×3 conv.
 
     ``forward`` returns ``(features, masks)``; masks are None when mode attention is switched off (the
-    "local attention only" ablation of Table 2).
+    "local attention only" row of Table 2).
     """
 
     def __init__(
@@ -177,6 +197,8 @@ class StRA(nn.Module):
         gate: str = "sigmoid",
     ) -> None:
         super().__init__()
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         self.local = LocalAttention(channels, groups=groups, kernel_size=kernel_size, stride=stride)
         self.mode = (
             ModeAttention(channels, groups=groups, gate=gate, interaction=mode_interaction) if mode_attention else None
