@@ -6,7 +6,7 @@ import json
 
 import click
 
-from facestra.cli.options import SIZE
+from facestra.cli.options import SIZE, stra_options
 
 
 def _arch_names() -> list[str]:
@@ -20,16 +20,30 @@ def _arch_names() -> list[str]:
 @click.option("--width", type=float, default=1.0, show_default=True, help="Channel width multiplier.")
 @click.option("--input", "input_size", type=SIZE, default="112x112", show_default=True, help="Input size HxW.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
-def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json_path: str | None) -> None:
-    """Parameters and multiply-adds of networks, per stage (compare resnet50 with resnet50_stra)."""
+@stra_options
+def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json_path: str | None, **stra) -> None:
+    """Parameters and multiply-adds of networks, per stage (compare resnet50 with resnet50_stra).
+
+    The StRA options apply to the *_stra architectures, e.g. --kernel-size 7 or --no-mode-interaction to
+    cost a row of the paper's ablations.
+    """
     from facestra import models
     from facestra.fileio import write_text_atomic
+    from facestra.models.stra import StRA
 
     archs = archs or ("resnet50", "resnet50_stra")
+    stra = {name: value for name, value in stra.items() if value is not None}
     report = {}
+    blocks: dict[str, list[int]] = {}
     for arch in archs:
-        model = models.create(arch, width=width, input_size=input_size)
+        try:
+            model = models.create(arch, width=width, input_size=input_size, **(stra if arch.endswith("_stra") else {}))
+        except ValueError as error:
+            raise click.UsageError(f"--arch {arch}: {error}") from None
         report[arch] = models.complexity(model, input_size).as_dict()
+        blocks[arch] = [sum(p.numel() for p in m.parameters()) for m in model.modules() if isinstance(m, StRA)]
+        if blocks[arch]:
+            report[arch]["stra_block_params"] = blocks[arch]
     stage_names = list(next(iter(report.values()))["stages"])
     header = f"{'stage':<8}" + "".join(f"{arch + ' params':>22}{'MACs':>12}" for arch in archs)
     click.echo(f"input {input_size[0]}x{input_size[1]}, width {width:g}")
@@ -40,6 +54,9 @@ def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json
             figures = report[arch] if stage == "total" else report[arch]["stages"][stage]
             row += f"{figures['params'] / 1e6:>21.2f}M{figures['macs'] / 1e9:>11.3f}G"
         click.echo(row)
+    for arch, counts in blocks.items():
+        if counts:
+            click.echo(f"{arch}: {len(counts)} StRA blocks of {', '.join(f'{n:,}' for n in counts)} parameters")
     if len(archs) == 2:
         first, second = (report[a]["macs"] for a in archs)
         click.echo(f"{archs[1]} / {archs[0]} MACs: {second / first:.3f}")

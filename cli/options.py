@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import click
 
 
@@ -27,3 +30,33 @@ class SizeType(click.ParamType):
 
 
 SIZE = SizeType()
+
+
+_STRA_HELP = {
+    "groups": "StRA: number of modes G (default {}).",
+    "kernel_size": "StRA: local-attention window K, odd (default {}).",
+    "mode_attention": "StRA: the mode-attention unit; off = local attention only (default {}).",
+    "mode_interaction": "StRA: mode interaction, Eq. 6 (default {}).",
+    "gate": "StRA: gate of the attention coefficients, Eq. 5 (default {}).",
+}
+
+
+def stra_options(command: Callable) -> Callable:
+    """Add one option per field of :class:`facestra.models.StRAOptions`, typed and documented from it.
+
+    The options default to None ("not given") so that plain ResNets accept a command line without them;
+    the defaults shown are the dataclass's.
+    """
+    from facestra.models.stra import GATES, StRAOptions
+
+    for field in reversed(dataclasses.fields(StRAOptions)):
+        flag = field.name.replace("_", "-")
+        help_text = _STRA_HELP[field.name].format(field.default)
+        if field.type in (bool, "bool"):
+            option = click.option(f"--{flag}/--no-{flag}", field.name, default=None, help=help_text)
+        elif field.name == "gate":
+            option = click.option(f"--{flag}", field.name, type=click.Choice(GATES), help=help_text)
+        else:
+            option = click.option(f"--{flag}", field.name, type=click.IntRange(min=1), help=help_text)
+        command = option(command)
+    return command

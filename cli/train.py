@@ -11,7 +11,7 @@ import sys
 
 import click
 from click.core import ParameterSource
-from facestra.cli.options import SIZE
+from facestra.cli.options import SIZE, stra_options
 
 
 class _IntList(click.ParamType):
@@ -56,11 +56,7 @@ def _arch_names() -> list[str]:
 @click.option("--embedding-size", type=int, default=512, show_default=True)
 @click.option("--input-size", type=SIZE, default="112x112", show_default=True, help="Network input HxW.")
 @click.option("--dropout", type=float, default=0.0, show_default=True)
-@click.option("--groups", type=int, help="StRA: number of modes G.")
-@click.option("--kernel-size", type=int, help="StRA: local-attention neighbourhood K.")
-@click.option("--mode-attention/--no-mode-attention", default=None, help="StRA: mode attention unit.")
-@click.option("--mode-interaction/--no-mode-interaction", default=None, help="StRA: mode interaction unit.")
-@click.option("--gate", type=click.Choice(["sigmoid", "softmax", "tanh"]), help="StRA: gating function.")
+@stra_options
 @click.option("--loss", type=click.Choice(["softmax", "cosface", "arcface"]), default="softmax", show_default=True)
 @click.option("--scale", type=float, help="Feature scale s (CosFace/ArcFace default 20).")
 @click.option("--margin", type=float, help="Margin m (CosFace 0.2, ArcFace 0.15 by default).")

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from facestra.errors import UserError
+from facestra.models.stra import StRAOptions
 from facestra.train import TrainConfig
 
-STRA_OPTION_NAMES = ("groups", "kernel_size", "mode_attention", "mode_interaction", "gate")
+STRA_OPTION_NAMES = StRAOptions.names()
 
 PRESETS: dict[str, dict[str, Any]] = {
     # "models are trained for 20 epochs ... multiplied by 0.1 at the 8-th and 12-th epochs", batch 512

@@ -4,7 +4,7 @@ from facestra.models.complexity import Complexity, complexity
 from facestra.models.masks import mode_masks
 from facestra.models.registry import create, load, names, save
 from facestra.models.resnet import BasicBlock, Bottleneck, EmbeddingHead, FaceResNet, StRABottleneck
-from facestra.models.stra import StRA, LocalAttention, ModeAttention, ModeMasks, diversity_loss
+from facestra.models.stra import StRA, LocalAttention, ModeAttention, ModeMasks, StRAOptions, diversity_loss
 
 __all__ = [
     "BasicBlock",
@@ -17,6 +17,7 @@ __all__ = [
     "ModeMasks",
     "StRA",
     "StRABottleneck",
+    "StRAOptions",
     "complexity",
     "create",
     "diversity_loss",

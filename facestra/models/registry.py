@@ -19,15 +19,18 @@ from torch import nn
 from facestra.errors import UserError
 from facestra.fileio import atomic_write
 from facestra.models.resnet import BasicBlock, Bottleneck, FaceResNet, StRABottleneck
+from facestra.models.stra import StRAOptions
 
 CHECKPOINT_FORMAT = "facestra-model/1"
-STRA_OPTIONS = ("groups", "kernel_size", "mode_attention", "mode_interaction", "gate")
+STRA_OPTIONS = StRAOptions.names()
 
 
 def _resnet(block: type[nn.Module], layers: list[int], *, stra: bool = False, **kwargs: Any) -> FaceResNet:
     stra_kwargs = {key: kwargs.pop(key) for key in STRA_OPTIONS if key in kwargs}
     if stra_kwargs and not stra:
         raise ValueError(f"StRA options {sorted(stra_kwargs)} only apply to *_stra architectures")
+    if stra:
+        StRAOptions(**stra_kwargs)  # one clear error for a bad switch before any layer is built
     stage_blocks = [block, block, block, StRABottleneck if stra else block]
     block_kwargs = [{}, {}, {}, stra_kwargs]
     return FaceResNet(stage_blocks, layers, block_kwargs=block_kwargs, **kwargs)

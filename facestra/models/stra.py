@@ -24,12 +24,41 @@ convolution below has G groups, so mode g's weights only ever see mode g's chann
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 GATES = ("sigmoid", "softmax", "tanh")
+
+
+@dataclass(frozen=True)
+class StRAOptions:
+    """The switches of the paper's ablations (Tables 2-4, Fig. 3), declared once: the builder's keyword
+    arguments, the ``stra_options`` of a training config and the command-line options all come from here.
+
+    Table 2's rows are ``mode_attention=False`` (local attention only), ``mode_interaction=False`` (mode
+    attention without interaction) and the defaults (full); the ResNet-50 baseline is ``--arch resnet50``.
+    """
+
+    groups: int = 8  # number of modes G (Fig. 3)
+    kernel_size: int = 3  # local-attention window K (Table 4)
+    mode_attention: bool = True  # Table 2
+    mode_interaction: bool = True  # Table 2, Eq. 6
+    gate: str = "sigmoid"  # Table 3: sigmoid, softmax (over modes) or tanh
+
+    def __post_init__(self) -> None:
+        if self.groups < 1:
+            raise ValueError(f"groups must be positive, got {self.groups}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and positive, got {self.kernel_size}")
+        if self.gate not in GATES:
+            raise ValueError(f"gate must be one of {GATES}, got {self.gate!r}")
+
+    @staticmethod
+    def names() -> tuple[str, ...]:
+        return tuple(field.name for field in fields(StRAOptions))
 
 
 def diversity_loss(masks: Tensor) -> Tensor:
