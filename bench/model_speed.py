@@ -1,9 +1,12 @@
-"""Forward throughput of resnet50 vs resnet50_stra (batch 32, 112x112), measured side by side.
+"""Throughput of resnet50 vs resnet50_stra (batch 32, 112x112), forward and training step, side by side.
 
-    python bench/model_speed.py [--width 1.0] [--batch 32] [--repeats 5] [--device cpu|cuda|all] [--compile]
+    python bench/model_speed.py [--width 1.0] [--batch 32] [--repeats 5] [--device cpu|cuda|all]
+                                [--mode forward|train|both] [--compile] [--amp bf16|none] [--nchw]
 
 Prints images/s for both models on each device and the ratio stra/plain (>= 1 means StRA is not slower).
-The two models are timed alternately, repeat by repeat, so that machine load affects both alike.
+A training step is forward (with the diversity loss), backward and an SGD update, without the classifier
+head (the same for both networks). The two models are timed alternately, repeat by repeat, so that machine
+load affects both alike. On CUDA the default precision is bf16 autocast, on the CPU fp32.
 """
 
 from __future__ import annotations
@@ -17,37 +20,71 @@ from facestra import models
 from facestra.allocator import reuse_freed_memory
 
 
-def _time_forward(model: torch.nn.Module, batch: torch.Tensor, device: str) -> float:
+def _synchronize(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def _time_forward(model: torch.nn.Module, batch: torch.Tensor, device: str, amp: bool) -> float:
+    _synchronize(device)
     start = time.perf_counter()
-    with torch.inference_mode(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+    with torch.inference_mode(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=amp):
         model(batch)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    _synchronize(device)
     return time.perf_counter() - start
 
 
-def bench(device: str, width: float, batch_size: int, repeats: int, compile_models: bool = False) -> None:
+def _time_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, device: str,
+                     amp: bool) -> float:
+    _synchronize(device)
+    start = time.perf_counter()
+    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=amp):
+        embeddings, diversity = model.forward_with_diversity(batch)
+        loss = embeddings.float().square().mean() + 0.1 * diversity.float().mean()
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def bench(device: str, width: float, batch_size: int, repeats: int, mode: str, amp: bool,
+          compile_models: bool = False, channels_last: bool = True) -> None:
     torch.manual_seed(0)
-    batch = torch.randn(batch_size, 3, 112, 112, device=device).contiguous(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    batch = torch.randn(batch_size, 3, 112, 112, device=device).contiguous(memory_format=memory_format)
     built = {
-        name: models.create(name, width=width).to(device).eval().to(memory_format=torch.channels_last)
+        name: models.create(name, width=width).to(device).to(memory_format=memory_format)
         for name in ("resnet50", "resnet50_stra")
     }
-    if compile_models:
-        built = {name: torch.compile(model) for name, model in built.items()}
-    for model in built.values():  # warm-up (allocator, cuDNN autotuning)
-        _time_forward(model, batch, device)
-    best = {name: float("inf") for name in built}
-    for _ in range(repeats):
+    if mode == "forward":
+        runners = {}
         for name, model in built.items():
-            best[name] = min(best[name], _time_forward(model, batch, device))
+            model.eval()
+            forward = torch.compile(model) if compile_models else model
+            runners[name] = lambda forward=forward: _time_forward(forward, batch, device, amp)
+    else:
+        runners = {}
+        for name, model in built.items():
+            model.train()
+            optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+            if compile_models:
+                model.forward_with_diversity = torch.compile(model.forward_with_diversity)
+            runners[name] = lambda model=model, optimizer=optimizer: _time_train_step(model, optimizer, batch, device, amp)
+    for run in runners.values():  # warm-up (allocator, cuDNN autotuning, compilation)
+        run()
+        run()
+    best = {name: float("inf") for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            best[name] = min(best[name], run())
     rates = {name: batch_size / seconds for name, seconds in best.items()}
+    setting = (f"{mode}, batch {batch_size}, width {width:g}, {'bf16' if amp else 'fp32'}, "
+               f"{'channels-last' if channels_last else 'NCHW'}, best of {repeats}")
+    setting += ", torch.compile" if compile_models else ""
     for name, rate in rates.items():
-        print(f"{device:<5} {name:<14} {rate:9.1f} images/s  (batch {batch_size}, width {width:g}, best of {repeats}"
-              f"{', torch.compile' if compile_models else ''})")
-    print(f"{device:<5} ratio resnet50_stra / resnet50 = {rates['resnet50_stra'] / rates['resnet50']:.3f}")
+        print(f"{device:<5} {name:<14} {rate:9.1f} images/s  ({setting})")
+    print(f"{device:<5} {mode:<7} ratio resnet50_stra / resnet50 = {rates['resnet50_stra'] / rates['resnet50']:.3f}")
 
 
 def main() -> None:
@@ -56,15 +93,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    parser.add_argument("--mode", choices=["forward", "train", "both"], default="both")
+    parser.add_argument("--amp", choices=["auto", "bf16", "none"], default="auto", help="auto: bf16 on CUDA, fp32 on the CPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models first")
+    parser.add_argument("--nchw", action="store_true", help="NCHW tensors (facestra train's default on the CPU) "
+                        "instead of channels-last (its default on GPUs, and inference's everywhere)")
     args = parser.parse_args()
     reuse_freed_memory()  # as the facestra program does at start, so that both sides of each ratio run alike
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    modes = ["forward", "train"] if args.mode == "both" else [args.mode]
     for device in devices:
         if device == "cuda" and not torch.cuda.is_available():
             print("cuda  not available: skipped")
             continue
-        bench(device, args.width, args.batch, args.repeats, args.compile)
+        amp = args.amp == "bf16" or (args.amp == "auto" and device == "cuda")
+        for mode in modes:
+            bench(device, args.width, args.batch, args.repeats, mode, amp, args.compile, not args.nchw)
 
 
 if __name__ == "__main__":

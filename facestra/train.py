@@ -1,8 +1,9 @@
 """``facestra train``: one function of a :class:`TrainConfig`, from one CPU process to many GPUs.
 
 The data flow is the paper's (§4.2, appendices B.2 and D): dataset -> loader (random horizontal flip) ->
-backbone -> classification head (softmax, CosFace or ArcFace) + ``diversity_weight`` × the StRA blocks'
-diversity loss -> SGD (momentum 0.9, weight decay 5e-4, lr 0.1 × 0.1 at the step epochs) -> checkpoint.
+backbone -> classification head (softmax, CosFace or ArcFace) + ``diversity_weight`` × the diversity loss
+(each image's L_d summed over the StRA blocks, from ``forward_with_diversity``, averaged over the batch)
+-> SGD (momentum 0.9, weight decay 5e-4, lr 0.1 × 0.1 at the step epochs) -> checkpoint.
 
 Under ``torchrun`` every process runs :func:`train`; the global batch is split evenly over them,
 gradients are averaged by DistributedDataParallel, and only rank 0 writes files. Every random choice is
@@ -415,6 +416,9 @@ class _Session:
         self.total_steps = self.steps_per_epoch * config.epochs
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
+        # Not on the CPU by default, though it trains 1.3-1.6x faster there (bench/model_speed.py --nchw): this
+        # torch build's CPU backward of a 1x1 stride-2 convolution segfaults on channels-last tensors for some
+        # shapes (8 -> 32 channels at 112x112: resnet50 at width 0.125).
         self.channels_last = config.channels_last if config.channels_last is not None else self.device.type == "cuda"
 
         if config.sync_bn and process.distributed:

@@ -116,3 +116,14 @@ def test_load_rejects_missing_and_foreign_files(tmp_path) -> None:
 def test_unknown_architecture_is_a_user_error() -> None:
     with pytest.raises(UserError, match="unknown architecture 'resnet51'"):
         models.create("resnet51")
+
+
+def test_model_files_of_the_earlier_stra_block_are_refused_in_one_line(tmp_path) -> None:
+    model = models.create("resnet50_stra", **SMALL)
+    path = tmp_path / "old.pt"
+    models.save(model, path)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["layer4.0.stra.local.omega.0.weight"] = torch.zeros(16, 8, 1, 1)  # 0.1's ω branch
+    torch.save(payload, path)
+    with pytest.raises(UserError, match=r"old.pt: holds the StRA block of facestra 0.1, .*retrain the model"):
+        models.load(path)

@@ -211,6 +211,42 @@ def test_stra_switches_reach_the_network_and_are_refused_for_plain_resnets(shape
     assert not (tmp_path / "b").exists()
 
 
+def _stage4_switches(model) -> list[tuple]:
+    """(mode attention, interaction, gate, K) of each stage-4 block; () for plain bottlenecks."""
+    rows = []
+    for block in model.layer4:
+        stra = getattr(block, "stra", None)
+        if stra is None:
+            rows.append(())
+        else:
+            mode = stra.mode
+            rows.append((mode is not None, mode is not None and mode.interaction, mode.gate if mode else None, stra.local.kernel_size))
+    return rows
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--arch", "resnet50"], ()),  # Table 2, baseline
+        (["--no-mode-attention"], (False, False, None, 3)),  # local attention only
+        (["--no-mode-interaction"], (True, False, "sigmoid", 3)),  # + mode attention without interaction
+        ([], (True, True, "sigmoid", 3)),  # full
+        (["--gate", "softmax"], (True, True, "softmax", 3)),  # Table 3
+        (["--gate", "tanh"], (True, True, "tanh", 3)),
+        (["--kernel-size", "5"], (True, True, "sigmoid", 5)),  # Table 4
+        (["--kernel-size", "7"], (True, True, "sigmoid", 7)),
+    ],
+    ids=["baseline", "local", "local+mode", "full", "softmax", "tanh", "k5", "k7"],
+)
+def test_every_ablation_row_trains_from_flags(shapes, tmp_path, flags, expected):
+    args = ["train", "--data", str(shapes["data"]), "--out", str(tmp_path / "run"), "--batch-size", "16", "--max-steps", "1",
+            *SMALL_CLI[2:], "--arch", "resnet50_stra", *flags]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    model = models.load(tmp_path / "run" / "model.pt")
+    assert _stage4_switches(model) == [expected] * 3
+
+
 def test_accumulation_mixed_precision_channels_last_and_step_validation(shapes, tmp_path):
     run = tmp_path / "run"
     config = TrainConfig(

@@ -90,6 +90,10 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> F
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path}: not a facestra model file (write one with facestra.models.save or facestra train)")
     kwargs = dict(payload["kwargs"])
+    state = payload.get("state_dict", {})
+    if any(".stra.local.omega." in key for key in state):
+        raise UserError(f"{path}: holds the StRA block of facestra 0.1, whose mode gates had no BatchNorm and saturated; "
+                        "its weights do not fit the authors' block that facestra now builds: retrain the model")
     model = create(payload["arch"], **kwargs)
     try:
         model.load_state_dict(payload["state_dict"])
