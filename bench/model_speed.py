@@ -74,17 +74,22 @@ def bench(device: str, width: float, batch_size: int, repeats: int, mode: str, a
     for run in runners.values():  # warm-up (allocator, cuDNN autotuning, compilation)
         run()
         run()
-    best = {name: float("inf") for name in runners}
+    times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
         for name, run in runners.items():
-            best[name] = min(best[name], run())
-    rates = {name: batch_size / seconds for name, seconds in best.items()}
+            times[name].append(run())
+    rates = {name: batch_size / min(seconds) for name, seconds in times.items()}
+    # each round times both models back to back: the median of the rounds' ratios resists load that drifts
+    round_ratios = sorted(p / s for p, s in zip(times["resnet50"], times["resnet50_stra"]))
+    median_ratio = round_ratios[len(round_ratios) // 2]
     setting = (f"{mode}, batch {batch_size}, width {width:g}, {'bf16' if amp else 'fp32'}, "
                f"{'channels-last' if channels_last else 'NCHW'}, best of {repeats}")
     setting += ", torch.compile" if compile_models else ""
     for name, rate in rates.items():
         print(f"{device:<5} {name:<14} {rate:9.1f} images/s  ({setting})")
-    print(f"{device:<5} {mode:<7} ratio resnet50_stra / resnet50 = {rates['resnet50_stra'] / rates['resnet50']:.3f}")
+    print(f"{device:<5} {mode:<7} ratio resnet50_stra / resnet50 = {rates['resnet50_stra'] / rates['resnet50']:.3f} "
+          f"(best against best; median of the {repeats} rounds' ratios {median_ratio:.3f}, "
+          f"range {round_ratios[0]:.3f}..{round_ratios[-1]:.3f})")
 
 
 def main() -> None:

@@ -102,7 +102,7 @@ class AblationConfig:
 
 QUICK = dict(
     width=0.125, embedding_size=128, input_size=(48, 48), epochs=4, lr_steps=(3,), warmup_epochs=0.5,
-    batch_size=64, identities=900, images_per_identity=6, test_identities=60, jobs=2, threads=1, loader_workers=0,
+    batch_size=64, identities=800, images_per_identity=6, test_identities=60, jobs=2, threads=1, loader_workers=0,
     device="cpu",
 )
 """Fits 8 variants x 3 seeds into about 25 minutes on 2 CPU cores: the demo's network and crops."""
