@@ -2,6 +2,7 @@
 
     python bench/model_speed.py [--width 1.0] [--batch 32] [--repeats 5] [--device cpu|cuda|all]
                                 [--mode forward|train|both] [--compile] [--amp bf16|none] [--nchw]
+                                [--part network|stage4]
 
 Prints images/s for both models on each device and the ratio stra/plain (>= 1 means StRA is not slower).
 A training step is forward (with the diversity loss), backward and an SGD update, without the classifier
@@ -18,6 +19,7 @@ import torch
 
 from facestra import models
 from facestra.allocator import reuse_freed_memory
+from facestra.models.resnet import run_blocks
 
 
 def _synchronize(device: str) -> None:
@@ -48,15 +50,34 @@ def _time_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, b
     return time.perf_counter() - start
 
 
+class _Stage4(torch.nn.Module):
+    """Stage 4 of a network alone, fed layer3-shaped maps: the only place where the two networks differ."""
+
+    def __init__(self, network: models.FaceResNet) -> None:
+        super().__init__()
+        self.layer4 = network.layer4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_diversity(x)[0]
+
+    def forward_with_diversity(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features, diversity = run_blocks(list(self.layer4), x)
+        return features.flatten(1), diversity
+
+
 def bench(device: str, width: float, batch_size: int, repeats: int, mode: str, amp: bool,
-          compile_models: bool = False, channels_last: bool = True) -> None:
+          compile_models: bool = False, channels_last: bool = True, part: str = "network") -> None:
     torch.manual_seed(0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    batch = torch.randn(batch_size, 3, 112, 112, device=device).contiguous(memory_format=memory_format)
-    built = {
-        name: models.create(name, width=width).to(device).to(memory_format=memory_format)
-        for name in ("resnet50", "resnet50_stra")
-    }
+    built = {name: models.create(name, width=width) for name in ("resnet50", "resnet50_stra")}
+    if part == "stage4":
+        channels = built["resnet50"].layer4[0].conv1.in_channels
+        batch = torch.randn(batch_size, channels, 14, 14, device=device)
+        built = {name: _Stage4(network) for name, network in built.items()}
+    else:
+        batch = torch.randn(batch_size, 3, 112, 112, device=device)
+    batch = batch.contiguous(memory_format=memory_format)
+    built = {name: model.to(device).to(memory_format=memory_format) for name, model in built.items()}
     if mode == "forward":
         runners = {}
         for name, model in built.items():
@@ -82,7 +103,8 @@ def bench(device: str, width: float, batch_size: int, repeats: int, mode: str, a
     # each round times both models back to back: the median of the rounds' ratios resists load that drifts
     round_ratios = sorted(p / s for p, s in zip(times["resnet50"], times["resnet50_stra"]))
     median_ratio = round_ratios[len(round_ratios) // 2]
-    setting = (f"{mode}, batch {batch_size}, width {width:g}, {'bf16' if amp else 'fp32'}, "
+    setting = (f"{mode}{', stage 4 only' if part == 'stage4' else ''}, batch {batch_size}, width {width:g}, "
+               f"{'bf16' if amp else 'fp32'}, "
                f"{'channels-last' if channels_last else 'NCHW'}, best of {repeats}")
     setting += ", torch.compile" if compile_models else ""
     for name, rate in rates.items():
@@ -103,6 +125,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile both models first")
     parser.add_argument("--nchw", action="store_true", help="NCHW tensors (facestra train's default on the CPU) "
                         "instead of channels-last (its default on GPUs, and inference's everywhere)")
+    parser.add_argument("--part", choices=["network", "stage4"], default="network",
+                        help="stage4: time only stage 4, on 14x14 maps (where the networks differ)")
     args = parser.parse_args()
     reuse_freed_memory()  # as the facestra program does at start, so that both sides of each ratio run alike
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
@@ -113,7 +137,7 @@ def main() -> None:
             continue
         amp = args.amp == "bf16" or (args.amp == "auto" and device == "cuda")
         for mode in modes:
-            bench(device, args.width, args.batch, args.repeats, mode, amp, args.compile, not args.nchw)
+            bench(device, args.width, args.batch, args.repeats, mode, amp, args.compile, not args.nchw, args.part)
 
 
 if __name__ == "__main__":

@@ -195,16 +195,20 @@ class FaceResNet(nn.Module):
         return self.head(features), diversity
 
     def _trunk(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.stem(x)
-        diversity = x.new_zeros(x.shape[0])
-        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            for block in stage:
-                if isinstance(block, StRABottleneck):
-                    x, block_diversity = block.forward_with_diversity(x)
-                    diversity = diversity + block_diversity
-                else:
-                    x = block(x)
-        return x, diversity
+        blocks = [block for stage in (self.layer1, self.layer2, self.layer3, self.layer4) for block in stage]
+        return run_blocks(blocks, self.stem(x))
+
+
+def run_blocks(blocks: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Tensor]:
+    """Apply ``blocks`` in turn; return the features and each sample's L_d summed over the StRA blocks."""
+    diversity = x.new_zeros(x.shape[0])
+    for block in blocks:
+        if isinstance(block, StRABottleneck):
+            x, block_diversity = block.forward_with_diversity(x)
+            diversity = diversity + block_diversity
+        else:
+            x = block(x)
+    return x, diversity
 
 
 def _halve_four_times(side: int) -> int:
