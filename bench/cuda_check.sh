@@ -11,10 +11,12 @@ step() { echo; echo "=== $* ($(date +%T))"; }
 step environment
 nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-step "model speed, bf16 autocast, batch 256: eager, then torch.compile"
-python3 bench/model_speed.py --device cuda --batch 256 --repeats 10 --amp none
-python3 bench/model_speed.py --device cuda --batch 256 --repeats 10 --amp bf16
-python3 bench/model_speed.py --device cuda --batch 256 --repeats 10 --amp bf16 --compile || echo "COMPILE BENCH FAILED rc=$?"
+step "model speed, batch 256, forward and training step: fp32 and bf16, eager then torch.compile"
+for amp in none bf16; do
+  python3 bench/model_speed.py --device cuda --batch 256 --repeats 10 --amp $amp
+  python3 bench/model_speed.py --device cuda --batch 256 --repeats 10 --amp $amp --compile || echo "COMPILE BENCH FAILED rc=$?"
+done
+python3 bench/model_speed.py --device cuda --batch 256 --repeats 10 --amp bf16 --part stage4
 if [ "${SKIP_DEMO:-0}" = 1 ]; then
   step "a small synthetic set, aligned to 48x48"
   facestra synth "$W/faces" --identities 900 --images-per-identity 6 --test-identities 60 --difficulty 0.85 >/dev/null
