@@ -1,12 +1,10 @@
-"""The StRA block and the face ResNets: shapes, gradients, the paper's equations, checkpoints."""
+"""The face ResNets: shapes, gradients, the StRA stage and its switches, checkpoints (the block's equations are
+in test_stra.py)."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from facestra import models
