@@ -1,6 +1,6 @@
 """The paper's ablations (Tables 2-4), seed-averaged: every variant trained and verified the same way.
 
-    python bench/ablate.py --quick --workdir /tmp/ablation             # synthetic faces, ~25 min on 2 CPU cores
+    python bench/ablate.py --quick --workdir /tmp/ablation             # synthetic faces, ~20 min on 2 CPU cores
     python bench/ablate.py --workdir runs/ablation --data faces_aligned/ --val lfw.bin,cfp_fp.bin,agedb_30.bin \
         --device cuda --jobs 1 --batch-size 512 --epochs 20        # real data on a GPU, the paper's schedule
 

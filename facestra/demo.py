@@ -189,16 +189,23 @@ def _synthesize(work: Path, config: DemoConfig, say: Log) -> Path:
     return faces
 
 
-def _align(work: Path, faces: Path, config: DemoConfig, say: Log) -> Path:
+def align_synthetic_set(faces: Path, aligned: Path, size: int | str, workers: int | None = None):
+    """Crop a synthetic set from its true landmarks into ``aligned`` (resumed on a rerun) and copy the test
+    pairs beside the test crops, so that ``aligned/test`` reads as an LFW-layout benchmark; returns the
+    :class:`facestra.align_job.AlignSummary`. Shared by the demo and the ablation runner."""
     from facestra.align_job import align_images
     from facestra.synth import LANDMARKS_FILE, PAIRS_FILE, TEST_DIR
 
-    aligned = work / "aligned"
-    summary = align_images(faces, aligned, landmarks=faces / LANDMARKS_FILE, size=config.crop_size,
-                           workers=config.workers)
+    summary = align_images(faces, aligned, landmarks=faces / LANDMARKS_FILE, size=size, workers=workers)
     if summary.problems:
         raise UserError(f"{summary.report_path}: {summary.problems} faces could not be aligned")
     shutil.copyfile(faces / TEST_DIR / PAIRS_FILE, aligned / TEST_DIR / PAIRS_FILE)
+    return summary
+
+
+def _align(work: Path, faces: Path, config: DemoConfig, say: Log) -> Path:
+    aligned = work / "aligned"
+    summary = align_synthetic_set(faces, aligned, config.crop_size, config.workers)
     say(f"aligned {summary.faces_written} faces from their true landmarks to {config.crop_size}x{config.crop_size} "
         f"into {aligned} ({summary.seconds:.1f}s)")
     return aligned
