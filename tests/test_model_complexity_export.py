@@ -113,3 +113,16 @@ def test_onnx_export_runs_to_the_same_output(small_stra, tmp_path) -> None:
     other = torch.randn(3, 3, 32, 32)
     (onnx_out,) = session.run(None, {"images": other.numpy()})
     np.testing.assert_allclose(onnx_out, small_stra(other).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_info_costs_an_ablation_row_and_refuses_a_bad_switch(tmp_path) -> None:
+    out = tmp_path / "info.json"
+    result = CliRunner().invoke(main, ["info", "--arch", "resnet50_stra", "--kernel-size", "7", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    # K=3's 46,992 with the trunk's last conv and BN at G(1+K²) = 400 outputs instead of 80 (16 inputs each)
+    per_block = 46_992 + (400 - 80) * 16 + (400 - 80) * 2
+    assert f"resnet50_stra: 3 StRA blocks of {per_block:,}, {per_block:,}, {per_block:,} parameters" in result.output
+    assert json.loads(out.read_text())["models"]["resnet50_stra"]["stra_block_params"] == [per_block] * 3
+    bad = CliRunner().invoke(main, ["info", "--arch", "resnet50_stra", "--kernel-size", "4"])
+    assert bad.exit_code == 2
+    assert "--arch resnet50_stra: kernel_size must be odd and positive, got 4" in bad.output
