@@ -19,7 +19,7 @@ from pathlib import Path
 
 from facestra.ablation import QUICK, AblationConfig, markdown_table, run_ablation, variant_names
 from facestra.errors import UserError
-from facestra.fileio import write_text_atomic
+from facestra.io import write_text_atomic
 
 
 def _ints(text: str) -> tuple[int, ...]:

@@ -27,10 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facestra.align import ARCFACE_TEMPLATE_112
-from facestra.align_job import align_images
+from facestra.align.geometry import ARCFACE_TEMPLATE_112
+from facestra.align.job import align_images
 from facestra.allocator import reuse_freed_memory
-from facestra.fileio import write_bytes_atomic
+from facestra.io import write_bytes_atomic
 
 
 def make_images(root: Path, count: int, side: int, seed: int = 0) -> Path:

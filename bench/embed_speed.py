@@ -24,8 +24,8 @@ import torch
 
 from facestra import models
 from facestra.allocator import reuse_freed_memory
-from facestra.embedding import embed_images, load_for_inference
-from facestra.preprocess import image_to_tensor
+from facestra.embed.inference import embed_images, load_for_inference
+from facestra.data.images import image_to_tensor
 
 
 def bare_forward(model: torch.nn.Module, tensors: torch.Tensor, batch_size: int, flip: bool, device: torch.device) -> None:

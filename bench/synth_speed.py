@@ -29,7 +29,7 @@ from facestra.allocator import reuse_freed_memory
 
 def encode_floor(count: int, size: int, folder: Path) -> float:
     """Images/s for encoding and atomically writing ``count`` noise images (no drawing)."""
-    from facestra.fileio import write_bytes_atomic
+    from facestra.io import write_bytes_atomic
 
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for _ in range(8)]
@@ -43,7 +43,7 @@ def encode_floor(count: int, size: int, folder: Path) -> float:
 
 
 def _import_renderer(_: int) -> None:
-    import facestra.synth_scene  # noqa: F401  (what a synth worker imports before its first image)
+    import facestra.synth.scene  # noqa: F401  (what a synth worker imports before its first image)
 
 
 def worker_start_seconds(workers: int) -> float:
@@ -56,7 +56,7 @@ def worker_start_seconds(workers: int) -> float:
 
 
 def synth_rate(out: Path, identities: int, per_identity: int, size: int, workers: int) -> float:
-    from facestra.synth import SynthSettings, synthesize
+    from facestra.synth.dataset import SynthSettings, synthesize
 
     settings = SynthSettings(identities=identities, images_per_identity=per_identity, size=size, seed=1,
                              test_identities=max(2, identities // 5), pairs_per_fold=20)

@@ -1,4 +1,4 @@
-"""How much faster ``facestra.verification.evaluate`` is than the plain 400-threshold loop, on 6,000 pairs.
+"""How much faster ``facestra.verify.pairs.evaluate`` is than the plain 400-threshold loop, on 6,000 pairs.
 
 Both run in this process on the same random embeddings; the script first checks that the fold accuracies
 and thresholds are identical to the last bit, then prints the ratio of the best-of-N times.
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from facestra.verification import evaluate, reference_fold_accuracies
+from facestra.verify.pairs import evaluate, reference_fold_accuracies
 
 
 def plain_loop(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray, num_folds: int = 10) -> tuple[list[float], list[float]]:

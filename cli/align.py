@@ -50,7 +50,7 @@ def align(input: Path, out_dir: Path, landmarks: Path | None, detector: str | No
     Writes the same relative tree under --out, one crop per face, and --out/align_report.csv.
     Rerunning the same command resumes an interrupted run.
     """
-    from facestra.align_job import align_images
+    from facestra.align.job import align_images
 
     bar = _ProgressBar()
     try:

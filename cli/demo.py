@@ -28,7 +28,7 @@ def demo(workdir: Path, minutes: float, json_path: Path | None, identities: int,
          test_identities: int, crop_size: int, no_detector: bool, device: str) -> None:
     """Run align -> train -> verify -> embed on built-in synthetic faces and print a summary table."""
     from facestra.demo import DemoConfig, format_summary, run_demo
-    from facestra.fileio import write_text_atomic
+    from facestra.io import write_text_atomic
 
     config = DemoConfig(workdir=workdir, minutes=minutes, identities=identities,
                         images_per_identity=images_per_identity, test_identities=test_identities,

@@ -23,8 +23,8 @@ def embed(input_path: Path, checkpoint: Path, out: Path, no_normalize: bool, ski
 
     Rerunning an interrupted command continues where it stopped.
     """
-    from facestra.embed_job import check_outputs, embed_to_file, input_images
-    from facestra.embedding import load_for_inference
+    from facestra.embed.job import check_outputs, embed_to_file, input_images
+    from facestra.embed.inference import load_for_inference
 
     check_outputs(out, overwrite=overwrite)
     sources = input_images(input_path)

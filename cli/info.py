@@ -28,7 +28,7 @@ def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json
     cost a row of the paper's ablations.
     """
     from facestra import models
-    from facestra.fileio import write_text_atomic
+    from facestra.io import write_text_atomic
     from facestra.models.stra import StRA
 
     archs = archs or ("resnet50", "resnet50_stra")

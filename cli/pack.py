@@ -14,8 +14,9 @@ import click
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def pack(name: str | None, data: Path, out: Path, overwrite: bool) -> None:
     """Write a benchmark as a .bin (encoded images two per pair + labels) that other tools read."""
-    from facestra.evaluation import guess_name
-    from facestra.protocols import load_benchmark, pack_benchmark
+    from facestra.verify.benchmarks import guess_name
+    from facestra.protocols import load_benchmark
+    from facestra.verify.pack import pack_benchmark
 
     benchmark = load_benchmark(name or guess_name(data), data)
     report = pack_benchmark(benchmark, out, overwrite=overwrite)

@@ -23,7 +23,7 @@ def synth(out: str, identities: int, images_per_identity: int, size: int, seed: 
     """Write synthetic faces to OUT: train/ and test/ identity folders, landmarks.csv, test/pairs.txt, test.bin."""
     from tqdm import tqdm
 
-    from facestra.synth import SynthSettings, synthesize
+    from facestra.synth.dataset import SynthSettings, synthesize
 
     settings = SynthSettings(identities=identities, images_per_identity=images_per_identity, size=size, seed=seed,
                              test_identities=test_identities, pairs_per_fold=pairs_per_fold, difficulty=difficulty)

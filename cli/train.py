@@ -1,4 +1,4 @@
-"""``facestra train``: parse options, call :func:`facestra.train.train`, show a progress bar, print the outcome.
+"""``facestra train``: parse options, call :func:`facestra.train.loop.train`, show a progress bar, print the outcome.
 
 Under ``torchrun --nproc-per-node N -m facestra train ...`` every process runs this command; only rank 0
 shows the bar and prints.
@@ -90,9 +90,9 @@ def _arch_names() -> list[str]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(resume_dir: str | None, preset: str | None, quiet: bool, **options) -> None:
     """Train a face network with softmax, CosFace or ArcFace (torchrun for several GPUs or processes)."""
-    from facestra.presets import build_config
-    from facestra.train import resume_config
-    from facestra.train import train as run_training
+    from facestra.train.config import build_config
+    from facestra.train.loop import resume_config
+    from facestra.train.loop import train as run_training
 
     ctx = click.get_current_context()
     given = {name: value for name, value in options.items() if ctx.get_parameter_source(name) != ParameterSource.DEFAULT}

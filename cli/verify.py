@@ -22,9 +22,9 @@ def verify(checkpoint: Path, names: str | None, data: Path | None, data_root: Pa
            roc_path: Path | None, save_embeddings: Path | None, flip: str, batch_size: int, workers: int, device: str,
            resize: bool) -> None:
     """Embed each benchmark's pairs (image + mirror), then 10-fold accuracy with the best threshold in [0, 4)."""
-    from facestra.embedding import load_for_inference
-    from facestra.evaluation import format_table, report_dict, select_benchmarks, verify_model, write_json
-    from facestra.viz import figure_format, plot_roc
+    from facestra.embed.inference import load_for_inference
+    from facestra.verify.benchmarks import format_table, report_dict, select_benchmarks, verify_model, write_json
+    from facestra.verify.figures import figure_format, plot_roc
 
     if roc_path:
         figure_format(roc_path)  # refuse a bad figure name now, not after the embeddings

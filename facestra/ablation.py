@@ -1,7 +1,7 @@
 """The paper's ablations (Tables 2-4) as one seed-averaged experiment: every variant trained the same way.
 
-Each (variant, seed) run is an ordinary :func:`facestra.train.train` run in ``WORK/runs/<variant>/seed<k>``
-followed by :func:`facestra.evaluation.verify_model` on the benchmarks; its figures are written to
+Each (variant, seed) run is an ordinary :func:`facestra.train.loop.train` run in ``WORK/runs/<variant>/seed<k>``
+followed by :func:`facestra.verify.benchmarks.verify_model` on the benchmarks; its figures are written to
 ``result.json`` there, so an interrupted experiment resumes where it stopped (finished runs are kept, an
 unfinished one resumes from its ``last.pt``). Runs are spread over ``jobs`` processes of ``threads``
 threads each: on a CPU, several one-thread trainings of a small network get more done than one that uses
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from facestra.errors import UserError
-from facestra.fileio import write_text_atomic
+from facestra.io import write_text_atomic
 
 RESULT = "result.json"
 Log = Callable[[str], None]
@@ -186,7 +186,7 @@ def _run_dir(work: Path, variant: str, seed: int) -> Path:
 def _synthetic_data(work: Path, config: AblationConfig, say: Log) -> tuple[str, tuple[str, ...]]:
     """Render and align the synthetic set once (resumed on a rerun): train folder and the test pairs."""
     from facestra.demo import align_synthetic_set
-    from facestra.synth import TEST_DIR, TRAIN_DIR, SynthSettings, synthesize
+    from facestra.synth.dataset import TEST_DIR, TRAIN_DIR, SynthSettings, synthesize
 
     faces, aligned = work / "faces", work / "aligned"
     settings = SynthSettings(identities=config.identities, images_per_identity=config.images_per_identity,
@@ -203,10 +203,10 @@ def _train_and_verify(config: AblationConfig, work: Path, data: str, val: tuple[
     """One run, in a worker process: train (or resume), verify, write ``result.json`` atomically."""
     import torch
 
-    from facestra.embedding import load_for_inference
-    from facestra.evaluation import guess_name, verify_model
+    from facestra.embed.inference import load_for_inference
+    from facestra.verify.benchmarks import guess_name, verify_model
     from facestra.protocols import load_benchmark
-    from facestra.train import TrainConfig, resume_config, train
+    from facestra.train.loop import TrainConfig, resume_config, train
 
     if config.threads:
         torch.set_num_threads(config.threads)

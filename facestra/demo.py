@@ -2,15 +2,15 @@
 
 Each step calls the same library function as the corresponding command, top to bottom without detours:
 
-1. :func:`facestra.synth.synthesize` renders people into ``WORK/faces`` (train and held-out test identities);
-2. :func:`facestra.align_job.align_images` crops them from their true landmarks into ``WORK/aligned``
+1. :func:`facestra.synth.dataset.synthesize` renders people into ``WORK/faces`` (train and held-out test identities);
+2. :func:`facestra.align.job.align_images` crops them from their true landmarks into ``WORK/aligned``
    (and, when the ``yuface`` package is installed, aligns the test faces again with the YuNet detector,
    reporting how many it finds and how far its landmarks are from the truth);
 3. raw aligned pixels are verified first: the floor a network must beat;
-4. :func:`facestra.train.train` trains a narrow ``resnet50_stra`` and the same-width ``resnet50``, each for
+4. :func:`facestra.train.loop.train` trains a narrow ``resnet50_stra`` and the same-width ``resnet50``, each for
    the same time budget;
-5. :func:`facestra.evaluation.verify_model` verifies both on the held-out pairs with the exact protocol;
-   :func:`facestra.embed_job.embed_to_file` embeds the test faces to ``.npy``;
+5. :func:`facestra.verify.benchmarks.verify_model` verifies both on the held-out pairs with the exact protocol;
+   :func:`facestra.embed.job.embed_to_file` embeds the test faces to ``.npy``;
 6. ``roc.png`` and ``mode_masks.png`` (the StRA modes' spatial masks over test faces, paper Fig. 4).
 
 Everything is kept in ``WORK`` and a rerun resumes the synthetic set and the alignment.
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from facestra.errors import UserError
-from facestra.fileio import write_text_atomic
+from facestra.io import write_text_atomic
 
 MARKER = "facestra-demo.json"
 ARCHS = ("resnet50_stra", "resnet50")
@@ -144,7 +144,7 @@ def run_demo(config: DemoConfig, *, log: Log | None = None) -> DemoResult:
         results[arch] = result
         first_model = first_model or model
 
-    from facestra import viz
+    from facestra.verify import figures as viz
 
     roc_png = work / "roc.png"
     viz.plot_roc(results, roc_png)
@@ -169,7 +169,7 @@ def _claim_workdir(work: Path, config: DemoConfig) -> None:
 
 
 def _synthesize(work: Path, config: DemoConfig, say: Log) -> Path:
-    from facestra.synth import MANIFEST, SynthSettings, synthesize
+    from facestra.synth.dataset import MANIFEST, SynthSettings, synthesize
 
     settings = SynthSettings(identities=config.identities, images_per_identity=config.images_per_identity,
                              size=config.image_size, seed=config.seed, test_identities=config.test_identities,
@@ -192,9 +192,9 @@ def _synthesize(work: Path, config: DemoConfig, say: Log) -> Path:
 def align_synthetic_set(faces: Path, aligned: Path, size: int | str, workers: int | None = None):
     """Crop a synthetic set from its true landmarks into ``aligned`` (resumed on a rerun) and copy the test
     pairs beside the test crops, so that ``aligned/test`` reads as an LFW-layout benchmark; returns the
-    :class:`facestra.align_job.AlignSummary`. Shared by the demo and the ablation runner."""
-    from facestra.align_job import align_images
-    from facestra.synth import LANDMARKS_FILE, PAIRS_FILE, TEST_DIR
+    :class:`facestra.align.job.AlignSummary`. Shared by the demo and the ablation runner."""
+    from facestra.align.job import align_images
+    from facestra.synth.dataset import LANDMARKS_FILE, PAIRS_FILE, TEST_DIR
 
     summary = align_images(faces, aligned, landmarks=faces / LANDMARKS_FILE, size=size, workers=workers)
     if summary.problems:
@@ -220,9 +220,9 @@ def _detector_check(work: Path, faces: Path, config: DemoConfig, say: Log) -> di
         return None
     import csv
 
-    from facestra.align_job import align_images
-    from facestra.landmarks import read_landmarks
-    from facestra.synth import LANDMARKS_FILE, TEST_DIR
+    from facestra.align.job import align_images
+    from facestra.align.landmarks import read_landmarks
+    from facestra.synth.dataset import LANDMARKS_FILE, TEST_DIR
 
     out = work / "aligned_yunet"
     summary = align_images(faces / TEST_DIR, out, detector="yunet", size=config.crop_size, workers=config.workers)
@@ -257,9 +257,9 @@ def _renamed(benchmark, name: str):
 
 
 def _raw_pixels(benchmark):
-    from facestra.fileio import read_image
-    from facestra.synth_baseline import raw_pixel_pair_distances
-    from facestra.verification import evaluate_distances
+    from facestra.io import read_image
+    from facestra.synth.baseline import raw_pixel_pair_distances
+    from facestra.verify.pairs import evaluate_distances
 
     distances = raw_pixel_pair_distances([read_image(path) for path in benchmark.images], benchmark.pairs)
     return evaluate_distances(distances, benchmark.issame, benchmark.fold_spec())
@@ -277,7 +277,7 @@ def _training_speed(arch: str, config: DemoConfig, batch_size: int) -> tuple[flo
     import torch
 
     from facestra import models
-    from facestra.embedding import resolve_device
+    from facestra.embed.inference import resolve_device
 
     device = resolve_device(config.device)
     size = config.crop_size
@@ -312,12 +312,12 @@ def _train_and_verify(work: Path, aligned: Path, benchmark, arch: str, config: D
     import torch
 
     from facestra import models
-    from facestra.embed_job import embed_to_file
-    from facestra.embedding import load_for_inference
-    from facestra.evaluation import verify_model
-    from facestra.fileio import list_images
-    from facestra.synth import TEST_DIR, TRAIN_DIR
-    from facestra.train import TrainConfig, train
+    from facestra.embed.job import embed_to_file
+    from facestra.embed.inference import load_for_inference
+    from facestra.verify.benchmarks import verify_model
+    from facestra.io import list_images
+    from facestra.synth.dataset import TEST_DIR, TRAIN_DIR
+    from facestra.train.loop import TrainConfig, train
 
     train_images = len(list_images(aligned / TRAIN_DIR))
     batch_size = min(config.batch_size, train_images)  # a tiny demo set still makes one batch
@@ -363,9 +363,10 @@ def _mode_mask_figure(work: Path, model, benchmark, config: DemoConfig, faces: i
     """The last StRA block's mode masks over a few test faces (paper Fig. 4); None for a plain ResNet."""
     import torch
 
-    from facestra import models, viz
-    from facestra.fileio import read_image
-    from facestra.preprocess import image_to_tensor
+    from facestra import models
+    from facestra.verify import figures as viz
+    from facestra.io import read_image
+    from facestra.data.images import image_to_tensor
 
     chosen = [benchmark.images[int(i)] for i in np.linspace(0, len(benchmark.images) - 1, faces).round()]
     crops = [read_image(path) for path in chosen]

@@ -1,8 +1,7 @@
-"""Benchmark protocol readers (LFW, CFP-FP, CPLFW, CALFW, AgeDB-30, .bin, pairs.csv) and packing to .bin."""
+"""Benchmark protocol readers (LFW, CFP-FP, CPLFW, CALFW, AgeDB-30, .bin, pairs.csv) -> pairs of images with their folds."""
 
 from facestra.protocols.benchmark import Benchmark, ImageSource
 from facestra.protocols.binfile import read_bin, write_bin
-from facestra.protocols.pack import PackReport, pack_benchmark
 from facestra.protocols.registry import (
     canonical_name,
     find_benchmarks,
@@ -14,11 +13,9 @@ from facestra.protocols.registry import (
 __all__ = [
     "Benchmark",
     "ImageSource",
-    "PackReport",
     "canonical_name",
     "find_benchmarks",
     "load_benchmark",
-    "pack_benchmark",
     "read_bin",
     "read_bin_benchmark",
     "standard_names",

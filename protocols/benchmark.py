@@ -15,7 +15,7 @@ from typing import Union
 import numpy as np
 
 from facestra.errors import UserError
-from facestra.fileio import IMAGE_EXTENSIONS
+from facestra.io import IMAGE_EXTENSIONS
 
 ImageSource = Union[Path, bytes]
 
@@ -56,12 +56,12 @@ class Benchmark:
         return int(len(self.issame))
 
     def fold_spec(self) -> int | np.ndarray:
-        """What :func:`facestra.verification.evaluate` takes as ``folds`` for this benchmark."""
+        """What :func:`facestra.verify.pairs.evaluate` takes as ``folds`` for this benchmark."""
         return 10 if self.folds is None else self.folds
 
     def fold_ids(self) -> np.ndarray:
         """One fold id per pair: the benchmark's own, or those of 10 contiguous folds (``KFold(10)``)."""
-        from facestra.verification import kfold_ids
+        from facestra.verify.pairs import kfold_ids
 
         return self.folds.copy() if self.folds is not None else kfold_ids(self.num_pairs, 10)
 

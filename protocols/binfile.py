@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from facestra.errors import UserError
-from facestra.fileio import write_bytes_atomic
+from facestra.io import write_bytes_atomic
 
 # The only globals a benchmark .bin may reference: what numpy needs to rebuild a bool array or scalar.
 _ALLOWED_GLOBALS = {

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from facestra.errors import UserError
-from facestra.fileio import list_images
+from facestra.io import list_images
 from facestra.protocols.benchmark import Benchmark, from_path_pairs, read_lines
 
 PAIR_FILES = MappingProxyType({"calfw": "pairs_CALFW.txt", "cplfw": "pairs_CPLFW.txt"})

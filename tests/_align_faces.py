@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facestra.align import ARCFACE_TEMPLATE_112
+from facestra.align.geometry import ARCFACE_TEMPLATE_112
 
 BLOB_COLOURS = np.array(
     [[20, 40, 200], [20, 200, 40], [200, 40, 20], [180, 180, 30], [30, 160, 180]], dtype=np.float64

@@ -51,7 +51,7 @@ def test_tiny_experiment_trains_each_run_once_and_resumes(tmp_path) -> None:
 
 def test_real_data_path_trains_on_a_folder_and_verifies_on_a_bin(tmp_path) -> None:
     """--data and --val as a user with an aligned training tree and a .bin benchmark gives them."""
-    from facestra.synth import SynthSettings, synthesize
+    from facestra.synth.dataset import SynthSettings, synthesize
 
     faces = tmp_path / "faces"
     synthesize(faces, SynthSettings(identities=12, images_per_identity=3, test_identities=4, pairs_per_fold=4))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from facestra.align import apply_affine, estimate_similarity, reference_landmarks
+from facestra.align.geometry import apply_affine, estimate_similarity, reference_landmarks
 from facestra.cli.main import main
 
 pytest.importorskip("yuface")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from _align_faces import landmarks_under, render, similarity
-from facestra.align import (
+from facestra.align.geometry import (
     ARCFACE_TEMPLATE_112,
     LandmarkError,
     apply_affine,

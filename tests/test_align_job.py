@@ -203,7 +203,7 @@ def test_existing_outputs_are_kept_unless_overwrite(faces, tmp_path):
 KILLER = textwrap.dedent(
     """
     import os, sys
-    from facestra.align_job import align_images
+    from facestra.align.job import align_images
 
     def progress(done, total):
         if done == 3:
@@ -252,17 +252,17 @@ def test_resume_after_a_killed_run(tmp_path):
 
 
 def test_two_workers_write_the_same_files_as_one(tmp_path, monkeypatch):
-    import facestra.align_job
+    import facestra.align.job
 
-    monkeypatch.setattr(facestra.align_job, "MIN_IMAGES_PER_WORKER", 4)  # use the pool even for 24 images
+    monkeypatch.setattr(facestra.align.job, "MIN_IMAGES_PER_WORKER", 4)  # use the pool even for 24 images
     seen = []
-    real_pool = facestra.align_job.multiprocessing.get_context
+    real_pool = facestra.align.job.multiprocessing.get_context
 
     def spying_context(method):
         seen.append(method)
         return real_pool(method)
 
-    monkeypatch.setattr(facestra.align_job.multiprocessing, "get_context", spying_context)
+    monkeypatch.setattr(facestra.align.job.multiprocessing, "get_context", spying_context)
     images = tmp_path / "in"
     marks_file = write_csv(tmp_path / "marks.csv", make_faces(images, [f"d{i % 3}/f{i}.png" for i in range(24)]))
     one, two = tmp_path / "one", tmp_path / "two"
@@ -293,7 +293,7 @@ def test_list_file_input_hxw_size_and_name_clash(tmp_path):
 
 
 def test_truncated_jpeg_and_png_are_caught_before_decoding():
-    from facestra.image_check import decode_whole_image, truncation_problem
+    from facestra.data.truncation import decode_whole_image, truncation_problem
 
     image = render(similarity(1.0, 0.0, 0.0, 0.0), (112, 112))
     jpeg = cv2.imencode(".jpg", image)[1].tobytes()
@@ -323,8 +323,8 @@ def test_detector_without_yuface_says_how_to_install_it(faces, tmp_path, monkeyp
 
 def test_degenerate_detector_landmarks_are_reported_not_cropped(tmp_path, monkeypatch):
     # a detector's landmarks are checked where the crop is fitted (the writer thread with one worker)
-    import facestra.align_job as align_job
-    from facestra.detect import Face
+    import facestra.align.job as align_job
+    from facestra.align.detect import Face
 
     class CollinearDetector:
         name = "yunet"

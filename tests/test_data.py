@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from facestra.cli.main import main
 
-from facestra.data import EpochBatchSampler, open_dataset
+from facestra.data.datasets import EpochBatchSampler, open_dataset
 from facestra.errors import UserError
-from facestra.preprocess import image_to_tensor
+from facestra.data.images import image_to_tensor
 
 MAGIC = 0xCED7230A
 
@@ -89,14 +89,14 @@ def test_recordio_reader_on_a_file_written_here(tmp_path, insightface_header):
 
 
 def test_recordio_labels_come_from_the_identity_table_when_there_is_one(tmp_path, monkeypatch):
-    import facestra.data
+    import facestra.data.datasets
 
     images = [_image(i) for i in range(9)]
     labels = [3, 3, 3, 3, 7, 7, 7, 8, 8]
     rec = _write_rec(tmp_path, images, labels, insightface_header=True)
     reads: list[int] = []
-    real_header_at = facestra.data._header_at
-    monkeypatch.setattr(facestra.data, "_header_at", lambda fd, offset: reads.append(offset) or real_header_at(fd, offset))
+    real_header_at = facestra.data.datasets._header_at
+    monkeypatch.setattr(facestra.data.datasets, "_header_at", lambda fd, offset: reads.append(offset) or real_header_at(fd, offset))
     dataset = open_dataset(rec, input_size=(16, 16))
     assert dataset.labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2] and dataset.identities == ["3", "7", "8"]
     assert len(reads) == 1 + 2 * 3  # the header, then each identity record and its first image; not all 9 images
@@ -220,7 +220,7 @@ def test_sampler_splits_global_batches_over_ranks_and_resumes():
 
 def test_training_reads_a_recordio_file(tmp_path):
     from facestra import models
-    from facestra.train import TrainConfig, train
+    from facestra.train.loop import TrainConfig, train
 
     images = [_image(i, 32) for i in range(16)]
     rec = _write_rec(tmp_path, images, [i % 4 for i in range(16)], insightface_header=True)

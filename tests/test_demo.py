@@ -46,7 +46,7 @@ def test_figures_are_readable_images(tiny_demo):
 
 def test_reported_accuracy_is_that_of_the_saved_embeddings(tiny_demo):
     """Recompute each network's accuracy from the .npy it wrote and the pairs.txt of the test identities."""
-    from facestra.verification import evaluate
+    from facestra.verify.pairs import evaluate
 
     work, _, report = tiny_demo
     pairs_lines = (work / "faces" / "test" / "pairs.txt").read_text().split("\n")[1:]

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from facestra import models
 from facestra.cli.main import main
-from facestra.embedding import embed_benchmark, embed_images
-from facestra.preprocess import image_to_tensor
+from facestra.embed.inference import embed_benchmark, embed_images
+from facestra.data.images import image_to_tensor
 from facestra.protocols import load_benchmark
 
 INPUT = (32, 32)
@@ -163,7 +163,7 @@ def test_missing_checkpoint_and_empty_folder(checkpoint: Path, tmp_path: Path) -
 
 
 def test_batched_pixel_normalisation_is_image_to_tensor_bit_for_bit() -> None:
-    from facestra.embedding import pixels_to_input
+    from facestra.embed.inference import pixels_to_input
 
     bgr = np.random.default_rng(3).integers(0, 256, (4, 9, 7, 3), dtype=np.uint8)
     one_by_one = torch.stack([image_to_tensor(image) for image in bgr])
@@ -176,7 +176,7 @@ class _Interrupt(Exception):
 
 
 def test_interrupted_embed_resumes_where_it_stopped(model, tmp_path: Path) -> None:
-    from facestra.embed_job import embed_to_file
+    from facestra.embed.job import embed_to_file
 
     paths = face_images(tmp_path / "faces", 10)
     out = tmp_path / "emb.npy"
@@ -200,7 +200,7 @@ def test_interrupted_embed_resumes_where_it_stopped(model, tmp_path: Path) -> No
 
 
 def test_partial_output_of_another_job_is_not_reused(model, tmp_path: Path) -> None:
-    from facestra.embed_job import embed_to_file
+    from facestra.embed.job import embed_to_file
 
     paths = face_images(tmp_path / "faces", 6)
     out = tmp_path / "emb.npy"
@@ -223,7 +223,7 @@ def test_cuda_without_gpu_is_a_clear_error(checkpoint: Path, tmp_path: Path) -> 
 
 
 def test_resume_keeps_the_images_skipped_before_the_interruption(model, tmp_path: Path) -> None:
-    from facestra.embed_job import embed_to_file
+    from facestra.embed.job import embed_to_file
 
     paths = face_images(tmp_path / "faces", 8)
     paths[1].write_bytes(b"broken")

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from facestra.errors import UserError
-from facestra.fileio import read_file, write_bytes_atomic
+from facestra.io import read_file, write_bytes_atomic
 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 3 * 1024 * 1024 + 7])

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facestra.losses import ClassifierHead, arcface_logits, cosface_logits
+from facestra.train.heads import ClassifierHead, arcface_logits, cosface_logits
 
 
 def _numpy_cosines(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:

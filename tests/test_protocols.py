@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from facestra.cli.main import main
 from facestra.errors import UserError
-from facestra.protocols import find_benchmarks, load_benchmark, pack_benchmark, read_bin
+from facestra.protocols import find_benchmarks, load_benchmark, read_bin
+from facestra.verify.pack import pack_benchmark
 
 SIZE = 16
 

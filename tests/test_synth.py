@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from facestra.cli.main import main
-from facestra.synth import SynthSettings, identity_rng, photo_rng, synthesize
-from facestra.synth_face import MARK_COLOUR, MARK_RADIUS, draw_face, sample_identity
-from facestra.synth_scene import photo_landmarks, render_photo, sample_photo
+from facestra.synth.dataset import SynthSettings, identity_rng, photo_rng, synthesize
+from facestra.synth.face import MARK_COLOUR, MARK_RADIUS, draw_face, sample_identity
+from facestra.synth.scene import photo_landmarks, render_photo, sample_photo
 
 SMALL = SynthSettings(identities=24, images_per_identity=3, size=128, seed=7, test_identities=20, pairs_per_fold=5)
 
@@ -53,7 +53,7 @@ def test_layout_is_lfw_like(small_set):
 
 
 def test_landmark_file_matches_the_geometry_and_the_reader(small_set):
-    from facestra.landmarks import read_landmarks
+    from facestra.align.landmarks import read_landmarks
 
     entries = read_landmarks(small_set / "landmarks.csv")
     assert len(entries) == 24 * 3 and all(e.problem is None for e in entries)
@@ -106,9 +106,9 @@ def test_eye_landmarks_sit_on_the_pupils_of_a_clean_photo():
 def test_pairs_are_read_back_by_the_lfw_and_bin_readers(small_set):
     from facestra.protocols import load_benchmark
 
-    from facestra.align import warp_face
-    from facestra.fileio import decode_image, read_image
-    from facestra.landmarks import read_landmarks
+    from facestra.align.geometry import warp_face
+    from facestra.io import decode_image, read_image
+    from facestra.align.landmarks import read_landmarks
 
     lfw = load_benchmark("lfw", small_set / "test")
     assert lfw.num_pairs == 10 * 2 * 5
@@ -176,7 +176,7 @@ def test_raw_pixel_floor_separates_copies_and_not_strangers(tmp_path):
     """The raw-pixel baseline on hand-made .bin files: identical crops are always matched, noise is a coin flip."""
     from facestra.protocols.binfile import write_bin
 
-    from facestra.synth_baseline import raw_pixel_embeddings, raw_pixel_verification
+    from facestra.synth.baseline import raw_pixel_embeddings, raw_pixel_verification
 
     rng = np.random.default_rng(0)
 

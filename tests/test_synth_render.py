@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facestra.synth import identity_rng, photo_rng
-from facestra.synth_face import (
+from facestra.synth.dataset import identity_rng, photo_rng
+from facestra.synth.face import (
     TEXTURE_ONE,
     TEXTURE_X,
     TEXTURE_Y,
@@ -19,7 +19,7 @@ from facestra.synth_face import (
     face_parts,
     sample_identity,
 )
-from facestra.synth_scene import gaussian_blur, sample_photo
+from facestra.synth.scene import gaussian_blur, sample_photo
 
 
 def _person_and_photos(index: int, count: int = 6):

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import KFold
 
-from facestra.verification import evaluate, evaluate_distances, kfold_ids, pair_distances, reference_fold_accuracies
+from facestra.verify.pairs import evaluate, evaluate_distances, kfold_ids, pair_distances, reference_fold_accuracies
 
 THRESHOLDS = np.arange(0, 4, 0.01)
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from facestra import models
 from facestra.cli.main import main
-from facestra.verification import evaluate
+from facestra.verify.pairs import evaluate
 
 INPUT = (32, 32)
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from facestra.errors import UserError
-from facestra.fileio import atomic_write
+from facestra.io import atomic_write
 from facestra.models.resnet import BasicBlock, Bottleneck, FaceResNet, StRABottleneck
 from facestra.models.stra import StRAOptions
 

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facestra import distributed
-from facestra.checkpoint import (
+from facestra.train import distributed
+from facestra.train.checkpoint import (
     BEST,
     CONFIG,
     IDENTITIES,
@@ -53,10 +53,10 @@ from facestra.checkpoint import (
     restore_rng,
     save_training_state,
 )
-from facestra.data import EpochBatchSampler, FaceDataset, open_dataset
+from facestra.data.datasets import EpochBatchSampler, FaceDataset, open_dataset
 from facestra.errors import UserError
-from facestra.fileio import write_text_atomic
-from facestra.losses import LOSSES, ClassifierHead
+from facestra.io import write_text_atomic
+from facestra.train.heads import LOSSES, ClassifierHead
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def _seed_everything(seed: int) -> None:
 def _open_validator(config: TrainConfig, process: distributed.Process):
     if not config.val:
         return None
-    from facestra.train_validation import Validator
+    from facestra.train.validation import Validator
 
     # Every process reads the benchmarks so that a missing file stops all of them before training.
     return Validator(config.val, batch_size=config.val_batch_size, device=process.device) if process.is_main else Validator.check_only(config.val)

@@ -1,7 +1,7 @@
 """``--val``: verification accuracy on benchmarks during training, with exactly the protocol of ``verify``.
 
 Benchmarks are read once through :mod:`facestra.protocols`; every evaluation hands the current backbone
-to :func:`facestra.evaluation.verify_model` (flip concatenation, 10 folds or the benchmark's own), so the
+to :func:`facestra.verify.benchmarks.verify_model` (flip concatenation, 10 folds or the benchmark's own), so the
 figure in ``metrics.jsonl`` is the one ``facestra verify`` prints for the same weights. Images of another
 size than the network's input are resized, so a 112×112 ``lfw.bin`` also checks a 224×192 model.
 """
@@ -27,7 +27,7 @@ class Validator:
     """The ``--val`` benchmarks and their evaluation for a given backbone."""
 
     def __init__(self, paths: Sequence[str], *, batch_size: int = 128, device: torch.device | None = None) -> None:
-        from facestra.evaluation import guess_name
+        from facestra.verify.benchmarks import guess_name
         from facestra.protocols import load_benchmark
 
         _check_exists(paths)
@@ -45,7 +45,7 @@ class Validator:
 
     def evaluate(self, backbone: nn.Module) -> dict[str, float]:
         """Mean cross-validated accuracy of each benchmark, by name; the backbone keeps its train/eval mode."""
-        from facestra.evaluation import verify_model
+        from facestra.verify.benchmarks import verify_model
 
         outcomes = verify_model(backbone, self.benchmarks, batch_size=self.batch_size, device=self.device, resize=True)
         return {outcome.benchmark.name: float(outcome.result.accuracy) for outcome in outcomes}

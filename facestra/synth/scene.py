@@ -1,4 +1,4 @@
-"""One synthetic photograph: a person from :mod:`facestra.synth_face` plus the nuisance real photos have.
+"""One synthetic photograph: a person from :mod:`facestra.synth.face` plus the nuisance real photos have.
 
 A photo is first *sampled* (:func:`sample_photo`: every random choice, as a small frozen dataclass) and then
 *rendered* (:func:`render_photo`). The split lets a resumed job recompute the true landmarks of an image that is
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facestra.synth_face import (
+from facestra.synth.face import (
     Expression,
     FaceParts,
     Identity,

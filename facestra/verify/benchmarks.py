@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from facestra.embedding import FlipMode, Progress, embed_benchmark
+from facestra.embed.inference import FlipMode, Progress, embed_benchmark
 from facestra.errors import UserError
-from facestra.fileio import atomic_write, write_text_atomic
+from facestra.io import atomic_write, write_text_atomic
 from facestra.protocols import Benchmark, canonical_name, find_benchmarks, load_benchmark, standard_names
-from facestra.verification import VerificationResult, evaluate
+from facestra.verify.pairs import VerificationResult, evaluate
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The synthetic set is calibrated on this figure (it must stay at or below 70 %): if raw pixels of aligned crops
 already told people apart, the data would not test a network. Same protocol as every other figure: crops
-flattened, L2-normalised, and handed to :func:`facestra.verification.evaluate` with the benchmark's folds.
+flattened, L2-normalised, and handed to :func:`facestra.verify.pairs.evaluate` with the benchmark's folds.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import os
 
 import numpy as np
 
-from facestra.fileio import decode_image
-from facestra.verification import VerificationResult, evaluate_distances
+from facestra.io import decode_image
+from facestra.verify.pairs import VerificationResult, evaluate_distances
 
 
 def raw_pixel_embeddings(images: list[np.ndarray]) -> np.ndarray:

@@ -15,10 +15,10 @@ from typing import Callable
 import numpy as np
 
 from facestra.errors import UserError
-from facestra.fileio import decode_image
+from facestra.io import decode_image
 from facestra.protocols.benchmark import Benchmark
 from facestra.protocols.binfile import write_bin
-from facestra.verification import kfold_ids
+from facestra.verify.pairs import kfold_ids
 
 
 @dataclass(frozen=True)

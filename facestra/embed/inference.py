@@ -7,7 +7,7 @@ of twice the size, not two passes.
 
 Decoding runs in DataLoader workers; a bad image does not stop a worker but comes back as a failure, so
 that the caller decides: raise (exit 1, nothing written) or skip it and list it. Writing embeddings to
-disk is :mod:`facestra.embed_job`.
+disk is :mod:`facestra.embed.job`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from facestra.errors import UserError
-from facestra.fileio import decode_image
-from facestra.preprocess import PIXEL_MEAN, PIXEL_SCALE
+from facestra.io import decode_image
+from facestra.data.images import PIXEL_MEAN, PIXEL_SCALE
 
 if TYPE_CHECKING:
     from facestra.protocols import Benchmark
@@ -149,7 +149,7 @@ def _is_channels_last(model: nn.Module) -> bool:
 
 
 def pixels_to_input(pixels: torch.Tensor) -> torch.Tensor:
-    """B x H x W x 3 RGB uint8 -> B x 3 x H x W float, normalised exactly as :func:`facestra.preprocess.image_to_tensor`
+    """B x H x W x 3 RGB uint8 -> B x 3 x H x W float, normalised exactly as :func:`facestra.data.images.image_to_tensor`
     does it one image at a time, and channels-last in memory for free (the pixels already are).
     """
     return (pixels.permute(0, 3, 1, 2).float() - PIXEL_MEAN) / PIXEL_SCALE

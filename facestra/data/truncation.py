@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from facestra.errors import UserError
-from facestra.fileio import decode_image
+from facestra.io import decode_image
 
 _JPEG_SOI = b"\xff\xd8"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

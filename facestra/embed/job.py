@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from facestra.embedding import FlipMode, ImageFailure, Progress, embedding_dim, iter_embeddings, raise_for
+from facestra.embed.inference import FlipMode, ImageFailure, Progress, embedding_dim, iter_embeddings, raise_for
 from facestra.errors import UserError
-from facestra.fileio import IMAGE_EXTENSIONS, list_images, write_text_atomic
+from facestra.io import IMAGE_EXTENSIONS, list_images, write_text_atomic
 
 JOURNAL_INTERVAL_S = 2.0  # how much work an interruption may cost, at most
 

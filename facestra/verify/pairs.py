@@ -132,7 +132,7 @@ def evaluate(
     """Verification figures of the pairs ``(emb1[i], emb2[i])`` with labels ``issame``.
 
     ``folds`` is a number of contiguous folds in pair order, or one fold id per pair (a benchmark's own
-    splits). Embeddings are used as given: normalise them first (as :mod:`facestra.embedding` does).
+    splits). Embeddings are used as given: normalise them first (as :mod:`facestra.embed.inference` does).
     """
     return evaluate_distances(pair_distances(emb1, emb2), issame, folds, far_targets=far_targets)
 

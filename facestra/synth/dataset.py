@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from facestra.errors import UserError
-from facestra.fileio import write_bytes_atomic, write_text_atomic
+from facestra.io import write_bytes_atomic, write_text_atomic
 
 FORMAT = "facestra-synth/1"
 MANIFEST = "synth.json"
@@ -105,8 +105,8 @@ def photo_rng(seed: int, index: int, number: int) -> np.random.Generator:
 
 def render_identity_images(seed: int, index: int, count: int, size: int, difficulty: float):
     """Yield (number, jpeg bytes, landmarks 5x2) for the images of one identity, in order."""
-    from facestra.synth_face import face_parts, sample_identity
-    from facestra.synth_scene import encode_jpeg, render_photo, sample_photo
+    from facestra.synth.face import face_parts, sample_identity
+    from facestra.synth.scene import encode_jpeg, render_photo, sample_photo
 
     identity = sample_identity(identity_rng(seed, index))
     parts = face_parts(identity)
@@ -117,8 +117,8 @@ def render_identity_images(seed: int, index: int, count: int, size: int, difficu
 
 
 def _landmarks_only(seed: int, index: int, number: int, size: int, difficulty: float) -> np.ndarray:
-    from facestra.synth_face import sample_identity
-    from facestra.synth_scene import photo_landmarks, sample_photo
+    from facestra.synth.face import sample_identity
+    from facestra.synth.scene import photo_landmarks, sample_photo
 
     identity = sample_identity(identity_rng(seed, index))
     return photo_landmarks(identity, sample_photo(photo_rng(seed, index, number), size, difficulty))
@@ -170,8 +170,8 @@ def _bin_crop(jpeg: bytes, landmarks: np.ndarray, path: Path) -> bytes:
     """The 112x112 crop of one image, aligned with its true landmarks, as the JPEG a ``.bin`` holds."""
     import cv2
 
-    from facestra.align import warp_face
-    from facestra.fileio import decode_image
+    from facestra.align.geometry import warp_face
+    from facestra.io import decode_image
 
     aligned, _, _ = warp_face(decode_image(jpeg, str(path)), landmarks, BIN_SIZE)
     ok, buffer = cv2.imencode(".jpg", aligned, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -271,7 +271,7 @@ def synthesize(
     write_text_atomic(pairs_path, pairs_text(folds))
     bin_path = out / BIN_FILE
     _write_bin(bin_path, folds, crops)
-    from facestra.synth_baseline import raw_pixel_verification
+    from facestra.synth.baseline import raw_pixel_verification
 
     raw = raw_pixel_verification(bin_path)  # the difficulty check: must stay well below a trained network
     summary = SynthSummary(

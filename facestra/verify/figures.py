@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facestra.errors import UserError
-from facestra.fileio import atomic_write
+from facestra.io import atomic_write
 
 if TYPE_CHECKING:
-    from facestra.verification import VerificationResult
+    from facestra.verify.pairs import VerificationResult
 
 
 def figure_format(path: str | os.PathLike) -> str:

@@ -30,12 +30,12 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from facestra.align import LandmarkError, fit_face, parse_size, warp_to_crop
-from facestra.detect import YuNetDetector, load_detector, rank_faces
+from facestra.align.geometry import LandmarkError, fit_face, parse_size, warp_to_crop
+from facestra.align.detect import YuNetDetector, load_detector, rank_faces
 from facestra.errors import UserError
-from facestra.fileio import list_image_paths, read_file, write_bytes_atomic, write_text_atomic
-from facestra.image_check import decode_whole_image
-from facestra.landmarks import LandmarkEntry, read_landmarks
+from facestra.io import list_image_paths, read_file, write_bytes_atomic, write_text_atomic
+from facestra.data.truncation import decode_whole_image
+from facestra.align.landmarks import LandmarkEntry, read_landmarks
 
 OK = "ok"
 EXISTS = "exists"
@@ -459,7 +459,7 @@ def _read_journal(path: Path, settings: AlignSettings) -> dict[str, list[FaceRec
 
 def _remove_stale_temporaries(out: Path, settings: AlignSettings) -> None:
     """Delete half-written crops a killed run left (the hidden ``.NAME.*.tmp.EXT`` files of
-    :func:`facestra.fileio.temporary_path`).
+    :func:`facestra.io.temporary_path`).
 
     They never carry a real output's name, but their image extension would let a later image-folder reader
     pick them up.

@@ -1,6 +1,6 @@
 """Named training schedules from the paper (appendix D), and how options combine with them.
 
-Precedence, lowest first: :class:`facestra.train.TrainConfig` defaults, the preset, explicit options.
+Precedence, lowest first: :class:`facestra.train.loop.TrainConfig` defaults, the preset, explicit options.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 from facestra.errors import UserError
 from facestra.models.stra import StRAOptions
-from facestra.train import TrainConfig
+from facestra.train.loop import TrainConfig
 
 STRA_OPTION_NAMES = StRAOptions.names()
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from facestra.errors import UserError
-from facestra.fileio import atomic_write
+from facestra.io import atomic_write
 
 TRAIN_CHECKPOINT_FORMAT = "facestra-train/1"
 LAST = "last.pt"

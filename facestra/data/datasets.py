@@ -31,8 +31,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from facestra.errors import UserError
-from facestra.fileio import IMAGE_EXTENSIONS, decode_image, list_images
-from facestra.preprocess import image_to_tensor
+from facestra.io import IMAGE_EXTENSIONS, decode_image, list_images
+from facestra.data.images import image_to_tensor
 
 RECORDIO_MAGIC = 0xCED7230A
 _RECORD_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2 (insightface / MXNet IRHeader)

@@ -1,0 +1,1 @@
+"""Training and inference data: the one image pipeline, the dataset layouts, the epoch sampler."""

@@ -1,0 +1,1 @@
+"""``facestra embed``: batched inference with the protocol's flip modes, and the resumable .npy writer."""

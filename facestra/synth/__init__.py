@@ -1,0 +1,1 @@
+"""``facestra synth``: the embedded synthetic face data set (identities, photos, benchmark pairs)."""
