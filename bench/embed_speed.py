@@ -24,7 +24,7 @@ import torch
 
 from facestra import models
 from facestra.allocator import reuse_freed_memory
-from facestra.embed.inference import embed_images, load_for_inference
+from facestra.embed.inference import InferenceOptions, embed_images, load_for_inference
 from facestra.data.images import image_to_tensor
 
 
@@ -92,7 +92,7 @@ def main() -> None:
                 bare_forward(model, tensors, args.batch_size, mirrored, device)
 
             def run_pipeline() -> None:
-                embed_images(model, paths, flip=flip, batch_size=args.batch_size, workers=args.workers)
+                embed_images(model, paths, InferenceOptions(flip=flip, batch_size=args.batch_size, workers=args.workers))
 
             bare_forward(model, tensors[: args.batch_size], args.batch_size, mirrored, device)  # warm-up
             bare, pipeline = [], []

@@ -6,33 +6,33 @@ from pathlib import Path
 
 import click
 
-from facestra.cli.inference_options import inference_options, progress_bar
+from facestra.cli.options import inference_options, progress_bar
 
 
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Model file (facestra train / models.save).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .npy (rows in the order of <out>.paths.txt).")
 @click.option("--no-normalize", is_flag=True, help="Keep raw vectors instead of L2-normalising them.")
 @click.option("--skip-bad", is_flag=True, help="Leave unreadable images out (listed on stderr) instead of stopping.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @inference_options
 def embed(input_path: Path, checkpoint: Path, out: Path, no_normalize: bool, skip_bad: bool, overwrite: bool,
-          flip: str, batch_size: int, workers: int, device: str, resize: bool) -> None:
+          **inference) -> None:
     """Embed every image of INPUT (a folder of aligned faces, or a text file with one image path per line).
 
     Rerunning an interrupted command continues where it stopped.
     """
     from facestra.embed.job import check_outputs, embed_to_file, input_images
-    from facestra.embed.inference import load_for_inference
+    from facestra.embed.inference import InferenceOptions, load_for_inference
 
+    options = InferenceOptions(**inference)
     check_outputs(out, overwrite=overwrite)
     sources = input_images(input_path)
-    model = load_for_inference(checkpoint, device)
+    model = load_for_inference(checkpoint, options.device)
     with progress_bar(len(sources), "embed") as bar:
         report = embed_to_file(
-            model, sources, out, flip=flip, normalize=not no_normalize, batch_size=batch_size, workers=workers,
-            resize=resize, skip_bad=skip_bad, overwrite=overwrite, progress=bar.update,
+            model, sources, out, options, normalize=not no_normalize, skip_bad=skip_bad, overwrite=overwrite,
+            progress=bar.update,
         )
     if report.resumed_from:
         click.echo(f"resumed an interrupted run after {report.resumed_from} images")

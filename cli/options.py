@@ -1,9 +1,17 @@
-"""Option types shared by several commands."""
+"""Command-line options generated from the library's option dataclasses, and the option types they use.
+
+An option bundle is declared once, as a dataclass whose fields carry their help, choices and limits
+(:func:`facestra.fields.documented`); :func:`dataclass_options` turns its fields into click options, so a
+default changes in one place and ``--help`` always shows the value the library uses.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable
 
 import click
 
@@ -29,34 +37,128 @@ class SizeType(click.ParamType):
         return sizes[0], sizes[1]
 
 
+class CommaList(click.ParamType):
+    """``8,12`` -> (8, 12); ``lfw.bin,cfp_fp.bin`` -> ("lfw.bin", "cfp_fp.bin")."""
+
+    def __init__(self, item: type, name: str) -> None:
+        self.item = item
+        self.name = name
+
+    def convert(self, value, param, ctx) -> tuple:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(self.item(v.strip()) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of {self.name.lower()} like 8,12", param, ctx)
+
+
 SIZE = SizeType()
 
 
-_STRA_HELP = {
-    "groups": "StRA: number of modes G (default {}).",
-    "kernel_size": "StRA: local-attention window K, odd (default {}).",
-    "mode_attention": "StRA: the mode-attention unit; off = local attention only (default {}).",
-    "mode_interaction": "StRA: mode interaction, Eq. 6 (default {}).",
-    "gate": "StRA: gate of the attention coefficients, Eq. 5 (default {}).",
-}
+def dataclass_options(cls: type, *, exclude: tuple[str, ...] = (), only_given: bool = False) -> Callable[[Callable], Callable]:
+    """A decorator adding one option per documented field of dataclass ``cls`` (in field order).
+
+    ``only_given=True`` makes every option default to None ("not on the command line") and shows the
+    dataclass default in the help instead: for switches that only some architectures take (StRA), or that
+    must layer over a preset.
+    """
+    hints = typing.get_type_hints(cls)
+    chosen = [f for f in dataclasses.fields(cls) if f.name not in exclude and f.metadata.get("help")]
+
+    def decorate(command: Callable) -> Callable:
+        for field in reversed(chosen):
+            command = _field_option(field, hints[field.name], only_given)(command)
+        return command
+
+    return decorate
+
+
+def _field_default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
+
+
+def _without_none(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(arguments) == 1:
+            return arguments[0]
+    return annotation
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        if len(value) == 2 and all(isinstance(v, int) for v in value):
+            return f"{value[0]}x{value[1]}"
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def _param_type(annotation: Any, meta: dict[str, Any]) -> click.ParamType:
+    if meta.get("choices"):
+        return click.Choice(meta["choices"])
+    if typing.get_origin(annotation) is tuple:
+        arguments = typing.get_args(annotation)
+        if arguments == (int, int):
+            return SIZE
+        if len(arguments) == 2 and arguments[1] is Ellipsis:
+            return CommaList(arguments[0], "EPOCHS" if arguments[0] is int else "FILES")
+    minimum = meta.get("minimum")
+    if annotation is int:
+        return click.IntRange(min=minimum) if minimum is not None else click.INT
+    if annotation is float:
+        return click.FloatRange(min=minimum) if minimum is not None else click.FLOAT
+    if annotation in (str, Path):
+        return click.STRING
+    raise TypeError(f"no command-line type for {annotation!r}")
+
+
+def _field_option(field: dataclasses.Field, annotation: Any, only_given: bool) -> Callable[[Callable], Callable]:
+    meta = dict(field.metadata)
+    flag = meta.get("flag") or field.name.replace("_", "-")
+    default = _field_default(field)
+    annotation = _without_none(annotation)
+    help_text = meta["help"]
+    if only_given and default is not None:
+        help_text = f"{help_text} (default {_shown(default)})"
+    shown = None if only_given or default is None else _shown(default)
+    if annotation is bool:
+        if default is False and not only_given:
+            return click.option(f"--{flag}", field.name, is_flag=True, default=False, help=help_text)
+        return click.option(f"--{flag}/--no-{flag}", field.name, default=None if only_given else default,
+                            show_default=shown is not None and not only_given, help=help_text)
+    return click.option(
+        f"--{flag}", field.name, type=_param_type(annotation, meta), default=None if only_given else default,
+        show_default=shown if shown is not None else False, metavar=meta.get("metavar"), help=help_text,
+    )
 
 
 def stra_options(command: Callable) -> Callable:
-    """Add one option per field of :class:`facestra.models.StRAOptions`, typed and documented from it.
+    """One option per :class:`facestra.models.StRAOptions` switch, given-only so plain ResNets accept a
+    command line without them."""
+    from facestra.models.stra import StRAOptions
 
-    The options default to None ("not given") so that plain ResNets accept a command line without them;
-    the defaults shown are the dataclass's.
-    """
-    from facestra.models.stra import GATES, StRAOptions
+    return dataclass_options(StRAOptions, only_given=True)(command)
 
-    for field in reversed(dataclasses.fields(StRAOptions)):
-        flag = field.name.replace("_", "-")
-        help_text = _STRA_HELP[field.name].format(field.default)
-        if field.type in (bool, "bool"):
-            option = click.option(f"--{flag}/--no-{flag}", field.name, default=None, help=help_text)
-        elif field.name == "gate":
-            option = click.option(f"--{flag}", field.name, type=click.Choice(GATES), help=help_text)
-        else:
-            option = click.option(f"--{flag}", field.name, type=click.IntRange(min=1), help=help_text)
-        command = option(command)
-    return command
+
+def inference_options(command: Callable) -> Callable:
+    """The :class:`facestra.embed.InferenceOptions` fields (--flip, --batch-size, --workers, --device, --resize)
+    and the model file they run, for every command that runs a model on images."""
+    from facestra.embed.inference import InferenceOptions
+
+    command = dataclass_options(InferenceOptions)(command)
+    return click.option(
+        "--checkpoint", required=True, type=click.Path(path_type=Path),
+        help="Model file (facestra train / models.save).",
+    )(command)
+
+
+def progress_bar(total: int, description: str):
+    """A tqdm bar on stderr counting images, with images/s."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="img", unit_scale=False, dynamic_ncols=True, leave=False)

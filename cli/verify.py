@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from facestra.cli.inference_options import inference_options, progress_bar
+from facestra.cli.options import inference_options, progress_bar
 
 
 @click.command()
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Model file (facestra train / models.save).")
 @click.option("--benchmark", "names", help="lfw, cfp-fp, cplfw, calfw, agedb-30, any name for a .bin/pairs.csv, a comma list, or all.")
 @click.option("--data", type=click.Path(exists=True, path_type=Path), help="One benchmark: its .bin, pair file or folder.")
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder holding the standard .bin files or folders.")
@@ -19,11 +18,11 @@ from facestra.cli.inference_options import inference_options, progress_bar
 @click.option("--save-embeddings", type=click.Path(file_okay=False, path_type=Path), help="Keep each benchmark's embeddings as <DIR>/<name>.npz.")
 @inference_options
 def verify(checkpoint: Path, names: str | None, data: Path | None, data_root: Path | None, json_path: Path | None,
-           roc_path: Path | None, save_embeddings: Path | None, flip: str, batch_size: int, workers: int, device: str,
-           resize: bool) -> None:
+           roc_path: Path | None, save_embeddings: Path | None, **inference) -> None:
     """Embed each benchmark's pairs (image + mirror), then 10-fold accuracy with the best threshold in [0, 4)."""
-    from facestra.embed.inference import load_for_inference
-    from facestra.verify.benchmarks import format_table, report_dict, select_benchmarks, verify_model, write_json
+    from facestra.embed.inference import InferenceOptions, load_for_inference
+    from facestra.verify.benchmarks import select_benchmarks, verify_model
+    from facestra.verify.report import format_table, report_dict, write_json
     from facestra.verify.figures import figure_format, plot_roc
 
     if roc_path:
@@ -31,15 +30,13 @@ def verify(checkpoint: Path, names: str | None, data: Path | None, data_root: Pa
     benchmarks, missing = select_benchmarks(names, data, data_root)
     for name in missing:
         click.echo(f"note: {name} not found under {data_root}; skipped", err=True)
-    model = load_for_inference(checkpoint, device)
+    options = InferenceOptions(**inference)
+    model = load_for_inference(checkpoint, options.device)
     with progress_bar(sum(len(b.images) for b in benchmarks), "verify") as bar:
-        outcomes = verify_model(
-            model, benchmarks, flip=flip, batch_size=batch_size, workers=workers, resize=resize,
-            save_embeddings=save_embeddings, progress=bar.update,
-        )
+        outcomes = verify_model(model, benchmarks, options, save_embeddings=save_embeddings, progress=bar.update)
     click.echo(format_table(outcomes, model.arch))
     if json_path:
-        write_json(report_dict(outcomes, checkpoint=str(checkpoint), network=model.arch, flip=flip), json_path)
+        write_json(report_dict(outcomes, checkpoint=str(checkpoint), network=model.arch, flip=options.flip), json_path)
         click.echo(f"wrote {json_path}")
     if roc_path:
         plot_roc({o.benchmark.title: o.result for o in outcomes}, roc_path)

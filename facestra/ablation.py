@@ -203,7 +203,7 @@ def _train_and_verify(config: AblationConfig, work: Path, data: str, val: tuple[
     """One run, in a worker process: train (or resume), verify, write ``result.json`` atomically."""
     import torch
 
-    from facestra.embed.inference import load_for_inference
+    from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.verify.benchmarks import guess_name, verify_model
     from facestra.protocols import load_benchmark
     from facestra.train.loop import TrainConfig, resume_config, train
@@ -230,7 +230,7 @@ def _train_and_verify(config: AblationConfig, work: Path, data: str, val: tuple[
     outcome = train(train_config)
     model = load_for_inference(outcome.model_path, config.device)
     benchmarks = [load_benchmark(guess_name(Path(path)), Path(path)) for path in val]
-    verified = verify_model(model, benchmarks, flip="concat")
+    verified = verify_model(model, benchmarks, InferenceOptions(workers=0))
     per_benchmark = {item.benchmark.name: float(item.result.accuracy) for item in verified}
     diversity = _last_metric(run_dir, "diversity")
     result = RunResult(

@@ -313,7 +313,7 @@ def _train_and_verify(work: Path, aligned: Path, benchmark, arch: str, config: D
 
     from facestra import models
     from facestra.embed.job import embed_to_file
-    from facestra.embed.inference import load_for_inference
+    from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.verify.benchmarks import verify_model
     from facestra.io import list_images
     from facestra.synth.dataset import TEST_DIR, TRAIN_DIR
@@ -342,10 +342,11 @@ def _train_and_verify(work: Path, aligned: Path, benchmark, arch: str, config: D
     say(f"  {result.stopped} after {result.epochs_completed:.2f} epochs, {result.global_step} steps, "
         f"{result.elapsed_s:.0f}s -> {result.model_path}")
     model = load_for_inference(result.model_path, config.device)
-    outcome = verify_model(model, [benchmark], flip="concat")[0]
+    in_process = InferenceOptions(workers=0)  # a few small crops: decoding costs less than starting workers
+    outcome = verify_model(model, [benchmark], in_process)[0]
     verification = outcome.result
     embeddings = work / "embeddings" / f"{arch}.npy"
-    embed_to_file(model, list_images(aligned / TEST_DIR), embeddings, overwrite=True)
+    embed_to_file(model, list_images(aligned / TEST_DIR), embeddings, in_process, overwrite=True)
     size = (config.crop_size, config.crop_size)
     cost = models.complexity(models.create(arch, width=config.width, embedding_size=config.embedding_size,
                                            input_size=size), size)

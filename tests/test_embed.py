@@ -13,11 +13,12 @@ from click.testing import CliRunner
 
 from facestra import models
 from facestra.cli.main import main
-from facestra.embed.inference import embed_benchmark, embed_images
+from facestra.embed.inference import InferenceOptions, embed_benchmark, embed_images
 from facestra.data.images import image_to_tensor
 from facestra.protocols import load_benchmark
 
 INPUT = (32, 32)
+THREE = InferenceOptions(batch_size=3, workers=0)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_flip_modes_match_the_model_called_by_hand(model, tmp_path: Path, flip: 
     expected = {"concat": torch.cat([plain, mirror], dim=1), "sum": plain + mirror, "none": plain}[flip]
     if normalize:
         expected = F.normalize(expected, dim=1)
-    got = embed_images(model, paths, flip=flip, normalize=normalize, batch_size=3)
+    got = embed_images(model, paths, InferenceOptions(flip=flip, batch_size=3, workers=0), normalize=normalize)
     assert got.dtype == np.float32 and got.shape == tuple(expected.shape)
     assert np.allclose(got, expected.numpy(), atol=1e-5)
     if normalize:
@@ -81,7 +82,7 @@ def test_embedding_leaves_a_training_model_in_training_mode(model, tmp_path: Pat
     paths = face_images(tmp_path, 4)
     model.train()
     try:
-        got = embed_images(model, paths, flip="none", normalize=False)
+        got = embed_images(model, paths, InferenceOptions(flip="none", workers=0), normalize=False)
         assert model.training
     finally:
         model.eval()
@@ -93,8 +94,8 @@ def test_embed_benchmark_pairs_rows(model, tmp_path: Path) -> None:
     paths = face_images(tmp_path / "img", 4)
     (tmp_path / "pairs.csv").write_text("img/face_000.png,img/face_001.png,1\nimg/face_002.png,img/face_000.png,0\nimg/face_003.png,img/face_003.png,1\n")
     bench = load_benchmark("mine", tmp_path)
-    emb1, emb2 = embed_benchmark(model, bench, flip="concat", batch_size=2)
-    single = embed_images(model, paths, flip="concat")
+    emb1, emb2 = embed_benchmark(model, bench, InferenceOptions(flip="concat", batch_size=2, workers=0))
+    single = embed_images(model, paths, InferenceOptions(flip="concat", workers=0))
     assert np.allclose(emb1, single[[0, 2, 3]], atol=1e-5) and np.allclose(emb2, single[[1, 0, 3]], atol=1e-5)
 
 
@@ -138,7 +139,7 @@ def test_unreadable_image_exits_1_and_writes_nothing(checkpoint: Path, tmp_path:
     assert f"skipped: {paths[3]}: not a readable image" in result.output
     assert np.load(out).shape == (5, 1024)
     assert (tmp_path / "emb.paths.txt").read_text().splitlines() == [str(p) for i, p in enumerate(paths) if i != 3]
-    full = embed_images(models.load(checkpoint), [p for i, p in enumerate(paths) if i != 3])
+    full = embed_images(models.load(checkpoint), [p for i, p in enumerate(paths) if i != 3], InferenceOptions(workers=0))
     assert np.allclose(np.load(out), full, atol=1e-5)
 
 
@@ -163,11 +164,11 @@ def test_missing_checkpoint_and_empty_folder(checkpoint: Path, tmp_path: Path) -
 
 
 def test_batched_pixel_normalisation_is_image_to_tensor_bit_for_bit() -> None:
-    from facestra.embed.inference import pixels_to_input
+    from facestra.data.images import normalize
 
     bgr = np.random.default_rng(3).integers(0, 256, (4, 9, 7, 3), dtype=np.uint8)
     one_by_one = torch.stack([image_to_tensor(image) for image in bgr])
-    batched = pixels_to_input(torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])))
+    batched = normalize(torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])))
     assert torch.equal(batched, one_by_one)
 
 
@@ -188,14 +189,14 @@ def test_interrupted_embed_resumes_where_it_stopped(model, tmp_path: Path) -> No
             raise _Interrupt
 
     with pytest.raises(_Interrupt):
-        embed_to_file(model, paths, out, batch_size=3, progress=stop_after_two_batches)
+        embed_to_file(model, paths, out, THREE, progress=stop_after_two_batches)
     assert not out.exists() and not (tmp_path / "emb.paths.txt").exists()
     assert (tmp_path / ".emb.npy.partial.npy").exists()
 
     batches: list[int] = []
-    report = embed_to_file(model, paths, out, batch_size=3, progress=batches.append)
+    report = embed_to_file(model, paths, out, THREE, progress=batches.append)
     assert report.resumed_from == 6 and batches == [6, 3, 1]  # the 6 done images are not embedded again
-    assert np.allclose(np.load(out), embed_images(model, paths), atol=1e-5)
+    assert np.allclose(np.load(out), embed_images(model, paths, THREE), atol=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npy", "emb.paths.txt", "faces"]
 
 
@@ -209,10 +210,10 @@ def test_partial_output_of_another_job_is_not_reused(model, tmp_path: Path) -> N
         raise _Interrupt
 
     with pytest.raises(_Interrupt):
-        embed_to_file(model, paths, out, batch_size=3, flip="sum", progress=interrupt)
-    report = embed_to_file(model, paths, out, batch_size=3, flip="sum", normalize=False)  # other options
+        embed_to_file(model, paths, out, InferenceOptions(flip="sum", batch_size=3, workers=0), progress=interrupt)
+    report = embed_to_file(model, paths, out, InferenceOptions(flip="sum", batch_size=3, workers=0), normalize=False)  # other options
     assert report.resumed_from == 0
-    assert np.allclose(np.load(out), embed_images(model, paths, flip="sum", normalize=False), atol=1e-5)
+    assert np.allclose(np.load(out), embed_images(model, paths, InferenceOptions(flip="sum", workers=0), normalize=False), atol=1e-5)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
@@ -233,9 +234,9 @@ def test_resume_keeps_the_images_skipped_before_the_interruption(model, tmp_path
         raise _Interrupt
 
     with pytest.raises(_Interrupt):
-        embed_to_file(model, paths, out, batch_size=3, skip_bad=True, progress=interrupt_after_first_batch)
-    report = embed_to_file(model, paths, out, batch_size=3, skip_bad=True)
+        embed_to_file(model, paths, out, THREE, skip_bad=True, progress=interrupt_after_first_batch)
+    report = embed_to_file(model, paths, out, THREE, skip_bad=True)
     good = [p for i, p in enumerate(paths) if i != 1]
     assert report.resumed_from == 3 and [f.index for f in report.skipped] == [1] and report.rows == 7
     assert (tmp_path / "emb.paths.txt").read_text().splitlines() == [str(p) for p in good]
-    assert np.allclose(np.load(out), embed_images(model, good), atol=1e-5)
+    assert np.allclose(np.load(out), embed_images(model, good, THREE), atol=1e-5)

@@ -31,8 +31,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from facestra.errors import UserError
-from facestra.io import IMAGE_EXTENSIONS, decode_image, list_images
-from facestra.data.images import image_to_tensor
+from facestra.data.images import load_pixels, normalize
+from facestra.io import IMAGE_EXTENSIONS, list_images
 
 RECORDIO_MAGIC = 0xCED7230A
 _RECORD_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2 (insightface / MXNet IRHeader)
@@ -52,20 +52,6 @@ class RecordHeader:
     @property
     def class_label(self) -> float:
         return self.labels[0] if self.flag > 0 and self.labels else self.label
-
-
-def fit_to_size(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize so the image covers ``size`` (H, W) and centre-crop (the paper's shorter-edge resize + crop)."""
-    height, width = size
-    if bgr.shape[0] == height and bgr.shape[1] == width:
-        return bgr
-    import cv2
-
-    scale = max(height / bgr.shape[0], width / bgr.shape[1])
-    resized_h, resized_w = max(height, round(bgr.shape[0] * scale)), max(width, round(bgr.shape[1] * scale))
-    resized = cv2.resize(bgr, (resized_w, resized_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    top, left = (resized_h - height) // 2, (resized_w - width) // 2
-    return resized[top : top + height, left : left + width]
 
 
 class FaceDataset(Dataset):
@@ -96,19 +82,13 @@ class FaceDataset(Dataset):
         """The encoded image ``index``; a :class:`UserError` when it cannot be read."""
         raise NotImplementedError
 
-    def load_image(self, index: int) -> np.ndarray:
-        """Decoded BGR image ``index`` at the input size; a :class:`UserError` when it is unreadable."""
-        return fit_to_size(decode_image(self.read_bytes(index), self.describe(index)), self.input_size)
-
     def __getitem__(self, item: tuple[int, bool]) -> tuple[torch.Tensor, int, int, bool]:
         index, flip = int(item[0]), bool(item[1])
         try:
-            image = self.load_image(index)
+            pixels = load_pixels(self.read_bytes(index), self.describe(index), self.input_size, fit=True, flip=flip)
         except UserError:
             return torch.zeros(3, *self.input_size), int(self.labels[index]), index, False
-        if flip:
-            image = image[:, ::-1]
-        return image_to_tensor(image), int(self.labels[index]), index, True
+        return normalize(torch.from_numpy(pixels)).contiguous(), int(self.labels[index]), index, True
 
 
 class FileDataset(FaceDataset):

@@ -5,9 +5,11 @@ vectors before L2-normalising (``flip="concat"``); ``"sum"`` adds them instead a
 alone. An image and its mirror go through the network in one batch, so flipping costs one forward pass
 of twice the size, not two passes.
 
-Decoding runs in DataLoader workers; a bad image does not stop a worker but comes back as a failure, so
-that the caller decides: raise (exit 1, nothing written) or skip it and list it. Writing embeddings to
-disk is :mod:`facestra.embed.job`.
+Decoding runs in DataLoader workers through the one image pipeline (:mod:`facestra.data.images`), so an
+image is fitted to the input exactly as in training; a bad image does not stop a worker but comes back as
+a failure, so that the caller decides: raise (exit 1, nothing written) or skip it and list it. How a model
+is run (flip, batch, workers, device, resize) is one :class:`InferenceOptions`, shared by embed, verify and
+training validation. Writing embeddings to disk is :mod:`facestra.embed.job`.
 """
 
 from __future__ import annotations
@@ -18,16 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Literal, Sequence
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from facestra.data.images import ImageSizeError, load_pixels
+from facestra.data.images import normalize as normalize_pixels
 from facestra.errors import UserError
-from facestra.io import decode_image
-from facestra.data.images import PIXEL_MEAN, PIXEL_SCALE
+from facestra.fields import documented
 
 if TYPE_CHECKING:
     from facestra.protocols import Benchmark
@@ -35,6 +37,35 @@ if TYPE_CHECKING:
 FlipMode = Literal["concat", "sum", "none"]
 FLIP_MODES: tuple[str, ...] = ("concat", "sum", "none")
 Progress = Callable[[int], None]
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+def default_workers() -> int:
+    """Decoding processes by default: one per spare core, at most 4 (more do not speed up a GPU's feed)."""
+    return min(4, max(1, (os.cpu_count() or 1) - 1))
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How a model is run over images, declared once for embed, verify, training validation and the
+    commands after them; their command-line options are generated from these fields."""
+
+    flip: FlipMode = documented(
+        "concat", "Combine each image with its mirror: concatenate (the protocol), add, or no mirror.", choices=FLIP_MODES
+    )
+    batch_size: int = documented(128, "Images per forward pass.", minimum=1)
+    workers: int = documented(factory=default_workers, help="Image-decoding processes (0: decode in the main process).", minimum=0)
+    device: str = documented("auto", "Where to run the model (auto: cuda when available).", choices=DEVICES)
+    resize: bool = documented(
+        False, "Fit images that are not the model's input size as training does (shorter-edge resize and centre "
+        "crop) instead of refusing them."
+    )
+
+    def __post_init__(self) -> None:
+        if self.flip not in FLIP_MODES:
+            raise ValueError(f"flip must be one of {FLIP_MODES}, got {self.flip!r}")
+        if self.batch_size < 1 or self.workers < 0:
+            raise ValueError("batch_size must be at least 1 and workers not negative")
 
 
 @dataclass(frozen=True)
@@ -59,15 +90,14 @@ def embedding_dim(model: nn.Module, flip: FlipMode) -> int:
     return int(model.embedding_size) * (2 if flip == "concat" else 1)
 
 
-def resolve_device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``None`` -> where ``model`` is; ``cuda`` without a GPU is a UserError."""
-    if device is None:
-        if model is not None:
-            return next(model.parameters()).device
-        device = "auto"
+def resolve_device(device: str | torch.device, model: nn.Module | None = None) -> torch.device:
+    """``auto`` -> where ``model`` is, or cuda when available (no model), else cpu; ``cuda`` without a GPU
+    is a UserError. ``auto`` never moves a model the caller has placed."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
+        if model is not None:
+            return next(model.parameters()).device
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA GPU is available here (use --device cpu or auto)")
@@ -87,11 +117,7 @@ def load_for_inference(checkpoint: str | os.PathLike, device: str | torch.device
 
 
 class _ImageDataset(Dataset):
-    """Decodes image ``i`` (path or encoded bytes) to an HxWx3 RGB uint8 tensor, or says why it cannot.
-
-    Workers hand over uint8 pixels (a quarter of the bytes of floats); :func:`pixels_to_input` normalises a
-    whole batch on the model's device.
-    """
+    """Image ``i`` (path or encoded bytes) as the network sees it, uint8 RGB, or why it cannot be."""
 
     def __init__(self, sources: Sequence[Path | bytes], names: Sequence[str], input_size: tuple[int, int], resize: bool) -> None:
         self.sources = sources
@@ -107,21 +133,13 @@ class _ImageDataset(Dataset):
         name = self.names[index]
         try:
             data = source if isinstance(source, bytes) else Path(source).read_bytes()
-            image = decode_image(data, name)
+            pixels = load_pixels(data, name, self.input_size, fit=self.resize)
+        except ImageSizeError as error:
+            return index, None, ImageFailure(index, name, "size", str(error))
         except (OSError, UserError) as error:
             message = str(error) if isinstance(error, UserError) else f"{name}: cannot read ({error.strerror or error})"
             return index, None, ImageFailure(index, name, "unreadable", message)
-        height, width = self.input_size
-        if image.shape[:2] != (height, width):
-            if not self.resize:
-                message = (
-                    f"{name}: image is {image.shape[1]}x{image.shape[0]} but the model takes {width}x{height}; "
-                    "align the faces first with `facestra align` (or pass --resize)"
-                )
-                return index, None, ImageFailure(index, name, "size", message)
-            shrinking = image.shape[0] > height or image.shape[1] > width
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        return index, torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1])), None
+        return index, torch.from_numpy(pixels), None
 
 
 def _collate(items: list[tuple[int, torch.Tensor | None, ImageFailure | None]]) -> tuple[torch.Tensor, torch.Tensor | None, list[ImageFailure]]:
@@ -148,13 +166,6 @@ def _is_channels_last(model: nn.Module) -> bool:
     return weight is not None and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
 
 
-def pixels_to_input(pixels: torch.Tensor) -> torch.Tensor:
-    """B x H x W x 3 RGB uint8 -> B x 3 x H x W float, normalised exactly as :func:`facestra.data.images.image_to_tensor`
-    does it one image at a time, and channels-last in memory for free (the pixels already are).
-    """
-    return (pixels.permute(0, 3, 1, 2).float() - PIXEL_MEAN) / PIXEL_SCALE
-
-
 def embed_batch(model: nn.Module, images: torch.Tensor, *, flip: FlipMode = "concat", normalize: bool = True) -> torch.Tensor:
     """Embeddings (float32) of a batch of normalised images (B x 3 x H x W) already on the model's device."""
     if flip not in FLIP_MODES:
@@ -175,30 +186,25 @@ def embed_batch(model: nn.Module, images: torch.Tensor, *, flip: FlipMode = "con
 def iter_embeddings(
     model: nn.Module,
     sources: Sequence[Path | bytes],
+    options: InferenceOptions = InferenceOptions(),
     *,
     names: Sequence[str] | None = None,
-    flip: FlipMode = "concat",
     normalize: bool = True,
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
-    workers: int = 0,
-    resize: bool = False,
 ) -> Iterator[EmbeddedBatch]:
     """Embed ``sources`` batch by batch, in order; images that fail come back as failures, not exceptions.
 
-    ``device=None`` runs where the model is; another device moves the model there (in place, as ``.to``).
+    The model runs where it is unless ``options.device`` names another device (it is then moved there, in
+    place, as ``.to``); it is given back in the train/eval mode it had.
     """
-    if flip not in FLIP_MODES:
-        raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
-    target = resolve_device(device, model)
+    target = resolve_device(options.device, model)
     model.to(target)
     names = [str(s) if isinstance(s, Path) else f"image {i}" for i, s in enumerate(sources)] if names is None else names
-    dataset = _ImageDataset(sources, names, tuple(model.input_size), resize)
+    dataset = _ImageDataset(sources, names, tuple(model.input_size), options.resize)
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=options.batch_size,
         shuffle=False,
-        num_workers=workers,
+        num_workers=options.workers,
         collate_fn=_collate,
         pin_memory=target.type == "cuda",
         persistent_workers=False,
@@ -206,10 +212,10 @@ def iter_embeddings(
     with _eval_mode(model), torch.inference_mode():
         for indices, batch, failures in loader:
             if batch is None:
-                embeddings = np.zeros((0, embedding_dim(model, flip)), dtype=np.float32)
+                embeddings = np.zeros((0, embedding_dim(model, options.flip)), dtype=np.float32)
             else:
-                images = pixels_to_input(batch.to(target, non_blocking=True))
-                embeddings = embed_batch(model, images, flip=flip, normalize=normalize).cpu().numpy()
+                images = normalize_pixels(batch.to(target, non_blocking=True))
+                embeddings = embed_batch(model, images, flip=options.flip, normalize=normalize).cpu().numpy()
             yield EmbeddedBatch(indices.numpy(), embeddings, failures)
 
 
@@ -221,22 +227,15 @@ def raise_for(failure: ImageFailure) -> None:
 def embed_images(
     model: nn.Module,
     sources: Sequence[Path | bytes],
+    options: InferenceOptions = InferenceOptions(),
     *,
     names: Sequence[str] | None = None,
-    flip: FlipMode = "concat",
     normalize: bool = True,
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
-    workers: int = 0,
-    resize: bool = False,
     progress: Progress | None = None,
 ) -> np.ndarray:
     """An N x D float32 matrix of the embeddings of ``sources`` in order; the first bad image is a UserError."""
-    out = np.empty((len(sources), embedding_dim(model, flip)), dtype=np.float32)
-    for part in iter_embeddings(
-        model, sources, names=names, flip=flip, normalize=normalize, batch_size=batch_size,
-        device=device, workers=workers, resize=resize,
-    ):
+    out = np.empty((len(sources), embedding_dim(model, options.flip)), dtype=np.float32)
+    for part in iter_embeddings(model, sources, options, names=names, normalize=normalize):
         if part.failures:
             raise_for(part.failures[0])
         out[part.indices] = part.embeddings
@@ -248,12 +247,8 @@ def embed_images(
 def embed_benchmark(
     model: nn.Module,
     benchmark: Benchmark,
+    options: InferenceOptions = InferenceOptions(),
     *,
-    flip: FlipMode = "concat",
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
-    workers: int = 0,
-    resize: bool = False,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(emb1, emb2)``: normalised embeddings of the first and second image of every pair of a
@@ -263,8 +258,5 @@ def embed_benchmark(
     train/eval mode it had.
     """
     names = [benchmark.image_name(i) for i in range(len(benchmark.images))]
-    embeddings = embed_images(
-        model, benchmark.images, names=names, flip=flip, batch_size=batch_size, device=device,
-        workers=workers, resize=resize, progress=progress,
-    )
+    embeddings = embed_images(model, benchmark.images, options, names=names, progress=progress)
     return embeddings[benchmark.pairs[:, 0]], embeddings[benchmark.pairs[:, 1]]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facestra.embed.inference import FlipMode, ImageFailure, Progress, embedding_dim, iter_embeddings, raise_for
+from facestra.embed.inference import ImageFailure, InferenceOptions, Progress, embedding_dim, iter_embeddings, raise_for
 from facestra.errors import UserError
 from facestra.io import IMAGE_EXTENSIONS, list_images, write_text_atomic
 
@@ -113,13 +113,9 @@ def embed_to_file(
     model: nn.Module,
     sources: Sequence[Path],
     out: str | os.PathLike,
+    options: InferenceOptions = InferenceOptions(),
     *,
-    flip: FlipMode = "concat",
     normalize: bool = True,
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
-    workers: int = 0,
-    resize: bool = False,
     skip_bad: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -137,9 +133,10 @@ def embed_to_file(
         raise UserError("no images to embed")
     out.parent.mkdir(parents=True, exist_ok=True)
     names = [str(s) for s in sources]
-    shape = (len(sources), embedding_dim(model, flip))
-    options = {"flip": flip, "normalize": normalize, "resize": resize, "skip_bad": skip_bad}
-    fingerprint = _fingerprint(model, names, options)
+    shape = (len(sources), embedding_dim(model, options.flip))
+    # "fit" (not True): a partial file of 0.1, whose --resize stretched images, is not continued
+    job = {"flip": options.flip, "normalize": normalize, "resize": "fit" if options.resize else False, "skip_bad": skip_bad}
+    fingerprint = _fingerprint(model, names, job)
     partial, journal = _partial_files(out)
     state = _load_journal(journal, partial, fingerprint, shape)
     if state is None:
@@ -154,10 +151,7 @@ def embed_to_file(
     saved_at = float("-inf")
     try:
         start = resumed_from
-        for part in iter_embeddings(
-            model, sources[start:], names=names[start:], flip=flip, normalize=normalize, batch_size=batch_size,
-            device=device, workers=workers, resize=resize,
-        ):
+        for part in iter_embeddings(model, sources[start:], options, names=names[start:], normalize=normalize):
             row = state["done"] - len(skipped)  # kept rows so far: where this batch's rows go
             for failure in part.failures:
                 if not (skip_bad and failure.reason == "unreadable"):

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facestra.fields import documented
+
 GATES = ("sigmoid", "softmax", "tanh")
 
 
@@ -42,11 +44,11 @@ class StRAOptions:
     attention without interaction) and the defaults (full); the ResNet-50 baseline is ``--arch resnet50``.
     """
 
-    groups: int = 8  # number of modes G (Fig. 3)
-    kernel_size: int = 3  # local-attention window K (Table 4)
-    mode_attention: bool = True  # Table 2
-    mode_interaction: bool = True  # Table 2, Eq. 6
-    gate: str = "sigmoid"  # Table 3: sigmoid, softmax (over modes) or tanh
+    groups: int = documented(8, "StRA: number of modes G (Fig. 3).", minimum=1)
+    kernel_size: int = documented(3, "StRA: local-attention window K, odd (Table 4).", minimum=1)
+    mode_attention: bool = documented(True, "StRA: the mode-attention unit; off = local attention only (Table 2).")
+    mode_interaction: bool = documented(True, "StRA: mode interaction, Eq. 6 (Table 2).")
+    gate: str = documented("sigmoid", "StRA: gate of the attention coefficients, Eq. 5 (Table 3).", choices=GATES)
 
     def __post_init__(self) -> None:
         if self.groups < 1:

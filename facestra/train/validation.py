@@ -45,7 +45,11 @@ class Validator:
 
     def evaluate(self, backbone: nn.Module) -> dict[str, float]:
         """Mean cross-validated accuracy of each benchmark, by name; the backbone keeps its train/eval mode."""
+        from facestra.embed.inference import InferenceOptions
         from facestra.verify.benchmarks import verify_model
 
-        outcomes = verify_model(backbone, self.benchmarks, batch_size=self.batch_size, device=self.device, resize=True)
+        # Decoded in this process (workers=0): starting loader processes at every validation costs more
+        # than decoding a .bin; images are fitted to the input exactly as the training images are.
+        options = InferenceOptions(batch_size=self.batch_size, workers=0, device=str(self.device), resize=True)
+        outcomes = verify_model(backbone, self.benchmarks, options)
         return {outcome.benchmark.name: float(outcome.result.accuracy) for outcome in outcomes}

@@ -1,23 +1,22 @@
-"""``facestra verify`` as library calls: find the benchmarks, embed them with a model, evaluate, report.
+"""``facestra verify`` as library calls: find the benchmarks, embed them with a model, evaluate.
 
-The flow is the one of the design: protocol reader -> images -> embedding (flip) -> ``evaluate()`` ->
-table / JSON / ROC figure. Nothing here prints; the command prints what these functions return.
+The flow is the one of the design: protocol reader -> images -> embedding (flip) -> ``evaluate()``; the
+table, JSON and figures of the outcomes are :mod:`facestra.verify.report` and :mod:`facestra.verify.figures`.
+Nothing here prints; the command prints what these functions return.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
-from facestra.embed.inference import FlipMode, Progress, embed_benchmark
+from facestra.embed.inference import InferenceOptions, Progress, embed_benchmark
 from facestra.errors import UserError
-from facestra.io import atomic_write, write_text_atomic
+from facestra.io import atomic_write
 from facestra.protocols import Benchmark, canonical_name, find_benchmarks, load_benchmark, standard_names
 from facestra.verify.pairs import VerificationResult, evaluate
 
@@ -67,12 +66,8 @@ def select_benchmarks(
 def verify_model(
     model: nn.Module,
     benchmarks: Sequence[Benchmark],
+    options: InferenceOptions = InferenceOptions(),
     *,
-    flip: FlipMode = "concat",
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
-    workers: int = 0,
-    resize: bool = False,
     save_embeddings: Path | None = None,
     progress: Progress | None = None,
 ) -> list[BenchmarkOutcome]:
@@ -83,10 +78,7 @@ def verify_model(
     """
     outcomes = []
     for benchmark in benchmarks:
-        emb1, emb2 = embed_benchmark(
-            model, benchmark, flip=flip, batch_size=batch_size, device=device, workers=workers,
-            resize=resize, progress=progress,
-        )
+        emb1, emb2 = embed_benchmark(model, benchmark, options, progress=progress)
         result = evaluate(emb1, emb2, benchmark.issame, benchmark.fold_spec())
         kept = None
         if save_embeddings is not None:
@@ -96,60 +88,3 @@ def verify_model(
                     np.savez(handle, emb1=emb1, emb2=emb2, issame=benchmark.issame, folds=result.fold_ids)
         outcomes.append(BenchmarkOutcome(benchmark, result, kept))
     return outcomes
-
-
-def format_table(outcomes: Sequence[BenchmarkOutcome], network: str) -> str:
-    """The paper's Table 5 layout (one row, a column per benchmark, accuracy in %), then details per benchmark."""
-    titles = [o.benchmark.title for o in outcomes]
-    width = max([len(network), len("Network")]) + 2
-    columns = [max(len(t), 13) + 2 for t in titles]
-    lines = [
-        "Network".ljust(width) + "".join(t.ljust(c) for t, c in zip(titles, columns)),
-        network.ljust(width)
-        + "".join(f"{100 * o.result.accuracy:.2f}±{100 * o.result.accuracy_std:.2f}".ljust(c) for o, c in zip(outcomes, columns)),
-        "",
-    ]
-    fars = sorted({far for o in outcomes for far in o.result.tar_at_far}, reverse=True)
-    header = ["Benchmark", "Pairs", "Folds", "Acc %", "Std %", "Threshold", "AUC", "EER %"] + [f"TAR@FAR={far:g} %" for far in fars]
-    rows = [header]
-    for o in outcomes:
-        r = o.result
-        rows.append(
-            [
-                o.benchmark.title,
-                str(r.num_pairs),
-                str(len(r.fold_accuracies)),
-                f"{100 * r.accuracy:.2f}",
-                f"{100 * r.accuracy_std:.2f}",
-                f"{r.threshold:.3f}",
-                f"{r.auc:.4f}",
-                f"{100 * r.eer:.2f}",
-            ]
-            + [f"{100 * r.tar_at_far[far]:.2f}" if far in r.tar_at_far else "-" for far in fars]
-        )
-    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(header))]
-    lines += ["".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def report_dict(outcomes: Sequence[BenchmarkOutcome], *, checkpoint: str, network: str, flip: str) -> dict[str, Any]:
-    """Every figure, JSON-ready."""
-    return {
-        "checkpoint": checkpoint,
-        "network": network,
-        "flip": flip,
-        "benchmarks": {
-            o.benchmark.name: {
-                "title": o.benchmark.title,
-                "source": str(o.benchmark.source),
-                **({"embeddings": str(o.embeddings_file)} if o.embeddings_file else {}),
-                **o.result.to_dict(),
-            }
-            for o in outcomes
-        },
-    }
-
-
-def write_json(report: dict[str, Any], path: Path) -> None:
-    """Write the report atomically."""
-    write_text_atomic(path, json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,32 @@
+"""Option fields that carry their own documentation.
+
+Every option bundle (StRA switches, training config, inference options) is one dataclass; the command line
+is generated from it (``facestra.cli.options.dataclass_options``), so a field's default, help text and
+allowed values are written once, here in the library, next to the code that uses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+
+def documented(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    factory: Callable[[], Any] | None = None,
+    choices: tuple[str, ...] | None = None,
+    minimum: float | None = None,
+    flag: str | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A dataclass field with the metadata the command-line generator reads.
+
+    ``flag`` renames the option (``--no-flip`` style names come from bool defaults on their own);
+    ``minimum`` becomes an int/float range the parser enforces; ``choices`` a fixed set of values.
+    """
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "flag": flag, "metavar": metavar}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
