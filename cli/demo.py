@@ -7,33 +7,19 @@ from pathlib import Path
 
 import click
 
+from facestra.cli.options import dataclass_options
+from facestra.demo import DemoConfig, format_summary, run_demo
+
 
 @click.command()
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("facestra-demo"),
-              show_default=True, help="Folder for everything the demo makes (reused by a rerun).")
-@click.option("--minutes", type=click.FloatRange(min=0.01), default=3.0, show_default=True,
-              help="Training time for each of the two networks.")
+@dataclass_options(DemoConfig)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write every figure as JSON here.")
-@click.option("--identities", type=click.IntRange(min=4), default=900, show_default=True,
-              help="Synthetic people (smaller for a quicker, rougher run).")
-@click.option("--images-per-identity", type=click.IntRange(min=2), default=6, show_default=True)
-@click.option("--test-identities", type=click.IntRange(min=2), default=60, show_default=True,
-              help="People held out for the verification pairs.")
-@click.option("--crop-size", type=click.IntRange(min=32), default=48, show_default=True,
-              help="Side of the aligned crops the networks see.")
-@click.option("--no-detector", is_flag=True, help="Skip the YuNet alignment check even if yuface is installed.")
-@click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu or cuda.")
-def demo(workdir: Path, minutes: float, json_path: Path | None, identities: int, images_per_identity: int,
-         test_identities: int, crop_size: int, no_detector: bool, device: str) -> None:
+def demo(json_path: Path | None, **settings) -> None:
     """Run align -> train -> verify -> embed on built-in synthetic faces and print a summary table."""
-    from facestra.demo import DemoConfig, format_summary, run_demo
     from facestra.io import write_text_atomic
 
-    config = DemoConfig(workdir=workdir, minutes=minutes, identities=identities,
-                        images_per_identity=images_per_identity, test_identities=test_identities,
-                        crop_size=crop_size, detector=not no_detector, device=device)
-    result = run_demo(config, log=click.echo)
+    result = run_demo(DemoConfig(**settings), log=click.echo)
     click.echo("")
     click.echo(format_summary(result))
     click.echo("")

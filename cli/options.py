@@ -112,7 +112,9 @@ def _param_type(annotation: Any, meta: dict[str, Any]) -> click.ParamType:
         return click.IntRange(min=minimum) if minimum is not None else click.INT
     if annotation is float:
         return click.FloatRange(min=minimum) if minimum is not None else click.FLOAT
-    if annotation in (str, Path):
+    if annotation is Path:
+        return click.Path(path_type=Path, file_okay=meta.get("path") != "folder", dir_okay=meta.get("path") != "file")
+    if annotation is str:
         return click.STRING
     raise TypeError(f"no command-line type for {annotation!r}")
 
@@ -125,15 +127,18 @@ def _field_option(field: dataclasses.Field, annotation: Any, only_given: bool) -
     help_text = meta["help"]
     if only_given and default is not None:
         help_text = f"{help_text} (default {_shown(default)})"
-    shown = None if only_given or default is None else _shown(default)
+    if only_given:
+        default = None
+    show = default is not None
     if annotation is bool:
-        if default is False and not only_given:
+        if default is False:
             return click.option(f"--{flag}", field.name, is_flag=True, default=False, help=help_text)
-        return click.option(f"--{flag}/--no-{flag}", field.name, default=None if only_given else default,
-                            show_default=shown is not None and not only_given, help=help_text)
+        return click.option(f"--{flag}/--no-{flag}", field.name, default=default, show_default=show, help=help_text)
+    if isinstance(default, tuple):
+        default = _shown(default)  # the form a user types (112x112, 8,12), which the option type parses
     return click.option(
-        f"--{flag}", field.name, type=_param_type(annotation, meta), default=None if only_given else default,
-        show_default=shown if shown is not None else False, metavar=meta.get("metavar"), help=help_text,
+        f"--{flag}", field.name, type=_param_type(annotation, meta), default=default, show_default=show,
+        metavar=meta.get("metavar"), help=help_text,
     )
 
 

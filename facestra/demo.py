@@ -30,7 +30,10 @@ from typing import Any
 import numpy as np
 
 from facestra.errors import UserError
+from facestra.fields import documented
 from facestra.io import write_text_atomic
+
+DEVICES = ("auto", "cpu", "cuda")
 
 MARKER = "facestra-demo.json"
 ARCHS = ("resnet50_stra", "resnet50")
@@ -46,21 +49,22 @@ class DemoConfig:
     steps of 64 faces in 3 minutes on 2 cores, enough to pass 90 % on the held-out pairs.
     """
 
-    workdir: Path = Path("facestra-demo")
-    minutes: float = 3.0
-    identities: int = 900  # many people, few photos each: what makes the embedding generalise in few steps
-    images_per_identity: int = 6
-    test_identities: int = 60
+    workdir: Path = documented(Path("facestra-demo"), "Folder for everything the demo makes (reused by a rerun).", path="folder")
+    minutes: float = documented(3.0, "Training time for each of the two networks.", minimum=0.01)
+    # many people, few photos each: what makes the embedding generalise in few steps
+    identities: int = documented(900, "Synthetic people (smaller for a quicker, rougher run).", minimum=4)
+    images_per_identity: int = documented(6, "Photos of each person.", minimum=2)
+    test_identities: int = documented(60, "People held out for the verification pairs.", minimum=2)
     image_size: int = 250
-    crop_size: int = 48
+    crop_size: int = documented(48, "Side of the aligned crops the networks see.", minimum=32)
     width: float = 0.125
     embedding_size: int = 128
     loss: str = "softmax"  # in a few hundred steps plain softmax generalises better than a margin loss
     batch_size: int = 64
     seed: int = 0
     difficulty: float = 0.85
-    detector: bool = True
-    device: str = "auto"
+    detector: bool = documented(True, "Check alignment with the YuNet detector when yuface is installed.")
+    device: str = documented("auto", "Where to train and verify (auto: a GPU when there is one).", choices=DEVICES)
     workers: int | None = None
 
 

@@ -20,13 +20,15 @@ def documented(
     minimum: float | None = None,
     flag: str | None = None,
     metavar: str | None = None,
+    path: str | None = None,
 ) -> Any:
     """A dataclass field with the metadata the command-line generator reads.
 
     ``flag`` renames the option (``--no-flip`` style names come from bool defaults on their own);
-    ``minimum`` becomes an int/float range the parser enforces; ``choices`` a fixed set of values.
+    ``minimum`` becomes an int/float range the parser enforces; ``choices`` a fixed set of values;
+    ``path`` ("file" or "folder") says what a :class:`~pathlib.Path` field may name.
     """
-    metadata = {"help": help, "choices": choices, "minimum": minimum, "flag": flag, "metavar": metavar}
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "flag": flag, "metavar": metavar, "path": path}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
