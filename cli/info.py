@@ -29,21 +29,16 @@ def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json
     """
     from facestra import models
     from facestra.io import write_text_atomic
-    from facestra.models.stra import StRA
 
     archs = archs or ("resnet50", "resnet50_stra")
     stra = {name: value for name, value in stra.items() if value is not None}
     report = {}
-    blocks: dict[str, list[int]] = {}
     for arch in archs:
         try:
             model = models.create(arch, width=width, input_size=input_size, **(stra if arch.endswith("_stra") else {}))
         except ValueError as error:
             raise click.UsageError(f"--arch {arch}: {error}") from None
         report[arch] = models.complexity(model, input_size).as_dict()
-        blocks[arch] = [sum(p.numel() for p in m.parameters()) for m in model.modules() if isinstance(m, StRA)]
-        if blocks[arch]:
-            report[arch]["stra_block_params"] = blocks[arch]
     stage_names = list(next(iter(report.values()))["stages"])
     header = f"{'stage':<8}" + "".join(f"{arch + ' params':>22}{'MACs':>12}" for arch in archs)
     click.echo(f"input {input_size[0]}x{input_size[1]}, width {width:g}")
@@ -54,7 +49,8 @@ def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json
             figures = report[arch] if stage == "total" else report[arch]["stages"][stage]
             row += f"{figures['params'] / 1e6:>21.2f}M{figures['macs'] / 1e9:>11.3f}G"
         click.echo(row)
-    for arch, counts in blocks.items():
+    for arch in archs:
+        counts = report[arch].get("stra_block_params")
         if counts:
             click.echo(f"{arch}: {len(counts)} StRA blocks of {', '.join(f'{n:,}' for n in counts)} parameters")
     if len(archs) == 2:

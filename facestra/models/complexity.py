@@ -21,9 +21,13 @@ class Complexity:
     params: int
     macs: int
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
+    stra_block_params: list[int] = field(default_factory=list)  # one entry per StRA unit, in order
 
     def as_dict(self) -> dict:
-        return {"params": self.params, "macs": self.macs, "stages": self.stages}
+        figures = {"params": self.params, "macs": self.macs, "stages": self.stages}
+        if self.stra_block_params:
+            figures["stra_block_params"] = self.stra_block_params
+        return figures
 
 
 def _layer_macs(module: nn.Module, inputs: tuple, output) -> int:
@@ -63,8 +67,11 @@ def complexity(model: nn.Module, input_size: tuple[int, int] | None = None) -> C
         name: {"params": sum(p.numel() for p in child.parameters()), "macs": stage_macs[name]}
         for name, child in model.named_children()
     }
+    from facestra.models.stra import StRA
+
     return Complexity(
         params=sum(p.numel() for p in model.parameters()),
         macs=sum(stage_macs.values()),
         stages=stages,
+        stra_block_params=[sum(p.numel() for p in m.parameters()) for m in model.modules() if isinstance(m, StRA)],
     )
