@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from facestra.align.geometry import ARCFACE_TEMPLATE_112
-from facestra.align.job import align_images
+from facestra.align.job import AlignOptions, align_images
 from facestra.allocator import reuse_freed_memory
 from facestra.io import write_bytes_atomic
 
@@ -91,7 +91,7 @@ def align_rate(images: Path, marks: Path, work: Path, workers: int) -> float:
     out = work / f"out-{workers}"
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    summary = align_images(images, out, landmarks=marks, workers=workers)
+    summary = align_images(images, out, AlignOptions(landmarks=marks, workers=workers))
     seconds = time.perf_counter() - started
     assert summary.counts.get("ok") == summary.images, summary.line()
     assert summary.workers == workers, f"the job used {summary.workers} workers; give more --images"

@@ -107,11 +107,12 @@ def _param_type(annotation: Any, meta: dict[str, Any]) -> click.ParamType:
             return SIZE
         if len(arguments) == 2 and arguments[1] is Ellipsis:
             return CommaList(arguments[0], "EPOCHS" if arguments[0] is int else "FILES")
-    minimum = meta.get("minimum")
+    bounds = {"min": meta.get("minimum"), "max": meta.get("maximum")}
+    bounded = any(v is not None for v in bounds.values())
     if annotation is int:
-        return click.IntRange(min=minimum) if minimum is not None else click.INT
+        return click.IntRange(**bounds) if bounded else click.INT
     if annotation is float:
-        return click.FloatRange(min=minimum) if minimum is not None else click.FLOAT
+        return click.FloatRange(**bounds) if bounded else click.FLOAT
     if annotation is Path:
         return click.Path(path_type=Path, file_okay=meta.get("path") != "folder", dir_okay=meta.get("path") != "file")
     if annotation is str:

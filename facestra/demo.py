@@ -196,11 +196,11 @@ def _synthesize(work: Path, config: DemoConfig, say: Log) -> Path:
 def align_synthetic_set(faces: Path, aligned: Path, size: int | str, workers: int | None = None):
     """Crop a synthetic set from its true landmarks into ``aligned`` (resumed on a rerun) and copy the test
     pairs beside the test crops, so that ``aligned/test`` reads as an LFW-layout benchmark; returns the
-    :class:`facestra.align.job.AlignSummary`. Shared by the demo and the ablation runner."""
-    from facestra.align.job import align_images
+    :class:`facestra.align.records.AlignSummary`. Shared by the demo and the ablation runner."""
+    from facestra.align.job import AlignOptions, align_images
     from facestra.synth.dataset import LANDMARKS_FILE, PAIRS_FILE, TEST_DIR
 
-    summary = align_images(faces, aligned, landmarks=faces / LANDMARKS_FILE, size=size, workers=workers)
+    summary = align_images(faces, aligned, AlignOptions(landmarks=faces / LANDMARKS_FILE, size=str(size), workers=workers))
     if summary.problems:
         raise UserError(f"{summary.report_path}: {summary.problems} faces could not be aligned")
     shutil.copyfile(faces / TEST_DIR / PAIRS_FILE, aligned / TEST_DIR / PAIRS_FILE)
@@ -224,12 +224,12 @@ def _detector_check(work: Path, faces: Path, config: DemoConfig, say: Log) -> di
         return None
     import csv
 
-    from facestra.align.job import align_images
+    from facestra.align.job import AlignOptions, align_images
     from facestra.align.landmarks import read_landmarks
     from facestra.synth.dataset import LANDMARKS_FILE, TEST_DIR
 
     out = work / "aligned_yunet"
-    summary = align_images(faces / TEST_DIR, out, detector="yunet", size=config.crop_size, workers=config.workers)
+    summary = align_images(faces / TEST_DIR, out, AlignOptions(detector="yunet", size=str(config.crop_size), workers=config.workers))
     truth = {e.path: e.points for e in read_landmarks(faces / LANDMARKS_FILE)}
     errors = []
     with open(summary.report_path, newline="") as handle:

@@ -18,6 +18,7 @@ def documented(
     factory: Callable[[], Any] | None = None,
     choices: tuple[str, ...] | None = None,
     minimum: float | None = None,
+    maximum: float | None = None,
     flag: str | None = None,
     metavar: str | None = None,
     path: str | None = None,
@@ -25,10 +26,10 @@ def documented(
     """A dataclass field with the metadata the command-line generator reads.
 
     ``flag`` renames the option (``--no-flip`` style names come from bool defaults on their own);
-    ``minimum`` becomes an int/float range the parser enforces; ``choices`` a fixed set of values;
+    ``minimum``/``maximum`` become an int/float range the parser enforces; ``choices`` a fixed set of values;
     ``path`` ("file" or "folder") says what a :class:`~pathlib.Path` field may name.
     """
-    metadata = {"help": help, "choices": choices, "minimum": minimum, "flag": flag, "metavar": metavar, "path": path}
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "flag": flag, "metavar": metavar, "path": path}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

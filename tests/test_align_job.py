@@ -203,13 +203,13 @@ def test_existing_outputs_are_kept_unless_overwrite(faces, tmp_path):
 KILLER = textwrap.dedent(
     """
     import os, sys
-    from facestra.align.job import align_images
+    from facestra.align.job import AlignOptions, align_images
 
     def progress(done, total):
         if done == 3:
             os._exit(137)  # die like a killed process: no cleanup, no report
 
-    align_images(sys.argv[1], sys.argv[2], landmarks=sys.argv[3], workers=1, progress=progress)
+    align_images(sys.argv[1], sys.argv[2], AlignOptions(landmarks=sys.argv[3], workers=1), progress=progress)
     """
 )
 
@@ -252,17 +252,17 @@ def test_resume_after_a_killed_run(tmp_path):
 
 
 def test_two_workers_write_the_same_files_as_one(tmp_path, monkeypatch):
-    import facestra.align.job
+    import facestra.align.workers
 
-    monkeypatch.setattr(facestra.align.job, "MIN_IMAGES_PER_WORKER", 4)  # use the pool even for 24 images
+    monkeypatch.setattr(facestra.align.workers, "MIN_IMAGES_PER_WORKER", 4)  # use the pool even for 24 images
     seen = []
-    real_pool = facestra.align.job.multiprocessing.get_context
+    real_pool = facestra.align.workers.multiprocessing.get_context
 
     def spying_context(method):
         seen.append(method)
         return real_pool(method)
 
-    monkeypatch.setattr(facestra.align.job.multiprocessing, "get_context", spying_context)
+    monkeypatch.setattr(facestra.align.workers.multiprocessing, "get_context", spying_context)
     images = tmp_path / "in"
     marks_file = write_csv(tmp_path / "marks.csv", make_faces(images, [f"d{i % 3}/f{i}.png" for i in range(24)]))
     one, two = tmp_path / "one", tmp_path / "two"
@@ -293,7 +293,8 @@ def test_list_file_input_hxw_size_and_name_clash(tmp_path):
 
 
 def test_truncated_jpeg_and_png_are_caught_before_decoding():
-    from facestra.data.truncation import decode_whole_image, truncation_problem
+    from facestra.data.images import decode_image
+    from facestra.data.truncation import truncation_problem
 
     image = render(similarity(1.0, 0.0, 0.0, 0.0), (112, 112))
     jpeg = cv2.imencode(".jpg", image)[1].tobytes()
@@ -308,7 +309,7 @@ def test_truncated_jpeg_and_png_are_caught_before_decoding():
     # data appended after the image (as motion photos do) is not truncation; the image decodes as before
     with_trailer = jpeg + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4
     assert truncation_problem(with_trailer) is None
-    np.testing.assert_array_equal(decode_whole_image(with_trailer, "x.jpg"), decode_whole_image(jpeg, "x.jpg"))
+    np.testing.assert_array_equal(decode_image(with_trailer, "x.jpg"), decode_image(jpeg, "x.jpg"))
     assert "truncated JPEG" in truncation_problem(jpeg[:-2])
     assert "truncated PNG" in truncation_problem(png[:-20])
 

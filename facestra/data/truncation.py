@@ -1,4 +1,4 @@
-"""Decoding an image only if it is whole.
+"""Whether an encoded image is whole, before anyone decodes it (:func:`facestra.data.images.decode_image` asks).
 
 Some OpenCV builds decode a JPEG cut short by a killed download into an image whose bottom is grey, with
 only a warning on stderr. Aligning that gives a plausible-looking but wrong crop, so before decoding we
@@ -8,11 +8,6 @@ chunk.
 """
 
 from __future__ import annotations
-
-import numpy as np
-
-from facestra.errors import UserError
-from facestra.io import decode_image
 
 _JPEG_SOI = b"\xff\xd8"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -66,10 +61,3 @@ def truncation_problem(data: bytes) -> str | None:
             return "truncated PNG (no IEND chunk)"
     return None
 
-
-def decode_whole_image(data: bytes, source: str) -> np.ndarray:
-    """Decode ``data`` to BGR uint8; a :class:`UserError` naming ``source`` if it is truncated or unreadable."""
-    problem = truncation_problem(data)
-    if problem is not None:
-        raise UserError(f"{source}: {problem}")
-    return decode_image(data, source)
