@@ -139,7 +139,7 @@ def _field_option(field: dataclasses.Field, annotation: Any, only_given: bool) -
         default = _shown(default)  # the form a user types (112x112, 8,12), which the option type parses
     return click.option(
         f"--{flag}", field.name, type=_param_type(annotation, meta), default=default, show_default=show,
-        metavar=meta.get("metavar"), help=help_text,
+        metavar=meta.get("metavar"), required=bool(meta.get("required")), help=help_text,
     )
 
 

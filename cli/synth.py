@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import click
 
+from facestra.cli.options import dataclass_options
+from facestra.synth.dataset import SynthSettings
+
 
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--identities", type=click.IntRange(min=3), required=True, help="People to create (train + test).")
-@click.option("--images-per-identity", type=click.IntRange(min=2), required=True, help="Photos of each person.")
-@click.option("--size", type=click.IntRange(min=64), default=250, show_default=True, help="Image side in pixels.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same files.")
-@click.option("--test-identities", type=click.IntRange(min=2), default=None,
-              help="People kept out of training for the pairs (default: a fifth, at least 2).")
-@click.option("--pairs-per-fold", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Same (and as many different) pairs in each of the 10 folds, at most.")
-@click.option("--difficulty", type=click.FloatRange(0.0, 3.0), default=1.0, show_default=True,
-              help="Scale of pose, lighting, occlusion and image degradation (0: clean frontal photos).")
+@dataclass_options(SynthSettings)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
-def synth(out: str, identities: int, images_per_identity: int, size: int, seed: int, test_identities: int | None,
-          pairs_per_fold: int, difficulty: float, workers: int | None) -> None:
+def synth(out: str, workers: int | None, **settings) -> None:
     """Write synthetic faces to OUT: train/ and test/ identity folders, landmarks.csv, test/pairs.txt, test.bin."""
     from tqdm import tqdm
 
-    from facestra.synth.dataset import SynthSettings, synthesize
+    from facestra.synth.dataset import synthesize
 
-    settings = SynthSettings(identities=identities, images_per_identity=images_per_identity, size=size, seed=seed,
-                             test_identities=test_identities, pairs_per_fold=pairs_per_fold, difficulty=difficulty)
-    with tqdm(total=identities * images_per_identity, unit="img", desc="synth", leave=False) as bar:
+    settings = SynthSettings(**settings)
+    with tqdm(total=settings.identities * settings.images_per_identity, unit="img", desc="synth", leave=False) as bar:
         summary = synthesize(out, settings, workers=workers, progress=lambda done, total: bar.update(done - bar.n))
     rate = summary.written / summary.seconds if summary.seconds > 0 else 0.0
     click.echo(f"{summary.images} images of {summary.train_identities} training and {summary.test_identities} test "

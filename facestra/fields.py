@@ -22,14 +22,17 @@ def documented(
     flag: str | None = None,
     metavar: str | None = None,
     path: str | None = None,
+    required: bool = False,
 ) -> Any:
     """A dataclass field with the metadata the command-line generator reads.
 
     ``flag`` renames the option (``--no-flip`` style names come from bool defaults on their own);
     ``minimum``/``maximum`` become an int/float range the parser enforces; ``choices`` a fixed set of values;
-    ``path`` ("file" or "folder") says what a :class:`~pathlib.Path` field may name.
+    ``path`` ("file" or "folder") says what a :class:`~pathlib.Path` field may name; ``required`` makes
+    the option mandatory on the command line (a field without a default need not be: ``--resume`` fills
+    ``data`` and ``out`` of a training run).
     """
-    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "flag": flag, "metavar": metavar, "path": path}
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "flag": flag, "metavar": metavar, "path": path, "required": required}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from facestra.cli.main import main
 from facestra.synth.dataset import SynthSettings, identity_rng, photo_rng, synthesize
-from facestra.synth.face import MARK_COLOUR, MARK_RADIUS, draw_face, sample_identity
+from facestra.synth.face import MARK_COLOUR, MARK_RADIUS, draw_face
+from facestra.synth.identity import sample_identity
 from facestra.synth.scene import photo_landmarks, render_photo, sample_photo
 
 SMALL = SynthSettings(identities=24, images_per_identity=3, size=128, seed=7, test_identities=20, pairs_per_fold=5)

@@ -7,19 +7,12 @@ import numpy as np
 import pytest
 
 from facestra.synth.dataset import identity_rng, photo_rng
-from facestra.synth.face import (
-    TEXTURE_ONE,
-    TEXTURE_X,
-    TEXTURE_Y,
-    Expression,
-    Projector,
-    Sketch,
-    draw_face,
-    ellipse_outline,
-    face_parts,
-    sample_identity,
-)
+from facestra.synth.face import draw_face, face_parts
+from facestra.synth.identity import Expression, sample_identity
+from facestra.synth.projection import Projector, ellipse_outline
 from facestra.synth.scene import gaussian_blur, sample_photo
+from facestra.synth.sketch import Sketch
+from facestra.synth.texture import TEXTURE_ONE, TEXTURE_X, TEXTURE_Y
 
 
 def _person_and_photos(index: int, count: int = 6):

@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from facestra.errors import UserError
+from facestra.fields import documented
 from facestra.io import write_bytes_atomic, write_text_atomic
+from facestra.synth.lfw_layout import identity_name, image_name, make_pairs, pairs_text, write_pairs_bin
 
 FORMAT = "facestra-synth/1"
 MANIFEST = "synth.json"
@@ -37,7 +39,6 @@ PAIRS_FILE = "pairs.txt"
 BIN_FILE = "test.bin"
 TRAIN_DIR = "train"
 TEST_DIR = "test"
-FOLDS = 10
 BIN_SIZE = 112
 
 Progress = Callable[[int, int], None]
@@ -47,13 +48,17 @@ Progress = Callable[[int, int], None]
 class SynthSettings:
     """What determines the data set; two runs with equal settings write identical files."""
 
-    identities: int
-    images_per_identity: int
-    size: int = 250
-    seed: int = 0
-    test_identities: int | None = None
-    pairs_per_fold: int = 300
-    difficulty: float = 1.0
+    identities: int = documented(help="People to create (train + test).", minimum=3, required=True)
+    images_per_identity: int = documented(help="Photos of each person.", minimum=2, required=True)
+    size: int = documented(250, "Image side in pixels.", minimum=64)
+    seed: int = documented(0, "Same seed, same files.")
+    test_identities: int | None = documented(
+        None, "People kept out of training for the pairs (default: a fifth, at least 2).", minimum=2
+    )
+    pairs_per_fold: int = documented(300, "Same (and as many different) pairs in each of the 10 folds, at most.", minimum=1)
+    difficulty: float = documented(
+        1.0, "Scale of pose, lighting, occlusion and image degradation (0: clean frontal photos).", minimum=0.0, maximum=3.0
+    )
 
     def resolved_test_identities(self) -> int:
         """Identities held out for the benchmark: given, or a fifth of all (at least 2)."""
@@ -85,16 +90,6 @@ class SynthSummary:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
 
 
-def identity_name(index: int) -> str:
-    """The folder (and file prefix) of identity ``index``, LFW style."""
-    return f"synth_{index:05d}"
-
-
-def image_name(index: int, number: int) -> str:
-    """File name of image ``number`` (1-based, as in LFW's pairs.txt) of identity ``index``."""
-    return f"{identity_name(index)}_{number:04d}.jpg"
-
-
 def identity_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), 1, int(index)])
 
@@ -105,7 +100,8 @@ def photo_rng(seed: int, index: int, number: int) -> np.random.Generator:
 
 def render_identity_images(seed: int, index: int, count: int, size: int, difficulty: float):
     """Yield (number, jpeg bytes, landmarks 5x2) for the images of one identity, in order."""
-    from facestra.synth.face import face_parts, sample_identity
+    from facestra.synth.face import face_parts
+    from facestra.synth.identity import sample_identity
     from facestra.synth.scene import encode_jpeg, render_photo, sample_photo
 
     identity = sample_identity(identity_rng(seed, index))
@@ -117,7 +113,7 @@ def render_identity_images(seed: int, index: int, count: int, size: int, difficu
 
 
 def _landmarks_only(seed: int, index: int, number: int, size: int, difficulty: float) -> np.ndarray:
-    from facestra.synth.face import sample_identity
+    from facestra.synth.identity import sample_identity
     from facestra.synth.scene import photo_landmarks, sample_photo
 
     identity = sample_identity(identity_rng(seed, index))
@@ -171,7 +167,7 @@ def _bin_crop(jpeg: bytes, landmarks: np.ndarray, path: Path) -> bytes:
     import cv2
 
     from facestra.align.geometry import warp_face
-    from facestra.io import decode_image
+    from facestra.data.images import decode_image
 
     aligned, _, _ = warp_face(decode_image(jpeg, str(path)), landmarks, BIN_SIZE)
     ok, buffer = cv2.imencode(".jpg", aligned, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -270,7 +266,7 @@ def synthesize(
     pairs_path = out / TEST_DIR / PAIRS_FILE
     write_text_atomic(pairs_path, pairs_text(folds))
     bin_path = out / BIN_FILE
-    _write_bin(bin_path, folds, crops)
+    write_pairs_bin(bin_path, folds, crops)
     from facestra.synth.baseline import raw_pixel_verification
 
     raw = raw_pixel_verification(bin_path)  # the difficulty check: must stay well below a trained network
@@ -306,73 +302,3 @@ def landmarks_csv(landmarks: dict[str, np.ndarray]) -> str:
     for path in sorted(landmarks):
         lines.append(path + "," + ",".join(f"{value:.3f}" for value in np.asarray(landmarks[path]).reshape(-1)))
     return "\n".join(lines) + "\n"
-
-
-Pair = tuple[int, int, int, int]  # identity, image number, identity, image number (1-based)
-
-
-def make_pairs(test_indices: list[int], images_per_identity: int, pairs_per_fold: int, seed: int) -> list[tuple[list[Pair], list[Pair]]]:
-    """Ten folds of (same pairs, different pairs), equally many of each in every fold, no pair twice.
-
-    With at least 20 test identities, folds use disjoint identities as LFW's do; with fewer, every fold draws
-    from all of them. The count per fold is ``pairs_per_fold`` or what the smallest fold can supply.
-    """
-    rng = np.random.default_rng([int(seed), 3])
-    count = len(test_indices)
-    if count >= 2 * FOLDS:
-        groups = [test_indices[f::FOLDS] for f in range(FOLDS)]
-    else:
-        groups = [test_indices] * FOLDS
-    m = images_per_identity
-    same_available = min(len(g) * m * (m - 1) // 2 for g in groups)
-    diff_available = min(len(g) * (len(g) - 1) // 2 * m * m for g in groups)
-    per_fold = max(1, min(pairs_per_fold, same_available, diff_available))
-    folds = []
-    used: set[Pair] = set()
-    for group in groups:
-        same = [(who, a, who, b) for who in group for a in range(1, m + 1) for b in range(a + 1, m + 1)]
-        fresh = [p for p in same if p not in used] or same
-        chosen = [fresh[i] for i in sorted(rng.choice(len(fresh), size=min(per_fold, len(fresh)), replace=False))]
-        while len(chosen) < per_fold:  # only when identities are shared across folds and used up
-            chosen.append(same[int(rng.integers(len(same)))])
-        different: list[Pair] = []
-        seen: set[Pair] = set()
-        attempts = 0
-        while len(different) < per_fold:
-            first, second = rng.choice(len(group), size=2, replace=False)
-            a, b = (int(x) for x in rng.integers(1, m + 1, size=2))
-            pair = (group[first], a, group[second], b)
-            key = min(pair, (pair[2], pair[3], pair[0], pair[1]))
-            attempts += 1
-            if (key in seen or key in used) and attempts < 100 * per_fold:
-                continue
-            seen.add(key)
-            different.append(pair)
-        used.update(chosen)
-        used.update(seen)
-        folds.append((chosen, different))
-    return folds
-
-
-def pairs_text(folds: list[tuple[list[Pair], list[Pair]]]) -> str:
-    """LFW's ``pairs.txt``: header ``sets per_set``, then per set the same then the different pairs."""
-    per_fold = len(folds[0][0])
-    lines = [f"{len(folds)}\t{per_fold}"]
-    for same, different in folds:
-        lines += [f"{identity_name(p[0])}\t{p[1]}\t{p[3]}" for p in same]
-        lines += [f"{identity_name(p[0])}\t{p[1]}\t{identity_name(p[2])}\t{p[3]}" for p in different]
-    return "\n".join(lines) + "\n"
-
-
-def _write_bin(path: Path, folds, crops: dict[tuple[int, int], bytes]) -> None:
-    """The pairs as 112x112 crops (``crops[identity, number]``), in pairs.txt order (contiguous folds)."""
-    from facestra.protocols.binfile import write_bin
-
-    images: list[bytes] = []
-    issame: list[bool] = []
-    for same, different in folds:
-        for pairs, label in ((same, True), (different, False)):
-            for first, a, second, b in pairs:
-                images += [crops[first, a], crops[second, b]]
-                issame.append(label)
-    write_bin(path, images, issame, overwrite=True)

@@ -1,331 +1,22 @@
-"""A deformable 3-D face: identity shape parameters, a pose, an expression, drawn with OpenCV primitives.
+"""The face itself: which features a person has, how each is shaped, and where its true landmarks are.
 
-The face lives in *head units* (half the cranium width is about 1; x right, y down, z towards the camera).
-Every feature is a polyline in the frontal (x, y) plane lifted onto the head ellipsoid (plus the nose's
-protrusion), rotated by yaw, pitch and roll and projected with a weak perspective. So a turned head
-foreshortens the far eye, moves the nose tip sideways against the cheeks and shows the ear, instead of being a
-2-D warp of a frontal picture; and the five landmarks (eye centres, nose tip, mouth corners) are the projections
-of the very points the drawing uses, which is what makes them *true* landmarks.
-
-Identity lives in :class:`Identity` (shape, colours, hair, a smooth skin texture); everything that changes from
-photo to photo lives in :class:`Pose` and :class:`Expression`. Drawing is a handful of ``fillPoly``/``polylines``
-calls at sub-pixel precision (``shift``) and one small texture warp, which keeps a 250x250 face near a
-millisecond.
+Every feature is a polyline in the frontal (x, y) plane lifted onto the person's face surface (plus the nose's
+protrusion) and projected with the photo's pose, so the five landmarks (eye centres, nose tip, mouth corners)
+are the projections of the very points the drawing uses: *true* landmarks. What no pose or expression changes
+is built once per person (:func:`face_parts`), because building shapes is most of what drawing a face costs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-#: Sub-pixel bits for OpenCV drawing: coordinates are passed multiplied by 2**SHIFT.
-SHIFT = 4
-_ONE = 1 << SHIFT
-#: Texture patch (canonical face plane) resolution and extent in head units.
-TEXTURE_SIZE = (64, 52)  # rows, cols
-TEXTURE_X = (-1.25, 1.25)
-TEXTURE_Y = (-1.45, 1.7)
-#: Texture gains are stored as uint8 with this value meaning 1.0 (warping bytes is 4x cheaper than floats).
-TEXTURE_ONE = 128
-#: Perspective: camera distance in head units (weak perspective; large = nearly orthographic).
-CAMERA_DISTANCE = 9.0
+from facestra.synth.identity import Expression, Identity, Pose, mix
+from facestra.synth.projection import Projector, circle
+from facestra.synth.sketch import Colour, Sketch, SketchPart
 
-# Colour palettes, BGR in [0, 255].
-_SKIN_LIGHT = np.array([196.0, 214.0, 250.0])
-_SKIN_DARK = np.array([40.0, 62.0, 100.0])
-_HAIR = np.array(
-    [
-        [20, 20, 25],  # black
-        [30, 45, 70],  # dark brown
-        [45, 80, 125],  # brown
-        [90, 160, 210],  # blonde
-        [40, 70, 160],  # red
-        [150, 150, 155],  # grey
-        [225, 225, 230],  # white
-    ],
-    dtype=np.float64,
-)
-_IRIS = np.array(
-    [[20, 40, 70], [30, 60, 100], [130, 100, 60], [90, 120, 60], [110, 110, 110], [15, 20, 25]], dtype=np.float64
-)
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The fixed shape and colour parameters of one synthetic person."""
-
-    head_w: float
-    head_h: float
-    chin_y: float
-    jaw_w: float
-    chin_w: float
-    eye_y: float
-    eye_dx: float
-    eye_w: float
-    eye_h: float
-    eye_tilt: float
-    iris_r: float
-    iris_colour: tuple[float, float, float]
-    brow_gap: float
-    brow_thick: float
-    brow_arch: float
-    brow_len: float
-    brow_tilt: float
-    nose_len: float
-    nose_w: float
-    nose_depth: float
-    mouth_gap: float
-    mouth_w: float
-    lip_upper: float
-    lip_lower: float
-    lip_colour: tuple[float, float, float]
-    skin: tuple[float, float, float]
-    hair_colour: tuple[float, float, float]
-    hair_volume: float
-    hairline: float
-    hair_length: float
-    fringe: float
-    fringe_side: float
-    bald: bool
-    beard: float
-    moustache: bool
-    ear_y: float
-    ear_size: float
-    texture: np.ndarray  # TEXTURE_SIZE x 3 uint8 skin gain, TEXTURE_ONE = 1.0 (and outside the face)
-
-
-@dataclass(frozen=True)
-class Pose:
-    """Where the head is in this photo: angles in radians, centre in pixels, scale in pixels per head unit."""
-
-    yaw: float
-    pitch: float
-    roll: float
-    centre: tuple[float, float]
-    scale: float
-
-
-@dataclass(frozen=True)
-class Expression:
-    """Per-photo expression: 0 is neutral for each."""
-
-    smile: float = 0.0
-    mouth_open: float = 0.0
-    eyes_closed: float = 0.0
-    brows_raised: float = 0.0
-
-
-def _mix(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    return a * (1.0 - t) + b * t
-
-
-def sample_identity(rng: np.random.Generator) -> Identity:
-    """Draw one person. Ranges are wide so that random people differ in many independent ways."""
-    u = rng.uniform
-    skin = _mix(_SKIN_LIGHT, _SKIN_DARK, u(0.0, 1.0) ** 1.3) * rng.uniform(0.92, 1.08, 3)
-    hair_index = rng.integers(len(_HAIR))
-    hair = _HAIR[hair_index] * rng.uniform(0.8, 1.2, 3) + rng.normal(0, 8, 3)
-    iris = _IRIS[rng.integers(len(_IRIS))] * rng.uniform(0.8, 1.2, 3)
-    lip = _mix(skin, np.array([70.0, 60.0, 185.0]), u(0.25, 0.7)) * u(0.7, 1.0)
-    head_w = u(0.9, 1.1)
-    bald = bool(u() < 0.07)
-    return Identity(
-        head_w=head_w,
-        head_h=u(1.05, 1.25),
-        chin_y=u(1.2, 1.45),
-        jaw_w=u(0.7, 0.95),
-        chin_w=u(0.15, 0.42),
-        eye_y=u(-0.12, 0.08),
-        eye_dx=u(0.33, 0.46),
-        eye_w=u(0.11, 0.17),
-        eye_h=u(0.38, 0.62),
-        eye_tilt=u(-0.12, 0.12),
-        iris_r=u(0.42, 0.62),
-        iris_colour=tuple(np.clip(iris, 0, 255)),
-        brow_gap=u(0.13, 0.24),
-        brow_thick=u(0.022, 0.065),
-        brow_arch=u(-0.01, 0.07),
-        brow_len=u(1.05, 1.6),
-        brow_tilt=u(-0.12, 0.12),
-        nose_len=u(0.32, 0.55),
-        nose_w=u(0.07, 0.16),
-        nose_depth=u(0.18, 0.42),
-        mouth_gap=u(0.2, 0.33),
-        mouth_w=u(0.18, 0.32),
-        lip_upper=u(0.018, 0.05),
-        lip_lower=u(0.025, 0.075),
-        lip_colour=tuple(np.clip(lip, 0, 255)),
-        skin=tuple(np.clip(skin, 0, 255)),
-        hair_colour=tuple(np.clip(hair, 0, 255)),
-        hair_volume=u(0.04, 0.3),
-        hairline=u(-0.95, -0.5),
-        hair_length=float(u(-0.5, 1.6)),
-        fringe=float(max(0.0, u(-0.6, 1.0))),
-        fringe_side=u(-1.0, 1.0),
-        bald=bald,
-        beard=float(max(0.0, u(-2.5, 1.0))),
-        moustache=bool(u() < 0.15),
-        ear_y=u(-0.05, 0.2),
-        ear_size=u(0.16, 0.26),
-        texture=_identity_texture(rng, head_w),
-    )
-
-
-def _identity_texture(rng: np.random.Generator, head_w: float) -> np.ndarray:
-    """A per-person skin pattern (blotches, cheek colour, moles, freckles), precomputed once per identity.
-
-    Marks like moles and freckles keep their place on the face through any lighting, which makes them the
-    cues a network learns and raw pixels cannot use once pose and light move them and change their contrast.
-    """
-    rows, cols = TEXTURE_SIZE
-    coarse = rng.normal(0.0, 1.0, (5, 4, 3)).astype(np.float32)
-    coarse[..., :] = coarse[..., :1] * 0.8 + coarse * 0.2  # mostly luminance, a little colour
-    texture = cv2.resize(coarse, (cols, rows), interpolation=cv2.INTER_CUBIC) * np.float32(rng.uniform(0.06, 0.16))
-    # texel centres in head units: x along the columns, y down the rows
-    x = TEXTURE_X[0] + (np.arange(cols) + 0.5) / cols * (TEXTURE_X[1] - TEXTURE_X[0])
-    y = TEXTURE_Y[0] + (np.arange(rows) + 0.5) / rows * (TEXTURE_Y[1] - TEXTURE_Y[0])
-    blush = rng.uniform(0.0, 0.2)
-    cheeks = [(side * 0.5, 0.35, np.sqrt(0.05), 1.0) for side in (-1.0, 1.0)]
-    cheek = _gaussian_spots(cheeks, x, y)
-    texture[..., 2] += blush * cheek
-    texture[..., 0] -= 0.5 * blush * cheek
-    spots = [(rng.uniform(-0.75, 0.75), rng.uniform(-0.6, 1.1), rng.uniform(0.035, 0.08), rng.uniform(0.35, 0.7))
-             for _ in range(int(rng.integers(1, 6)))]
-    if rng.uniform() < 0.35:  # freckles over the nose and cheeks
-        spots += [(rng.normal(0.0, 0.35), rng.normal(0.2, 0.15), rng.uniform(0.02, 0.03), rng.uniform(0.15, 0.3))
-                  for _ in range(int(rng.integers(12, 35)))]
-    texture -= _gaussian_spots(spots, x, y)[..., None]
-    inside = (x[None, :] / (head_w * 0.95)) ** 2 + (y[:, None] / 1.35) ** 2
-    alpha = np.clip((1.0 - inside) / 0.25, 0.0, 1.0).astype(np.float32)
-    gain = (1.0 + texture * alpha[..., None]) * TEXTURE_ONE
-    return np.clip(np.round(gain), 0, 255).astype(np.uint8)
-
-
-def _gaussian_spots(spots: list[tuple[float, float, float, float]], x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Sum of ``strength * exp(-((x - cx)² + (y - cy)²) / radius²)`` over ``(cx, cy, radius, strength)`` spots,
-    on the grid ``y`` (rows) x ``x`` (columns): float32.
-
-    A round Gaussian is the product of one along x and one along y, so all the spots together are a single
-    (rows x spots) @ (spots x columns) product instead of a full-grid exponential per spot.
-    """
-    cx, cy, radius, strength = (np.asarray(v, dtype=np.float64) for v in zip(*spots))
-    along_x = np.exp(-np.square(x[None, :] - cx[:, None]) / np.square(radius)[:, None])
-    along_y = np.exp(-np.square(y[None, :] - cy[:, None]) / np.square(radius)[:, None]) * strength[:, None]
-    return (along_y.T @ along_x).astype(np.float32)
-
-
-def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """Head rotation: yaw about the vertical axis, then pitch about the horizontal one, then in-plane roll."""
-    cy, sy = np.cos(yaw), np.sin(yaw)
-    cp, sp = np.cos(pitch), np.sin(pitch)
-    cr, sr = np.cos(roll), np.sin(roll)
-    r_yaw = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
-    r_pitch = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
-    r_roll = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
-    return r_roll @ r_pitch @ r_yaw
-
-
-def lift_onto_face(identity: Identity, xy: np.ndarray, depth: float | np.ndarray = 0.0) -> np.ndarray:
-    """Frontal (x, y) points onto the person's face surface, ``depth`` further towards the camera (Nx3).
-
-    The surface is the person's alone, not the pose's, which is what lets :func:`face_parts` lift the shapes
-    every photo of them shares once.
-    """
-    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    out = np.empty((len(xy), 3))
-    out[:, :2] = xy
-    inside = 1.0 - np.square(xy[:, 0] * (1.0 / identity.head_w)) - np.square(xy[:, 1] * (1.0 / (identity.chin_y * 1.04)))
-    out[:, 2] = np.sqrt(np.maximum(inside, 0.0)) * 0.95 + depth
-    return out
-
-
-def ellipse_outline(centre: np.ndarray, covariance: np.ndarray, count: int = 48) -> np.ndarray:
-    """``count`` points around the ellipse {centre + L u : |u| = 1} whose matrix L L^T is ``covariance`` (2x2).
-
-    The 2x2 eigen-decomposition in closed form: ``np.linalg.eigh`` costs some 50 microseconds a call at
-    this size, and every photo needs two outlines.
-    """
-    (a, b), (_, c) = covariance
-    mean = 0.5 * (a + c)
-    spread = float(np.hypot(0.5 * (a - c), b))
-    angle = 0.5 * float(np.arctan2(2.0 * b, a - c))  # direction of the major axis
-    major, minor = np.sqrt(max(mean + spread, 1e-9)), np.sqrt(max(mean - spread, 1e-9))
-    cos_a, sin_a = np.cos(angle), np.sin(angle)
-    circle = _circle(count)
-    axes = np.array([[-sin_a * minor, cos_a * minor], [cos_a * major, sin_a * major]])
-    return circle @ axes + centre
-
-
-class Projector:
-    """Maps head-unit 3-D points to image pixels for one pose (weak perspective)."""
-
-    def __init__(self, pose: Pose, identity: Identity) -> None:
-        self.rotation = rotation(pose.yaw, pose.pitch, pose.roll)
-        self.centre = np.asarray(pose.centre, dtype=np.float64)
-        self.scale = pose.scale
-        self.identity = identity
-        self.matrix = self.rotation.T * self.scale  # scale folded in; perspective applied per point
-
-    def lift(self, xy: np.ndarray, depth: float | np.ndarray = 0.0) -> np.ndarray:
-        """Frontal (x, y) points onto the face surface, ``depth`` further towards the camera."""
-        return lift_onto_face(self.identity, xy, depth)
-
-    def project(self, points: np.ndarray) -> np.ndarray:
-        """Nx3 head points -> Nx2 image pixels (float)."""
-        rotated = np.asarray(points, dtype=np.float64).reshape(-1, 3) @ self.matrix
-        factor = CAMERA_DISTANCE / (CAMERA_DISTANCE - rotated[:, 2:] / self.scale)
-        return rotated[:, :2] * factor + self.centre
-
-    def surface(self, xy: np.ndarray, depth: float | np.ndarray = 0.0) -> np.ndarray:
-        return self.project(self.lift(xy, depth))
-
-    def silhouette_ellipse(self, axes: tuple[float, float, float],
-                           offset: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
-        """Centre (pixels) and 2x2 matrix L L^T of the outline of an ellipsoid with semi-axes ``axes`` at ``offset``.
-
-        For an ellipsoid x^T A x = 1 the orthographic outline is the ellipse whose matrix is the inverse of the
-        upper-left 2x2 block of (R A^-1 R^T); the perspective factor of the centre scales it as a whole.
-        """
-        inverse = (self.rotation * np.square(axes)) @ self.rotation.T
-        offset = np.asarray(offset, dtype=np.float64)
-        centre = self.project(offset[None])[0]
-        factor = CAMERA_DISTANCE / (CAMERA_DISTANCE - float(self.rotation[2] @ offset))
-        return centre, inverse[:2, :2] * np.square(self.scale * factor)
-
-    def silhouette(self, axes: tuple[float, float, float], offset: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
-        """Outline (pixels, 48 points) of an ellipsoid with semi-axes ``axes`` centred at ``offset``."""
-        return ellipse_outline(*self.silhouette_ellipse(axes, offset))
-
-
-def _fixed(points: np.ndarray) -> np.ndarray:
-    """Float pixels -> int32 coordinates for OpenCV's sub-pixel drawing."""
-    return np.round(np.asarray(points) * _ONE).astype(np.int32).reshape(-1, 1, 2)
-
-
-def fill(canvas: np.ndarray, points: np.ndarray, colour, antialias: bool = True) -> None:
-    """Fill one polygon given in float pixels."""
-    cv2.fillPoly(canvas, [_fixed(points)], _colour(colour), cv2.LINE_AA if antialias else cv2.LINE_8, SHIFT)
-
-
-def line(canvas: np.ndarray, points: np.ndarray, colour, thickness: float, closed: bool = False) -> None:
-    """Draw an open (or closed) polyline given in float pixels."""
-    cv2.polylines(canvas, [_fixed(points)], closed, _colour(colour), max(1, int(round(thickness))), cv2.LINE_AA, SHIFT)
-
-
-def _colour(colour) -> tuple[float, float, float]:
-    return tuple(float(c) for c in colour)
-
-
-def _unit_circle(n: int) -> np.ndarray:
-    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
-    circle = np.column_stack([np.cos(t), np.sin(t)])
-    circle.flags.writeable = False
-    return circle
-
-
-_CIRCLES = {n: _unit_circle(n) for n in (8, 12, 16, 48)}
+# Parameter samples the features are built from (read-only).
 _HALF_TURN = np.linspace(0.0, np.pi, 8)
 _HALF_TURN_COS = np.cos(_HALF_TURN)
 _HALF_TURN_SIN = np.sin(_HALF_TURN)
@@ -336,146 +27,13 @@ for _constant in (_HALF_TURN, _HALF_TURN_COS, _HALF_TURN_SIN, _JAW_T, _SPAN7, _S
     _constant.flags.writeable = False
 
 
-def _circle(n: int) -> np.ndarray:
-    """``n`` points around the unit circle (the common counts precomputed)."""
-    return _CIRCLES[n] if n in _CIRCLES else _unit_circle(n)
-
-
 def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 16) -> np.ndarray:
-    circle = _circle(n)
-    return circle * (rx, ry) + (cx, cy)
+    """``n`` frontal-plane points around the axis-aligned ellipse at (``cx``, ``cy``) with radii ``rx``, ``ry``."""
+    return circle(n) * (rx, ry) + (cx, cy)
 
 
-def _scaled(colour, factor: float) -> tuple[float, float, float]:
+def _scaled(colour: Colour, factor: float) -> tuple[float, float, float]:
     return tuple(float(min(255.0, c * factor)) for c in colour)
-
-
-@dataclass(frozen=True)
-class SketchPart:
-    """Shapes that look alike in every photo of one person: final 3-D head points, and ops indexing them from 0."""
-
-    points: np.ndarray
-    ops: tuple[tuple, ...]
-
-
-class Sketch:
-    """Shapes collected in head coordinates, then projected all at once and drawn in order.
-
-    Projecting a face's ~400 points in one matrix product instead of ~40 small ones is what keeps drawing
-    near a millisecond: per-call numpy overhead, not arithmetic, is the cost at this size. For the same reason
-    the shapes a person keeps from photo to photo are built once (:meth:`part`) and included in each sketch.
-    """
-
-    def __init__(self) -> None:
-        self._points: list[np.ndarray] = []  # Nx3: x, y and either z or a depth above the surface
-        self._on_surface: list[bool] = []
-        self._lengths: list[int] = []
-        self._ops: list[tuple] = []
-        self._count = 0
-
-    def _add(self, points: np.ndarray, on_surface: bool) -> tuple[int, int]:
-        points = np.asarray(points, dtype=np.float64)
-        start = self._count
-        self._points.append(points)
-        self._on_surface.append(on_surface)
-        self._lengths.append(len(points))
-        self._count += len(points)
-        return start, self._count
-
-    def include(self, part: SketchPart) -> None:
-        """Draw ``part``'s shapes (built by :meth:`part`) after those added so far."""
-        start, _ = self._add(part.points, False)
-        self._ops.extend((op[0], op[1] + start, op[2] + start, *op[3:]) for op in part.ops)
-
-    def part(self, identity: Identity) -> SketchPart:
-        """These shapes, lifted onto ``identity``'s face, ready to include in any sketch of that person.
-
-        Only shapes whose points are head points can be parts (not :meth:`pixels`, which depend on the pose).
-        """
-        if any(op[0] == "pixels" for op in self._ops):
-            raise ValueError("a sketch part cannot hold polygons given in pixels")
-        return SketchPart(self._head_points(identity), tuple(self._ops))
-
-    def _head_points(self, identity: Identity) -> np.ndarray:
-        if not self._points:
-            return np.empty((0, 3))
-        points = np.concatenate(self._points)
-        surface = np.repeat(np.array(self._on_surface, dtype=bool), self._lengths)
-        points[surface] = lift_onto_face(identity, points[surface, :2], points[surface, 2])
-        return points
-
-    def surface_fill(self, xy: np.ndarray, depth: float, colour, antialias: bool = True) -> None:
-        """A polygon drawn on the face surface (``depth`` above it)."""
-        points = np.empty((len(xy), 3))
-        points[:, :2] = xy
-        points[:, 2] = depth
-        self._ops.append(("fill", *self._add(points, True), _colour(colour), antialias))
-
-    def surface_line(self, xy: np.ndarray, depth: float, colour, thickness: float) -> None:
-        """A polyline on the face surface; ``thickness`` in head units."""
-        points = np.empty((len(xy), 3))
-        points[:, :2] = xy
-        points[:, 2] = depth
-        self._ops.append(("line", *self._add(points, True), _colour(colour), thickness))
-
-    def fill3d(self, points: np.ndarray, colour, antialias: bool = True, hull: bool = False) -> None:
-        """A polygon through free 3-D points (or their convex hull, for a volume seen from the camera)."""
-        self._ops.append(("hull" if hull else "fill", *self._add(points, False), _colour(colour), antialias))
-
-    def line3d(self, points: np.ndarray, colour, thickness: float) -> None:
-        self._ops.append(("line", *self._add(points, False), _colour(colour), thickness))
-
-    def pixels(self, polygon: np.ndarray, colour) -> None:
-        """A polygon already in pixels (an outline computed analytically)."""
-        self._ops.append(("pixels", polygon, _colour(colour)))
-
-    def texture(self, texture: np.ndarray) -> None:
-        """Modulate what is drawn so far by a texture laid on the frontal plane (see :func:`_apply_texture`).
-
-        Only the texels whose gain is not one are kept: the margin around the face is a third of the texture,
-        and warping it changes nothing.
-        """
-        rows, cols = np.nonzero((texture != TEXTURE_ONE).any(axis=2))
-        if not len(rows):
-            return
-        r0, c0 = int(rows.min()), int(cols.min())
-        # with a fourth channel: OpenCV warps four-channel bytes twice as fast as three (same values)
-        varying = cv2.cvtColor(np.ascontiguousarray(texture[r0:rows.max() + 1, c0:cols.max() + 1]), cv2.COLOR_BGR2BGRA)
-        corners = np.array([[x, y, 0.75] for y in TEXTURE_Y for x in TEXTURE_X])  # TL, TR, BL, BR
-        self._ops.append(("texture", *self._add(corners, False), varying, texture.shape[:2], (c0, r0)))
-
-    def marks(self, points: np.ndarray) -> None:
-        """Points projected but not drawn (the landmarks)."""
-        self._ops.append(("marks", *self._add(points, False)))
-
-    def draw(self, canvas: np.ndarray, projector: Projector) -> np.ndarray | None:
-        """Project every point, draw every shape in order; return the projected marks, if any."""
-        pixels = projector.project(self._head_points(projector.identity))
-        fixed = np.round(pixels * _ONE).astype(np.int32)
-        marks = None
-        for op in self._ops:
-            kind = op[0]
-            if kind == "fill":
-                _, a, b, colour, antialias = op
-                cv2.fillPoly(canvas, [fixed[a:b]], colour, cv2.LINE_AA if antialias else cv2.LINE_8, SHIFT)
-            elif kind == "line":
-                _, a, b, colour, thickness = op
-                width = max(1, int(round(thickness * projector.scale)))
-                cv2.polylines(canvas, [fixed[a:b]], False, colour, width, cv2.LINE_AA, SHIFT)
-            elif kind == "hull":
-                _, a, b, colour, _antialias = op
-                hull = cv2.convexHull(fixed[a:b])
-                cv2.fillPoly(canvas, [hull], colour, cv2.LINE_AA, SHIFT)
-            elif kind == "pixels":
-                _, polygon, colour = op
-                cv2.fillPoly(canvas, [_fixed(polygon)], colour, cv2.LINE_AA, SHIFT)
-            elif kind == "texture":
-                _, a, b, texture, shape, offset = op
-                _apply_texture(canvas, texture, pixels[a:b], shape, offset)
-            else:
-                _, a, b = op
-                marks = pixels[a:b]
-        return marks
 
 
 #: The expression the parts drawn alike in most photos are built for.
@@ -563,7 +121,7 @@ def face_parts(identity: Identity) -> FaceParts:
         top[:, 1] -= 0.15 * (np.abs(top[:, 0]) / i.head_w) ** 2
         lower = jaw[jaw[:, 1] >= beard_top]
         face.surface_fill(np.vstack([lower, top]), 0.02,
-                          _mix(np.asarray(skin), np.asarray(i.hair_colour), min(1.0, 0.35 + 0.5 * i.beard)))
+                          mix(np.asarray(skin), np.asarray(i.hair_colour), min(1.0, 0.35 + 0.5 * i.beard)))
     if not i.bald:
         _sketch_hair(face, i, hair)
     for side in (-1.0, 1.0):  # the sockets never overlap the other eye, so both can come before either eye
@@ -576,7 +134,7 @@ def face_parts(identity: Identity) -> FaceParts:
                      mouth.part(i))
 
 
-def draw_face(canvas: np.ndarray, identity: Identity, pose: Pose, expression: Expression, clothes,
+def draw_face(canvas: np.ndarray, identity: Identity, pose: Pose, expression: Expression, clothes: Colour,
               *, marks: bool = False, parts: FaceParts | None = None) -> np.ndarray:
     """Draw the person into ``canvas`` (in place) and return the five landmarks in pixels (5x2 float).
 
@@ -606,41 +164,11 @@ def draw_face(canvas: np.ndarray, identity: Identity, pose: Pose, expression: Ex
         _sketch_mouth(sketch, i, expression)
     points = landmarks_3d(i, expression, p)
     if marks:
-        disk = np.column_stack([_CIRCLES[16] * MARK_RADIUS, np.zeros(16)])
+        disk = np.column_stack([circle(16) * MARK_RADIUS, np.zeros(16)])
         for point in points:
             sketch.fill3d(point + disk, MARK_COLOUR, antialias=False)
     sketch.marks(points)
     return sketch.draw(canvas, p)
-
-
-def _apply_texture(canvas: np.ndarray, texture: np.ndarray, corners: np.ndarray, shape: tuple[int, int],
-                   offset: tuple[int, int]) -> None:
-    """Multiply the canvas by a texture's gain, the texture's corners landing on ``corners`` (TL, TR, BL, BR px).
-
-    The affine map through three corners is the pose's local approximation of the face plane. ``texture`` is
-    the part of the whole (``shape`` rows, cols) at ``offset`` (column, row) where the gain is not one, as
-    BGRA whose fourth channel is ignored (see :meth:`Sketch.texture`), so the warp is done only where it
-    changes something: within the bounding box of the four corners, over the texels that vary and the one
-    texel around them that bilinear interpolation blends in.
-    """
-    rows, cols = shape
-    src = np.float32([[0.0, 0.0], [cols, 0.0], [0.0, rows]]) - 0.5
-    matrix = cv2.getAffineTransform(src, corners[:3].astype(np.float32))
-    column, row = offset
-    part_rows, part_cols = texture.shape[:2]
-    reach = np.array([[column - 1, row - 1], [column + part_cols, row - 1], [column - 1, row + part_rows],
-                      [column + part_cols, row + part_rows]], dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
-    height, width = canvas.shape[:2]
-    x0, y0 = np.clip(np.floor(np.maximum(corners.min(axis=0), reach.min(axis=0))).astype(int), 0, [width, height])
-    x1, y1 = np.clip(np.ceil(np.minimum(corners.max(axis=0), reach.max(axis=0))).astype(int) + 1, 0, [width, height])
-    if x1 <= x0 or y1 <= y0:
-        return
-    matrix[:, 2] += matrix[:, :2] @ np.array([column, row], dtype=np.float64) - [x0, y0]
-    warped = cv2.warpAffine(texture, matrix, (int(x1 - x0), int(y1 - y0)), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=(TEXTURE_ONE,) * 4)
-    warped = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
-    region = canvas[y0:y1, x0:x1]
-    region[...] = cv2.multiply(region, warped, scale=1.0 / TEXTURE_ONE)
 
 
 def _hair_ellipsoid(i: Identity) -> tuple[np.ndarray, np.ndarray]:
@@ -651,15 +179,15 @@ def _hair_ellipsoid(i: Identity) -> tuple[np.ndarray, np.ndarray]:
 
 def _ellipsoid_band(axes: np.ndarray, centre: np.ndarray, levels: np.ndarray, count: int = 16) -> np.ndarray:
     """Points on horizontal circles of an ellipsoid at the given relative heights (-1 top .. 1 bottom)."""
-    circle = _circle(count)
+    unit = circle(count)
     radius = np.sqrt(np.maximum(1.0 - levels**2, 0.0))[:, None]
-    x = axes[0] * radius * circle[:, 0]
-    z = axes[2] * radius * circle[:, 1]
+    x = axes[0] * radius * unit[:, 0]
+    z = axes[2] * radius * unit[:, 1]
     y = np.broadcast_to(axes[1] * levels[:, None], x.shape)
     return np.stack([x, y, z], axis=-1).reshape(-1, 3) + centre
 
 
-def _sketch_hair(sketch: Sketch, i: Identity, hair) -> None:
+def _sketch_hair(sketch: Sketch, i: Identity, hair: Colour) -> None:
     """The hair over the forehead: the cap of the hair ellipsoid above the hairline, and a fringe."""
     axes, centre = _hair_ellipsoid(i)
     top = (i.hairline - centre[1]) / axes[1]

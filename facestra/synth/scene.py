@@ -19,18 +19,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facestra.synth.face import (
-    Expression,
-    FaceParts,
-    Identity,
-    Pose,
-    Projector,
-    draw_face,
-    fill,
-    landmarks_3d,
-    line,
-    sample_identity,
-)
+from facestra.synth.face import FaceParts, draw_face, landmarks_3d
+from facestra.synth.identity import Expression, Identity, Pose, sample_identity
+from facestra.synth.projection import Projector
+from facestra.synth.sketch import fill, line
 
 
 @dataclass(frozen=True)
