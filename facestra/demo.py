@@ -261,7 +261,7 @@ def _renamed(benchmark, name: str):
 
 
 def _raw_pixels(benchmark):
-    from facestra.io import read_image
+    from facestra.data.images import read_image
     from facestra.synth.baseline import raw_pixel_pair_distances
     from facestra.verify.pairs import evaluate_distances
 
@@ -370,7 +370,7 @@ def _mode_mask_figure(work: Path, model, benchmark, config: DemoConfig, faces: i
 
     from facestra import models
     from facestra.verify import figures as viz
-    from facestra.io import read_image
+    from facestra.data.images import read_image
     from facestra.data.images import image_to_tensor
 
     chosen = [benchmark.images[int(i)] for i in np.linspace(0, len(benchmark.images) - 1, faces).round()]

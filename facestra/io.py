@@ -1,4 +1,4 @@
-"""Writing files so that they appear whole or not at all, and decoding images once, with clear errors.
+"""Reading and listing the user's files, and writing ours so that they appear whole or not at all.
 
 Every file facestra writes goes through :func:`atomic_write`: a killed process leaves at most a hidden
 temporary file next to the target, never a truncated image, matrix or checkpoint under the real name.
@@ -99,17 +99,6 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = T
     write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite)
 
 
-def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes to a BGR uint8 array; raise :class:`UserError` naming ``source``."""
-    import cv2
-
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
-    if image is None:
-        raise UserError(f"{source}: not a readable image (empty, truncated or unknown format)")
-    return image
-
-
 def read_file(path: str | os.PathLike) -> bytes:
     """The whole file, with the fewest system calls: open, size, read, close.
 
@@ -129,16 +118,6 @@ def read_file(path: str | os.PathLike) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(descriptor)
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as BGR uint8; a missing or undecodable file is a :class:`UserError`."""
-    path = Path(path)
-    try:
-        data = read_file(path)
-    except OSError as error:
-        raise UserError(f"{path}: cannot read ({error.strerror or error})") from None
-    return decode_image(data, str(path))
 
 
 def list_images(root: str | os.PathLike) -> list[Path]:

@@ -108,7 +108,7 @@ def test_pairs_are_read_back_by_the_lfw_and_bin_readers(small_set):
     from facestra.protocols import load_benchmark
 
     from facestra.align.geometry import warp_face
-    from facestra.io import decode_image, read_image
+    from facestra.data.images import decode_image, read_image
     from facestra.align.landmarks import read_landmarks
 
     lfw = load_benchmark("lfw", small_set / "test")

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from facestra.io import decode_image
+from facestra.data.images import decode_image
 from facestra.verify.pairs import VerificationResult, evaluate_distances
 
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from facestra.errors import UserError
-from facestra.io import decode_image
+from facestra.data.images import decode_image
 from facestra.protocols.benchmark import Benchmark
 from facestra.protocols.binfile import write_bin
 from facestra.verify.pairs import kfold_ids
