@@ -2,7 +2,7 @@
 
     python bench/train_speed.py [--width 0.25] [--input 112] [--batch 32] [--steps 6] [--workers 2]
 
-Both networks train through :func:`facestra.train.loop.train` itself (loader, forward, head, backward, SGD) on
+Both networks train through :func:`facestra.train.train` itself (loader, forward, head, backward, SGD) on
 the same JPEG ImageFolder written to a temporary folder; images/s is the median over the measured steps
 (the first steps are warm-up). The loader alone iterates the same DataLoader configuration without a
 network: its rate divided by the training rate says how far the loader is from being the bottleneck
@@ -23,7 +23,7 @@ import torch
 
 from facestra.allocator import reuse_freed_memory
 from facestra.data.datasets import EpochBatchSampler, open_dataset
-from facestra.train.loop import TrainConfig, train
+from facestra.train import TrainConfig, train
 
 
 def write_faces(root: Path, identities: int, per_identity: int, size: tuple[int, int]) -> Path:

@@ -1,6 +1,6 @@
 """The paper's ablations (Tables 2-4) as one seed-averaged experiment: every variant trained the same way.
 
-Each (variant, seed) run is an ordinary :func:`facestra.train.loop.train` run in ``WORK/runs/<variant>/seed<k>``
+Each (variant, seed) run is an ordinary :func:`facestra.train.train` run in ``WORK/runs/<variant>/seed<k>``
 followed by :func:`facestra.verify.benchmarks.verify_model` on the benchmarks; its figures are written to
 ``result.json`` there, so an interrupted experiment resumes where it stopped (finished runs are kept, an
 unfinished one resumes from its ``last.pt``). Runs are spread over ``jobs`` processes of ``threads``
@@ -206,7 +206,7 @@ def _train_and_verify(config: AblationConfig, work: Path, data: str, val: tuple[
     from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.verify.benchmarks import guess_name, verify_model
     from facestra.protocols import load_benchmark
-    from facestra.train.loop import TrainConfig, resume_config, train
+    from facestra.train import TrainConfig, resume_config, train
 
     if config.threads:
         torch.set_num_threads(config.threads)

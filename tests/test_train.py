@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from facestra import models
 from facestra.cli.main import main
 from facestra.protocols import write_bin
-from facestra.train.loop import TrainConfig, paper_lr_factor, resume_config, train
+from facestra.train import TrainConfig, resume_config, train
+from facestra.train.optim import paper_lr_factor
 
 SMALL = dict(arch="resnet18", width=0.125, input_size=(32, 32), embedding_size=32, workers=0, log_every=1, device="cpu", threads=1)
 SMALL_CLI = ["--arch", "resnet18", "--width", "0.125", "--input-size", "32", "--embedding-size", "32", "--workers", "0", "--device", "cpu", "--threads", "1", "--quiet"]
@@ -188,7 +189,7 @@ def test_ctrl_c_on_the_command_saves_and_exits_130(shapes, tmp_path):
 
 def test_presets_and_explicit_options(tmp_path):
     from facestra.errors import UserError
-    from facestra.train.config import build_config
+    from facestra.train import build_config
 
     medium = build_config({"data": "d", "out": "o"}, "paper-medium")
     assert (medium.epochs, medium.lr_steps, medium.batch_size, medium.lr) == (20, (8, 12), 512, 0.1)

@@ -16,7 +16,7 @@ import torch
 from _train_shapes import make_image_folder, make_pairs
 
 from facestra.protocols import write_bin
-from facestra.train.loop import TrainConfig, train
+from facestra.train import TrainConfig, train
 
 ARGS = [
     "--arch", "resnet18", "--width", "0.125", "--input-size", "32", "--embedding-size", "32", "--workers", "0",

@@ -4,21 +4,34 @@
 every random generator of every process, and the position in the epoch), so that a resumed CPU run
 repeats the uninterrupted run's losses bit for bit. It holds only tensors and plain values, so it loads
 with ``torch.load(weights_only=True)``; it is written atomically, so an interrupted save never leaves a
-broken checkpoint behind.
+broken checkpoint behind. Saving is collective (every process sends its generators and skipped images
+to rank 0, which alone writes), so every process calls :meth:`Checkpointer.save` at the same step.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from facestra.errors import UserError
-from facestra.io import atomic_write
+from facestra.io import atomic_write, write_text_atomic
+from facestra.train import distributed
+
+if TYPE_CHECKING:
+    from facestra.data.datasets import FaceDataset
+    from facestra.train.config import TrainConfig
+    from facestra.train.network import TrainingNetwork
+    from facestra.train.optim import Optimisation
+
+log = logging.getLogger(__name__)
 
 TRAIN_CHECKPOINT_FORMAT = "facestra-train/1"
 LAST = "last.pt"
@@ -107,3 +120,86 @@ def load_training_state(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != TRAIN_CHECKPOINT_FORMAT:
         raise UserError(f"{path}: not a facestra training checkpoint")
     return payload
+
+
+def prepare_run_dir(run_dir: Path, config: TrainConfig, dataset: FaceDataset) -> None:
+    """Clear an earlier run with ``overwrite``, then write ``config.json`` (ready to resume) and ``identities.json``."""
+    if config.overwrite and not config.resume:
+        clear_run(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_json = config.to_json()
+    config_json["data"] = str(Path(config.data).resolve())
+    config_json["out"] = str(run_dir.resolve())
+    config_json["resume"] = config_json["overwrite"] = False
+    write_text_atomic(run_dir / CONFIG, json.dumps(config_json, indent=2) + "\n")
+    identities = {"source": config_json["data"], "num_images": len(dataset), "identities": dataset.identities}
+    write_text_atomic(run_dir / IDENTITIES, json.dumps(identities, indent=1) + "\n")
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a resumed run continues from, besides the weights and optimiser state loaded in place."""
+
+    position: Position
+    best_accuracy: float | None
+    skipped: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Checkpointer:
+    """``last.pt`` (and the backbone alone as ``model.pt``) of one run: building it, and restoring from it."""
+
+    run_dir: Path
+    config: TrainConfig
+    dataset: FaceDataset
+    network: TrainingNetwork
+    optimisation: Optimisation
+    process: distributed.Process
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / LAST
+
+    def restore(self, state: dict[str, Any]) -> Restored:
+        """Load the weights, optimiser and this process's random generators saved in ``state``."""
+        self.network.backbone.load_state_dict(state["model"])
+        self.network.head.load_state_dict(state["head"])
+        self.optimisation.load_state_dict(state)
+        restored = Restored(Position(**state["position"]), state.get("best_accuracy"), frozenset(int(i) for i in state.get("skipped", [])))
+        rng_states = state["rng"]
+        if len(rng_states) != self.process.world_size:
+            log.warning("resuming with %d processes a run saved with %d: random streams will differ", self.process.world_size, len(rng_states))
+        restore_rng(rng_states[self.process.rank % len(rng_states)])
+        return restored
+
+    def save(self, position: Position, best_accuracy: float | None, skipped: set[int], *, model_too: bool) -> bool:
+        """Write ``last.pt`` (and ``model.pt`` with ``model_too``, and ``skipped.txt``); collective.
+
+        Returns whether this process wrote them (rank 0 only).
+        """
+        rng_states = distributed.gather_objects(capture_rng(), self.process)
+        every_skipped = sorted(set().union(*distributed.gather_objects(sorted(skipped), self.process)))
+        if not self.process.is_main:
+            return False
+        backbone, head = self.network.backbone, self.network.head
+        payload = {
+            "config": self.config.to_json(),
+            "identities": self.dataset.identities,
+            "num_images": len(self.dataset),
+            "model": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
+            "head": {k: v.detach().cpu() for k, v in head.state_dict().items()},
+            **self.optimisation.state_dict(),
+            "rng": rng_states,
+            "position": dataclasses.asdict(position),
+            "best_accuracy": best_accuracy,
+            "skipped": every_skipped,
+            "world_size": self.process.world_size,
+        }
+        save_training_state(self.path, payload)
+        if model_too:
+            from facestra import models
+
+            models.save(backbone, self.run_dir / MODEL)
+        if every_skipped:
+            write_text_atomic(self.run_dir / SKIPPED, "".join(self.dataset.describe(i) + "\n" for i in every_skipped))
+        return True

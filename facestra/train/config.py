@@ -1,24 +1,162 @@
-"""Named training schedules from the paper (appendix D), and how options combine with them.
+"""What a training run depends on, declared once, and how a run's settings may be combined and changed.
 
-Precedence, lowest first: :class:`facestra.train.loop.TrainConfig` defaults, the preset, explicit options.
+:class:`TrainConfig` is the single place where an option's default, help text and limits are written:
+``facestra train`` generates its command-line options from these fields, ``config.json`` is this object,
+and :func:`check_config` enforces the same limits for library callers that never see the command line.
+
+Precedence, lowest first: :class:`TrainConfig` defaults, a named schedule from the paper (appendix D,
+:data:`PRESETS`), explicit options. A resumed run keeps everything that defines its network and data
+(:data:`FIXED_ON_RESUME`), so that it continues the run it names instead of silently starting another.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from facestra.embed.inference import DEVICES
 from facestra.errors import UserError
+from facestra.fields import documented
 from facestra.models.stra import StRAOptions
-from facestra.train.loop import TrainConfig
+from facestra.train.checkpoint import CONFIG, check_run_dir
+from facestra.train.heads import LOSSES
 
-STRA_OPTION_NAMES = StRAOptions.names()
+AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
+# Options that define the network or the data; a resumed run must keep them.
+FIXED_ON_RESUME: tuple[str, ...] = (
+    "data", "arch", "width", "embedding_size", "input_size", "dropout", "stra_options", "loss", "scale", "margin",
+    "batch_size", "grad_accum", "seed", "flip", "lr", "momentum", "weight_decay",
+)
+STRA_OPTION_NAMES: tuple[str, ...] = StRAOptions.names()
 
-PRESETS: dict[str, dict[str, Any]] = {
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved as ``config.json`` in the run folder."""
+
+    data: str = documented(help="Training images: identity folder tree, 'path,label' list file, or train.rec (+ train.idx).")
+    out: str = documented(help="Run folder for checkpoints, metrics and the trained model.")
+    arch: str = documented("resnet50_stra", "Architecture (facestra info lists costs).")
+    width: float = documented(1.0, "Channel width multiplier.")
+    embedding_size: int = documented(512, "Length of the face embedding.")
+    input_size: tuple[int, int] = documented((112, 112), "Network input HxW.")
+    dropout: float = documented(0.0, "Dropout rate before the embedding layer.")
+    # the StRA switches given (StRAOptions names); the command line has one option per switch
+    stra_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    loss: str = documented("softmax", "Classification head: plain softmax or a margin loss.", choices=LOSSES)
+    scale: float | None = documented(None, "Feature scale s (CosFace/ArcFace default 20).")
+    margin: float | None = documented(None, "Margin m (CosFace 0.2, ArcFace 0.15 by default).")
+    diversity_weight: float = documented(0.1, "Weight of the StRA diversity loss.", minimum=0.0)
+    epochs: int = documented(20, "Passes over the training images.", minimum=1)
+    lr: float = documented(0.1, "Base learning rate of SGD.")
+    lr_steps: tuple[int, ...] = documented((8, 12), "Epochs at which lr is multiplied by --lr-factor.")
+    lr_factor: float = documented(0.1, "Learning-rate multiplier at each of --lr-steps.")
+    momentum: float = documented(0.9, "SGD momentum.")
+    weight_decay: float = documented(5e-4, "SGD weight decay.", minimum=0.0)
+    warmup_epochs: float = documented(0.0, "Linear lr warm-up.", minimum=0.0)
+    batch_size: int = documented(512, "Global batch (over all processes).", minimum=1)
+    grad_accum: int = documented(1, "Micro-batches per optimizer step.", minimum=1)
+    workers: int = documented(4, "Data-loader processes per training process.", minimum=0)
+    threads: int | None = documented(None, "CPU threads for the network (default: PyTorch's choice).", minimum=1)
+    seed: int = documented(0, "Seed of the initial weights and of every epoch's order and flips.")
+    device: str = documented("auto", "Where to train (auto: cuda when available).", choices=DEVICES)
+    amp: str = documented("none", "Mixed precision.", choices=AMP_MODES)
+    channels_last: bool | None = documented(None, "Channels-last memory format (default: on GPUs).")
+    compile: bool = documented(False, "torch.compile the network: faster steps on a GPU after a slow first one.")
+    sync_bn: bool = documented(False, "Batch statistics over all processes.")
+    flip: bool = documented(True, "Random horizontal flip of the training images.")
+    strict: bool = documented(False, "Stop at the first unreadable image instead of skipping it.")
+    val: tuple[str, ...] = documented((), "Benchmarks to verify on, comma-separated (lfw.bin,cfp_fp.bin,...).")
+    val_every: int = documented(0, "Validate every N steps (0: every epoch).", minimum=0)
+    val_batch_size: int = documented(128, "Images per forward pass when validating.", minimum=1)
+    save_every: int = documented(0, "Also save last.pt every N steps.", minimum=0)
+    log_every: int = documented(10, "Log metrics every N steps.", minimum=1)
+    max_steps: int | None = documented(None, "Stop after this many optimizer steps in all.", minimum=1)
+    max_minutes: float | None = documented(None, "Time budget: stop cleanly and save after this many minutes.")
+    overwrite: bool = documented(False, "Replace a run already in --out.")
+    resume: bool = documented(False, "Continue the run already in --out (see resume_config).")
+    check_replicas: bool = documented(False, "Debugging: record a digest of every process's weights after each step.")
+
+    def to_json(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        for name in ("input_size", "lr_steps", "val"):
+            if name in values and values[name] is not None:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_config(config: TrainConfig) -> None:
+    """Reject impossible settings with one clear line each (the fields' own limits, and those between fields)."""
+    if config.loss not in LOSSES:
+        raise UserError(f"unknown loss {config.loss!r}; choose one of {', '.join(LOSSES)}")
+    if config.amp not in AMP_MODES:
+        raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}")
+    for spec in dataclasses.fields(config):
+        minimum, value = spec.metadata.get("minimum"), getattr(config, spec.name)
+        if minimum is not None and value is not None and value < minimum:
+            rule = f"be at least {minimum}" if minimum else "not be negative"
+            raise UserError(f"{_option(spec.name)} must {rule}")
+    if config.lr <= 0:
+        raise UserError("--lr must be positive")
+    if config.max_minutes is not None and config.max_minutes <= 0:
+        raise UserError("--max-minutes must be positive")
+    if list(config.lr_steps) != sorted(config.lr_steps):
+        raise UserError("--lr-steps must be increasing epochs")
+
+
+def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The configuration saved in ``run_dir`` with ``overrides`` applied, ready to resume.
+
+    Options that define the network or the data cannot change; schedule length, time budget, workers,
+    validation and logging can (e.g. ``epochs`` to train longer).
+    """
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, resume=True, overwrite=False)
+    path = run_dir / CONFIG
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: cannot read the run's configuration ({error})") from None
+    config = TrainConfig.from_json(saved)
+    for key, value in (overrides or {}).items():
+        if not hasattr(config, key):
+            raise UserError(f"{run_dir}: {_option(key)} cannot change when resuming")
+        value = tuple(value) if isinstance(value, list) else value
+        if key == "data" and value is not None:
+            value = str(Path(value).resolve())
+        if key == "out" and value is not None and Path(value).resolve() != run_dir.resolve():
+            raise UserError(f"--out {value} differs from --resume {run_dir}; a run continues in its own folder")
+        if key in FIXED_ON_RESUME and value != getattr(config, key):
+            raise UserError(f"{run_dir}: {_option(key)} cannot change when resuming (the run has {getattr(config, key)!r})")
+        setattr(config, key, value)
+    config.out = str(run_dir)
+    config.resume, config.overwrite = True, False
+    return config
+
+
+PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     # "models are trained for 20 epochs ... multiplied by 0.1 at the 8-th and 12-th epochs", batch 512
-    "paper-medium": {"epochs": 20, "lr": 0.1, "lr_steps": (8, 12), "batch_size": 512},
+    "paper-medium": MappingProxyType({"epochs": 20, "lr": 0.1, "lr_steps": (8, 12), "batch_size": 512}),
     # "50 epochs on VGGFace2 ... at the 20-th, 30-th, 38-th, 44-th and 48-th epochs"; inputs 224x192
-    "paper-vggface2": {"epochs": 50, "lr": 0.1, "lr_steps": (20, 30, 38, 44, 48), "batch_size": 512, "input_size": (224, 192)},
-}
+    "paper-vggface2": MappingProxyType(
+        {"epochs": 50, "lr": 0.1, "lr_steps": (20, 30, 38, 44, 48), "batch_size": 512, "input_size": (224, 192)}
+    ),
+})
 
 
 def preset_names() -> list[str]:
@@ -30,7 +168,8 @@ def build_config(options: dict[str, Any], preset: str | None = None) -> TrainCon
     into ``stra_options`` (only those given, so plain ResNets accept the defaults)."""
     if preset is not None and preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    values: dict[str, Any] = dict(PRESETS.get(preset, {})) if preset else {}
+    values: dict[str, Any] = dict(PRESETS[preset]) if preset else {}
+    options = dict(options)
     stra = {key: options.pop(key) for key in STRA_OPTION_NAMES if key in options}
     values.update(options)
     if stra:

@@ -4,6 +4,9 @@ Benchmarks are read once through :mod:`facestra.protocols`; every evaluation han
 to :func:`facestra.verify.benchmarks.verify_model` (flip concatenation, 10 folds or the benchmark's own), so the
 figure in ``metrics.jsonl`` is the one ``facestra verify`` prints for the same weights. Images of another
 size than the network's input are resized, so a 112×112 ``lfw.bin`` also checks a 224×192 model.
+
+The best mean accuracy so far decides ``best.pt``; it is saved in ``last.pt``, so a resumed run only
+replaces ``best.pt`` with a better model than the one it already holds.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import torch
 from torch import nn
 
 from facestra.errors import UserError
+from facestra.train import distributed
+from facestra.train.checkpoint import BEST
 
 
 def _check_exists(paths: Sequence[str]) -> None:
@@ -53,3 +58,35 @@ class Validator:
         options = InferenceOptions(batch_size=self.batch_size, workers=0, device=str(self.device), resize=True)
         outcomes = verify_model(backbone, self.benchmarks, options)
         return {outcome.benchmark.name: float(outcome.result.accuracy) for outcome in outcomes}
+
+
+class BestValidation:
+    """``--val`` during a run: evaluate on rank 0, keep the best mean accuracy and its ``best.pt``."""
+
+    def __init__(self, paths: Sequence[str], run_dir: Path, process: distributed.Process, *, batch_size: int = 128) -> None:
+        self.enabled = bool(paths)
+        self.best_path = run_dir / BEST
+        self.best_accuracy: float | None = None
+        self.validator: Validator | None = None
+        if not self.enabled:
+            return
+        if process.is_main:
+            self.validator = Validator(paths, batch_size=batch_size, device=process.device)
+        else:  # every process reads the benchmarks so that a missing file stops all of them before training
+            Validator.check_only(paths)
+
+    def validate(self, backbone: nn.Module) -> dict[str, float | bool] | None:
+        """Per-benchmark and mean accuracy (``best: True`` when it beat every earlier one and was saved as
+        ``best.pt``) on rank 0; None on the other ranks, which wait for it at the caller's barrier."""
+        if self.validator is None:
+            return None
+        accuracies = self.validator.evaluate(backbone)
+        mean = sum(accuracies.values()) / len(accuracies)
+        values: dict[str, float | bool] = {**{f"{name}_accuracy": acc for name, acc in accuracies.items()}, "mean_accuracy": mean}
+        if self.best_accuracy is None or mean > self.best_accuracy:
+            self.best_accuracy = mean
+            from facestra import models
+
+            models.save(backbone, self.best_path)
+            values["best"] = True
+        return values
