@@ -90,11 +90,13 @@ def _without_none(annotation: Any) -> Any:
     return annotation
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, kind: click.ParamType | None) -> str:
+    """``value`` in the form a user types for an option of type ``kind`` (112x112 for a size, 8,12 for a
+    list), so that click parses the default exactly as it parses a typed value."""
     if isinstance(value, tuple):
-        if len(value) == 2 and all(isinstance(v, int) for v in value):
+        if isinstance(kind, SizeType):
             return f"{value[0]}x{value[1]}"
-        return ",".join(str(v) for v in value) or "none"
+        return ",".join(str(v) for v in value)
     return str(value)
 
 
@@ -126,19 +128,20 @@ def _field_option(field: dataclasses.Field, annotation: Any, only_given: bool) -
     default = _field_default(field)
     annotation = _without_none(annotation)
     help_text = meta["help"]
-    if only_given and default is not None:
-        help_text = f"{help_text} (default {_shown(default)})"
+    kind = None if annotation is bool else _param_type(annotation, meta)
+    if only_given and default not in (None, ()):
+        help_text = f"{help_text} (default {_shown(default, kind)})"
     if only_given:
         default = None
-    show = default is not None
+    show = default not in (None, ())
     if annotation is bool:
         if default is False:
             return click.option(f"--{flag}", field.name, is_flag=True, default=False, help=help_text)
         return click.option(f"--{flag}/--no-{flag}", field.name, default=default, show_default=show, help=help_text)
     if isinstance(default, tuple):
-        default = _shown(default)  # the form a user types (112x112, 8,12), which the option type parses
+        default = _shown(default, kind)
     return click.option(
-        f"--{flag}", field.name, type=_param_type(annotation, meta), default=default, show_default=show,
+        f"--{flag}", field.name, type=kind, default=default, show_default=show,
         metavar=meta.get("metavar"), required=bool(meta.get("required")), help=help_text,
     )
 
@@ -154,7 +157,7 @@ def stra_options(command: Callable) -> Callable:
 def inference_options(command: Callable) -> Callable:
     """The :class:`facestra.embed.InferenceOptions` fields (--flip, --batch-size, --workers, --device, --resize)
     and the model file they run, for every command that runs a model on images."""
-    from facestra.embed.inference import InferenceOptions
+    from facestra.embed.options import InferenceOptions
 
     command = dataclass_options(InferenceOptions)(command)
     return click.option(

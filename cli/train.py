@@ -13,11 +13,10 @@ import sys
 import click
 from click.core import ParameterSource
 
-from facestra.cli.options import CommaList, dataclass_options, stra_options
+from facestra.cli.options import dataclass_options, stra_options
 from facestra.train.config import PRESETS, TrainConfig
 
 _NAMES = tuple(field.name for field in dataclasses.fields(TrainConfig))
-_LR_STEPS = next(field for field in dataclasses.fields(TrainConfig) if field.name == "lr_steps")
 # Fields that are not options: --resume names a run folder instead, and validation batches stay at their default.
 _NOT_OPTIONS = ("resume", "val_batch_size")
 
@@ -29,21 +28,12 @@ def _only(first: str, last: str) -> tuple[str, ...]:
     return tuple(name for name in _NAMES if name not in kept or name in _NOT_OPTIONS)
 
 
-# By hand because dataclass_options shows a two-item int tuple as a size (8x12), which CommaList refuses.
-_lr_steps_option = click.option(
-    "--lr-steps", type=CommaList(int, "EPOCHS"), default=",".join(str(epoch) for epoch in _LR_STEPS.default),
-    show_default=True, help=_LR_STEPS.metadata["help"],
-)
-
-
 @click.command()
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this folder.")
 @click.option("--preset", type=click.Choice(list(PRESETS)), help="The paper's schedule (epochs, lr steps, batch).")
 @dataclass_options(TrainConfig, exclude=_only("data", "dropout"))
 @stra_options
-@dataclass_options(TrainConfig, exclude=_only("loss", "lr"))
-@_lr_steps_option
-@dataclass_options(TrainConfig, exclude=_only("lr_factor", "check_replicas"))
+@dataclass_options(TrainConfig, exclude=_only("loss", "check_replicas"))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(resume_dir: str | None, preset: str | None, quiet: bool, **options) -> None:
     """Train a face network with softmax, CosFace or ArcFace (torchrun for several GPUs or processes)."""

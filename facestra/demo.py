@@ -7,7 +7,7 @@ Each step calls the same library function as the corresponding command, top to b
    (and, when the ``yuface`` package is installed, aligns the test faces again with the YuNet detector,
    reporting how many it finds and how far its landmarks are from the truth);
 3. raw aligned pixels are verified first: the floor a network must beat;
-4. :func:`facestra.train.loop.train` trains a narrow ``resnet50_stra`` and the same-width ``resnet50``, each for
+4. :func:`facestra.train.train` trains a narrow ``resnet50_stra`` and the same-width ``resnet50``, each for
    the same time budget;
 5. :func:`facestra.verify.benchmarks.verify_model` verifies both on the held-out pairs with the exact protocol;
    :func:`facestra.embed.job.embed_to_file` embeds the test faces to ``.npy``;
@@ -29,11 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from facestra.embed.options import DEVICES
 from facestra.errors import UserError
 from facestra.fields import documented
 from facestra.io import write_text_atomic
-
-DEVICES = ("auto", "cpu", "cuda")
 
 MARKER = "facestra-demo.json"
 ARCHS = ("resnet50_stra", "resnet50")
@@ -321,7 +320,7 @@ def _train_and_verify(work: Path, aligned: Path, benchmark, arch: str, config: D
     from facestra.verify.benchmarks import verify_model
     from facestra.io import list_images
     from facestra.synth.dataset import TEST_DIR, TRAIN_DIR
-    from facestra.train.loop import TrainConfig, train
+    from facestra.train import TrainConfig, train
 
     train_images = len(list_images(aligned / TRAIN_DIR))
     batch_size = min(config.batch_size, train_images)  # a tiny demo set still makes one batch

@@ -220,7 +220,7 @@ def test_sampler_splits_global_batches_over_ranks_and_resumes():
 
 def test_training_reads_a_recordio_file(tmp_path):
     from facestra import models
-    from facestra.train.loop import TrainConfig, train
+    from facestra.train import TrainConfig, train
 
     images = [_image(i, 32) for i in range(16)]
     rec = _write_rec(tmp_path, images, [i % 4 for i in range(16)], insightface_header=True)

@@ -1,15 +1,30 @@
-"""``facestra embed``: batched inference with the protocol's flip modes, and the resumable .npy writer."""
+"""``facestra embed``: batched inference with the protocol's flip modes, and the resumable .npy writer.
 
-from facestra.embed.inference import InferenceOptions, embed_benchmark, embed_images, iter_embeddings, load_for_inference
-from facestra.embed.job import EmbedReport, embed_to_file, input_images
+Only :class:`InferenceOptions` is imported eagerly; the rest loads torch, so it is imported on first use
+(``facestra --help`` lists every command's options without importing torch).
+"""
 
-__all__ = [
-    "EmbedReport",
-    "InferenceOptions",
-    "embed_benchmark",
-    "embed_images",
-    "embed_to_file",
-    "input_images",
-    "iter_embeddings",
-    "load_for_inference",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from facestra.embed.options import InferenceOptions
+
+_LAZY = {
+    "EmbedReport": "facestra.embed.job",
+    "embed_to_file": "facestra.embed.job",
+    "input_images": "facestra.embed.job",
+    "embed_benchmark": "facestra.embed.inference",
+    "embed_images": "facestra.embed.inference",
+    "iter_embeddings": "facestra.embed.inference",
+    "load_for_inference": "facestra.embed.inference",
+}
+
+__all__ = ["InferenceOptions", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'facestra.embed' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -18,7 +18,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,43 +29,12 @@ from torch.utils.data import DataLoader, Dataset
 from facestra.data.images import ImageSizeError, load_pixels
 from facestra.data.images import normalize as normalize_pixels
 from facestra.errors import UserError
-from facestra.fields import documented
+from facestra.embed.options import FLIP_MODES, FlipMode, InferenceOptions
 
 if TYPE_CHECKING:
     from facestra.protocols import Benchmark
 
-FlipMode = Literal["concat", "sum", "none"]
-FLIP_MODES: tuple[str, ...] = ("concat", "sum", "none")
 Progress = Callable[[int], None]
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-
-
-def default_workers() -> int:
-    """Decoding processes by default: one per spare core, at most 4 (more do not speed up a GPU's feed)."""
-    return min(4, max(1, (os.cpu_count() or 1) - 1))
-
-
-@dataclass(frozen=True)
-class InferenceOptions:
-    """How a model is run over images, declared once for embed, verify, training validation and the
-    commands after them; their command-line options are generated from these fields."""
-
-    flip: FlipMode = documented(
-        "concat", "Combine each image with its mirror: concatenate (the protocol), add, or no mirror.", choices=FLIP_MODES
-    )
-    batch_size: int = documented(128, "Images per forward pass.", minimum=1)
-    workers: int = documented(factory=default_workers, help="Image-decoding processes (0: decode in the main process).", minimum=0)
-    device: str = documented("auto", "Where to run the model (auto: cuda when available).", choices=DEVICES)
-    resize: bool = documented(
-        False, "Fit images that are not the model's input size as training does (shorter-edge resize and centre "
-        "crop) instead of refusing them."
-    )
-
-    def __post_init__(self) -> None:
-        if self.flip not in FLIP_MODES:
-            raise ValueError(f"flip must be one of {FLIP_MODES}, got {self.flip!r}")
-        if self.batch_size < 1 or self.workers < 0:
-            raise ValueError("batch_size must be at least 1 and workers not negative")
 
 
 @dataclass(frozen=True)

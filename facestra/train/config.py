@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from facestra.embed.inference import DEVICES
+from facestra.embed.options import DEVICES
 from facestra.errors import UserError
 from facestra.fields import documented
 from facestra.models.stra import StRAOptions

@@ -3,7 +3,8 @@
 Benchmarks are read once through :mod:`facestra.protocols`; every evaluation hands the current backbone
 to :func:`facestra.verify.benchmarks.verify_model` (flip concatenation, 10 folds or the benchmark's own), so the
 figure in ``metrics.jsonl`` is the one ``facestra verify`` prints for the same weights. Images of another
-size than the network's input are resized, so a 112×112 ``lfw.bin`` also checks a 224×192 model.
+size than the network's input are fitted to it as training images are (shorter edge, centre crop), so a
+112×112 ``lfw.bin`` also checks a 224×192 model.
 
 The best mean accuracy so far decides ``best.pt``; it is saved in ``last.pt``, so a resumed run only
 replaces ``best.pt`` with a better model than the one it already holds.
