@@ -1,3 +1,3 @@
 """facestra: face verification with Structure-Regularized Attention (StRA) networks."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
