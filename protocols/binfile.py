@@ -4,6 +4,10 @@ A ``.bin`` (``lfw.bin``, ``cfp_fp.bin``, ``agedb_30.bin``...) is a pickle of ``(
 encoded images, two per pair in order, and one boolean per pair. ``pickle.load`` on a downloaded file can
 run arbitrary code, so :class:`RestrictedUnpickler` admits only the few globals such files really contain
 (numpy bool arrays and scalars, which some writers used for ``issame``) and refuses everything else.
+
+Older packs hold each image as ``bytes`` (Python 2 ``str``); packs written by insightface's current
+``build_eval_pack.py`` hold the ``cv2.imencode`` result itself, a uint8 array of shape (n, 1). Both are the
+same encoded file, so both read to the same bytes.
 """
 
 from __future__ import annotations
@@ -67,12 +71,31 @@ def read_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
     issame = np.asarray(issame)
     if not isinstance(bins, (list, tuple)) or issame.ndim != 1 or issame.dtype != np.bool_:
         raise UserError(f"{path}: not a benchmark .bin (images must be a list, issame a list of booleans)")
-    images = [bytes(b) if isinstance(b, (bytes, bytearray)) else b for b in bins]
-    if not all(isinstance(b, bytes) for b in images):
-        raise UserError(f"{path}: not a benchmark .bin (an image entry is not bytes)")
+    images = [_encoded_bytes(entry) for entry in bins]
+    bad = next((i for i, image in enumerate(images) if image is None), None)
+    if bad is not None:
+        raise UserError(
+            f"{path}: not a benchmark .bin (image entry {bad} is {_describe(bins[bad])}, not encoded bytes "
+            "or a uint8 array from cv2.imencode)"
+        )
     if len(images) != 2 * len(issame):
         raise UserError(f"{path}: {len(images)} images for {len(issame)} pairs (expected two per pair)")
     return images, issame
+
+
+def _encoded_bytes(entry: object) -> bytes | None:
+    """One image entry as the encoded file's bytes, or None when it is neither form a pack uses."""
+    if isinstance(entry, (bytes, bytearray)):
+        return bytes(entry)
+    if isinstance(entry, np.ndarray) and entry.dtype == np.uint8 and (entry.ndim == 1 or (entry.ndim == 2 and entry.shape[1] == 1)):
+        return entry.tobytes()
+    return None
+
+
+def _describe(entry: object) -> str:
+    if isinstance(entry, np.ndarray):
+        return f"an array of {entry.dtype} with shape {entry.shape}"
+    return f"a {type(entry).__name__}"
 
 
 def write_bin(path: str | os.PathLike, images: Sequence[bytes], issame: Sequence[bool], *, overwrite: bool = False) -> None:

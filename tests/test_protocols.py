@@ -227,6 +227,33 @@ def test_python2_era_bin(tmp_path: Path) -> None:
     assert list(bench.images) == images and bench.issame.tolist() == [False]
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("shape", [(-1, 1), (-1,)], ids=["n-by-1", "flat"])
+def test_current_insightface_bin_with_imencode_arrays(tmp_path: Path, protocol: int, shape: tuple[int, ...]) -> None:
+    """insightface's build_eval_pack.py stores each cv2.imencode result: a uint8 array, of shape (n, 1) in the
+    packs the issue names and (n,) from the OpenCV installed here."""
+    photos = [np.full((SIZE, SIZE, 3), 40 * i, np.uint8) for i in range(4)]
+    encoded = [cv2.imencode(".jpg", photo)[1].reshape(shape) for photo in photos]
+    (tmp_path / "cplfw.bin").write_bytes(pickle.dumps((encoded, [True, False]), protocol=protocol))
+    bench = load_benchmark("cplfw", tmp_path / "cplfw.bin")
+    assert [bench.images[i] for i in bench.pairs.ravel()] == [e.tobytes() for e in encoded]
+    assert bench.issame.tolist() == [True, False]
+    again = cv2.imdecode(np.frombuffer(bench.image_bytes(int(bench.pairs[1, 1])), np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(again, cv2.imdecode(encoded[3], cv2.IMREAD_COLOR))
+
+
+@pytest.mark.parametrize("entry, said", [
+    (np.zeros((4, 3), np.uint8), r"image entry 1 is an array of uint8 with shape \(4, 3\)"),
+    (np.zeros(5, np.float32), r"image entry 1 is an array of float32"),
+    (np.array([b"x"], dtype=object), r"image entry 1 is an array of object"),
+    (7, r"image entry 1 is a int"),
+])
+def test_bin_entry_that_is_no_encoded_image_is_refused(tmp_path: Path, entry: object, said: str) -> None:
+    (tmp_path / "x.bin").write_bytes(pickle.dumps(([b"a", entry], [True])))
+    with pytest.raises(UserError, match=rf"x\.bin: not a benchmark \.bin \({said}"):
+        load_benchmark("x", tmp_path / "x.bin")
+
+
 class _Exploit:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
