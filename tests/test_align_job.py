@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from _align_faces import landmarks_under, render, similarity
+from _bad_images import oversized_png
 from facestra.cli.main import main
 
 DIRECT = render(similarity(1.0, 0.0, 0.0, 0.0), (112, 112))
@@ -120,6 +121,7 @@ def test_bad_input_becomes_report_statuses_and_strict_fails_with_exit_1(tmp_path
     (images / "garbage.jpg").write_bytes(b"this is not an image")
     good_jpeg = cv2.imencode(".jpg", render(similarity(1.3, 0, 60, 60), (260, 260)))[1].tobytes()
     (images / "cut.jpg").write_bytes(good_jpeg[: len(good_jpeg) // 2])
+    (images / "huge.png").write_bytes(oversized_png())
     template = marks["good.png"]
     rows = {
         "good.png": marks["good.png"].reshape(-1).tolist(),
@@ -132,6 +134,7 @@ def test_bad_input_becomes_report_statuses_and_strict_fails_with_exit_1(tmp_path
         "mirror.png": (template * [-1, 1] + 300).reshape(-1).tolist(),
         "garbage.jpg": template.reshape(-1).tolist(),
         "cut.jpg": landmarks_under(similarity(1.3, 0, 60, 60)).reshape(-1).tolist(),
+        "huge.png": template.reshape(-1).tolist(),
         "gone.png": template.reshape(-1).tolist(),
     }
     lines = [",".join([name, *map(str, values)]) for name, values in rows.items()]
@@ -148,19 +151,20 @@ def test_bad_input_becomes_report_statuses_and_strict_fails_with_exit_1(tmp_path
         "short.png": "bad_landmarks", "nan.png": "bad_landmarks", "inf.png": "bad_landmarks",
         "equal.png": "bad_landmarks", "line.png": "bad_landmarks", "tiny.png": "bad_landmarks",
         "mirror.png": "bad_landmarks", "word.png": "bad_landmarks",
-        "garbage.jpg": "unreadable", "cut.jpg": "unreadable",
+        "garbage.jpg": "unreadable", "cut.jpg": "unreadable", "huge.png": "unreadable",
         "norow.png": "no_landmarks", "gone.png": "missing_image",
     }
     details = {name: rows_[0]["detail"] for name, rows_ in read_report(out).items()}
+    assert "more pixels than OpenCV decodes" in details["huge.png"]
     assert "truncated" in details["cut.jpg"] and "NaN" in details["nan.png"] and "collinear" in details["line.png"]
     # checked where the crop is fitted, yet still naming the landmarks file's line
     assert details["short.png"].startswith("line 2: ") and details["line.png"].startswith("line 6: ")
-    assert "12 warnings" in result.stdout and "bad_landmarks 8" in result.stdout
+    assert "13 warnings" in result.stdout and "bad_landmarks 8" in result.stdout
     assert [p.name for p in out.rglob("*.jpg")] == ["good.jpg"]  # no garbage crops
 
     strict = run(images, "--out", tmp_path / "strict", "--landmarks", marks_file, "--workers", "1", "--strict")
     assert strict.exit_code == 1
-    assert strict.stderr.count("\n") == 1 and strict.stderr.startswith("error: strict: 12 problems")
+    assert strict.stderr.count("\n") == 1 and strict.stderr.startswith("error: strict: 13 problems")
     assert (tmp_path / "strict" / "align_report.csv").is_file()  # the report is written before failing
 
 

@@ -11,8 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from _bad_images import oversized_png
 from facestra.data.datasets import open_dataset
-from facestra.data.images import ImageSizeError, image_to_tensor, load_pixels
+from facestra.data.images import ImageSizeError, decode_image, image_to_tensor, load_pixels
+from facestra.errors import UserError
 from facestra.embed.inference import InferenceOptions, embed_images
 from facestra.protocols import load_benchmark, write_bin
 from facestra.train.validation import Validator
@@ -127,3 +129,20 @@ def test_a_cut_short_jpeg_is_unreadable_in_training_too(tmp_path: Path) -> None:
         (tmp_path / name / "0.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) // 2] if name == "a" else jpeg.tobytes())
     dataset = open_dataset(tmp_path, INPUT)
     assert [dataset[(i, False)][3] for i in range(2)] == [False, True]
+
+
+def test_a_header_above_opencvs_pixel_limit_is_unreadable_everywhere(tmp_path: Path) -> None:
+    """cv2.imdecode raises (not returns None) for a 60000x60000 header; every path treats it as unreadable."""
+    data = oversized_png()
+    assert len(data) < 40_000
+    with pytest.raises(UserError, match=r"^huge\.png: not a readable image \(its header declares more pixels than OpenCV decodes\)$"):
+        decode_image(data, "huge.png")
+    good = cv2.imencode(".png", _photo(0, INPUT))[1].tobytes()
+    for name, payload in (("a", data), ("b", good)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "0.png").write_bytes(payload)
+    dataset = open_dataset(tmp_path, INPUT)
+    assert [dataset[(i, False)][3] for i in range(2)] == [False, True]  # training skips it
+    huge = tmp_path / "a" / "0.png"
+    with pytest.raises(UserError, match=r"a/0\.png: not a readable image"):
+        embed_images(InputRecorder(), [huge, tmp_path / "b" / "0.png"], InferenceOptions(batch_size=2, workers=0))

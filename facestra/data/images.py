@@ -45,10 +45,20 @@ def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
     if problem is not None:
         raise UserError(f"{source}: {problem}")
     buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    except cv2.error as error:  # a header OpenCV refuses (above CV_IO_MAX_IMAGE_PIXELS, or a bad size)
+        raise UserError(f"{source}: not a readable image ({_opencv_reason(error)})") from None
     if image is None:
         raise UserError(f"{source}: not a readable image (empty, truncated or unknown format)")
     return image
+
+
+def _opencv_reason(error: Exception) -> str:
+    text = str(error)
+    if "CV_IO_MAX_IMAGE_PIXELS" in text:
+        return "its header declares more pixels than OpenCV decodes"
+    return text.strip().splitlines()[-1] if text.strip() else "OpenCV refused it"
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
