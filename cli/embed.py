@@ -26,8 +26,8 @@ def embed(input_path: Path, checkpoint: Path, out: Path, no_normalize: bool, ski
     from facestra.embed.inference import InferenceOptions, load_for_inference
 
     options = InferenceOptions(**inference)
-    check_outputs(out, overwrite=overwrite)
     sources = input_images(input_path)
+    check_outputs(out, overwrite=overwrite, inputs=[input_path, *sources])
     model = load_for_inference(checkpoint, options.device)
     with progress_bar(len(sources), "embed") as bar:
         report = embed_to_file(

@@ -240,3 +240,19 @@ def test_resume_keeps_the_images_skipped_before_the_interruption(model, tmp_path
     assert report.resumed_from == 3 and [f.index for f in report.skipped] == [1] and report.rows == 7
     assert (tmp_path / "emb.paths.txt").read_text().splitlines() == [str(p) for p in good]
     assert np.allclose(np.load(out), embed_images(model, good, THREE), atol=1e-5)
+
+
+def test_an_output_that_is_an_input_is_refused_even_with_overwrite(checkpoint: Path, tmp_path: Path) -> None:
+    paths = face_images(tmp_path / "faces", 3)
+    before = paths[1].read_bytes()
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(paths[1]), "--overwrite", "--workers", "0")
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {paths[1]}: is one of the inputs; refusing to write the embeddings over it (choose another --out)"
+    assert paths[1].read_bytes() == before
+    # the paths file of --out would be the list INPUT itself (named through another spelling of its folder)
+    listing = tmp_path / "e.paths.txt"
+    listing.write_text("".join(f"faces/{p.name}\n" for p in paths))
+    result = run_embed(str(listing), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "faces" / ".." / "e.npy"), "--overwrite", "--workers", "0")
+    assert result.exit_code == 2 and f"{listing}: is one of the inputs" in result.output
+    assert listing.read_text() == "".join(f"faces/{p.name}\n" for p in paths)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.paths.txt", "faces"]

@@ -339,6 +339,24 @@ def test_pack_layout_to_bin_read_back_by_plain_pickle(tmp_path: Path) -> None:
     assert not (tmp_path / "other.bin").exists()
 
 
+def test_pack_out_naming_a_file_it_reads_is_refused_even_with_overwrite(tmp_path: Path) -> None:
+    root = make_lfw(tmp_path / "lfw")
+    make_bin(tmp_path / "agedb_30.bin")
+    image = next((root / "aligned").rglob("*.jpg"))
+    victims = [(root, root / "pairs.txt"), (root / "pairs.txt", root / "pairs.txt"), (root, image),
+               (tmp_path / "agedb_30.bin", tmp_path / "agedb_30.bin")]
+    for data, out in victims:
+        before = out.read_bytes()
+        result = CliRunner().invoke(main, ["pack", "--data", str(data), "--out", str(out), "--overwrite"])
+        assert result.exit_code == 2, (data, out, result.output)
+        assert result.output.strip() == f"error: {out}: is a file of the benchmark it packs; refusing to write the .bin over it (choose another --out)"
+        assert out.read_bytes() == before
+    # a .bin written into the benchmark's folder before may be replaced when asked
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["pack", "--data", str(root), "--out", str(root / "lfw.bin"), "--overwrite"])
+        assert result.exit_code == 0, result.output
+
+
 def test_pack_orders_pairs_by_fold_and_reports_lost_folds(tmp_path: Path) -> None:
     root = tmp_path / "mine"
     for i in range(4):

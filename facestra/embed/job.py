@@ -74,9 +74,16 @@ def paths_file_for(out: str | os.PathLike) -> Path:
     return out.with_name(stem + ".paths.txt")
 
 
-def check_outputs(out: str | os.PathLike, *, overwrite: bool) -> None:
-    """Refuse, before any work, to replace an existing matrix or paths file unless asked to."""
-    for target in (Path(out), paths_file_for(out)):
+def check_outputs(out: str | os.PathLike, *, overwrite: bool, inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse, before any work, an output that is one of ``inputs`` (even with ``overwrite``: the user's
+    files are read-only to us), and an existing matrix or paths file unless asked to replace it."""
+    targets = (Path(out), paths_file_for(out))
+    names = {target.name: target.resolve() for target in targets}
+    for source in inputs:
+        source = Path(source)
+        if source.name in names and source.resolve() == names[source.name]:
+            raise UserError(f"{source}: is one of the inputs; refusing to write the embeddings over it (choose another --out)")
+    for target in targets:
         if target.exists() and not overwrite:
             raise UserError(f"{target}: already exists; refusing to overwrite it (pass --overwrite)")
 
@@ -128,7 +135,7 @@ def embed_to_file(
     """
     out = Path(out)
     paths_file = paths_file_for(out)
-    check_outputs(out, overwrite=overwrite)
+    check_outputs(out, overwrite=overwrite, inputs=sources)
     if not sources:
         raise UserError("no images to embed")
     out.parent.mkdir(parents=True, exist_ok=True)

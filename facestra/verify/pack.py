@@ -38,8 +38,10 @@ def pack_benchmark(
 ) -> PackReport:
     """Write ``benchmark`` to ``out`` as a ``.bin`` (atomically; an existing file is kept unless ``overwrite``).
 
-    Every image must decode; an unreadable one is a UserError naming it, and nothing is written.
+    Every image must decode; an unreadable one is a UserError naming it, and nothing is written. ``out``
+    may not be a file the benchmark is read from, even with ``overwrite``.
     """
+    _refuse_input_as_output(benchmark, Path(out))
     if Path(out).exists() and not overwrite:
         raise UserError(f"{out}: already exists; refusing to overwrite it")
     order = np.arange(benchmark.num_pairs)
@@ -61,3 +63,14 @@ def pack_benchmark(
             progress(1)
     write_bin(out, images, benchmark.issame[order], overwrite=overwrite)
     return PackReport(Path(out), benchmark.num_pairs, int(np.count_nonzero(benchmark.issame)), bool(preserved))
+
+
+def _refuse_input_as_output(benchmark: Benchmark, out: Path) -> None:
+    """The benchmark's own file, one of its images, or a pair list under its folder (a .txt or .csv: never
+    what a .bin should be written to) are read-only to us."""
+    target = out.resolve()
+    source = Path(benchmark.source).resolve()
+    inside = source.is_dir() and target.is_relative_to(source) and target.suffix.lower() in (".txt", ".csv")
+    images = (Path(image).resolve() for image in benchmark.images if not isinstance(image, bytes) and Path(image).name == out.name)
+    if target == source or inside or target in images:
+        raise UserError(f"{out}: is a file of the benchmark it packs; refusing to write the .bin over it (choose another --out)")
