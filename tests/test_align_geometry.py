@@ -14,6 +14,7 @@ from facestra.align.geometry import (
     estimate_similarity,
     fit_residual,
     landmark_problem,
+    outside_image_problem,
     parse_size,
     reference_landmarks,
     warp_face,
@@ -110,6 +111,18 @@ def test_degenerate_landmarks_are_named_and_refused(points, words):
 def test_good_landmarks_pass_including_a_profile_like_face():
     assert landmark_problem(ARCFACE_TEMPLATE_112) is None
     assert landmark_problem(np.array([[50, 50], [52, 50], [45, 70], [50, 90], [52, 90.0]])) is None
+
+
+def test_a_face_outside_the_image_is_named_and_a_face_at_the_border_is_not():
+    face = ARCFACE_TEMPLATE_112 + [100, 100]  # eye distance 35.2: points may lie 17.6 px beyond an edge
+    assert outside_image_problem(face, 300, 300) is None
+    at_border = face - [face[:, 0].min() + 17, 0]  # the left eye 17 px beyond the left edge
+    assert outside_image_problem(at_border, 300, 300) is None
+    beyond = face - [face[:, 0].min() + 19, 0]
+    assert outside_image_problem(beyond, 300, 300) == f"point 1 ({beyond[0, 0]:.1f}, {beyond[0, 1]:.1f}) is outside the 300x300 image"
+    below = face + [0, 200 - face[3, 1] + 30]  # the mouth corners 30 px under the bottom of a 300x200 image
+    assert outside_image_problem(below, 300, 200).startswith("point 4 ")
+    assert outside_image_problem(face, 150, 300).startswith("point 2 ")  # the right eye at x=173.5, limit 166.6
 
 
 def test_reference_landmarks_sizes():

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -117,7 +118,7 @@ def test_every_landmark_format_gives_the_same_crops(faces, tmp_path):
 def test_bad_input_becomes_report_statuses_and_strict_fails_with_exit_1(tmp_path):
     images = tmp_path / "in"
     marks = make_faces(images, [f"{n}.png" for n in
-                                ("good", "short", "nan", "inf", "equal", "line", "tiny", "mirror", "word", "norow")])
+                                ("good", "short", "nan", "inf", "equal", "line", "tiny", "mirror", "word", "norow", "off")])
     (images / "garbage.jpg").write_bytes(b"this is not an image")
     good_jpeg = cv2.imencode(".jpg", render(similarity(1.3, 0, 60, 60), (260, 260)))[1].tobytes()
     (images / "cut.jpg").write_bytes(good_jpeg[: len(good_jpeg) // 2])
@@ -132,6 +133,7 @@ def test_bad_input_becomes_report_statuses_and_strict_fails_with_exit_1(tmp_path
         "line.png": np.c_[np.linspace(0, 100, 5), np.linspace(10, 60, 5)].reshape(-1).tolist(),
         "tiny.png": (template * 0.005 + 50).reshape(-1).tolist(),
         "mirror.png": (template * [-1, 1] + 300).reshape(-1).tolist(),
+        "off.png": (template + [1000, 0]).reshape(-1).tolist(),  # a face to the right of the image
         "garbage.jpg": template.reshape(-1).tolist(),
         "cut.jpg": landmarks_under(similarity(1.3, 0, 60, 60)).reshape(-1).tolist(),
         "huge.png": template.reshape(-1).tolist(),
@@ -150,21 +152,22 @@ def test_bad_input_becomes_report_statuses_and_strict_fails_with_exit_1(tmp_path
         "good.png": "ok",
         "short.png": "bad_landmarks", "nan.png": "bad_landmarks", "inf.png": "bad_landmarks",
         "equal.png": "bad_landmarks", "line.png": "bad_landmarks", "tiny.png": "bad_landmarks",
-        "mirror.png": "bad_landmarks", "word.png": "bad_landmarks",
+        "mirror.png": "bad_landmarks", "word.png": "bad_landmarks", "off.png": "bad_landmarks",
         "garbage.jpg": "unreadable", "cut.jpg": "unreadable", "huge.png": "unreadable",
         "norow.png": "no_landmarks", "gone.png": "missing_image",
     }
     details = {name: rows_[0]["detail"] for name, rows_ in read_report(out).items()}
     assert "more pixels than OpenCV decodes" in details["huge.png"]
+    assert re.fullmatch(r"line 9: point 1 \([\d.]+, [\d.]+\) is outside the 360x360 image", details["off.png"])
     assert "truncated" in details["cut.jpg"] and "NaN" in details["nan.png"] and "collinear" in details["line.png"]
     # checked where the crop is fitted, yet still naming the landmarks file's line
     assert details["short.png"].startswith("line 2: ") and details["line.png"].startswith("line 6: ")
-    assert "13 warnings" in result.stdout and "bad_landmarks 8" in result.stdout
+    assert "14 warnings" in result.stdout and "bad_landmarks 9" in result.stdout
     assert [p.name for p in out.rglob("*.jpg")] == ["good.jpg"]  # no garbage crops
 
     strict = run(images, "--out", tmp_path / "strict", "--landmarks", marks_file, "--workers", "1", "--strict")
     assert strict.exit_code == 1
-    assert strict.stderr.count("\n") == 1 and strict.stderr.startswith("error: strict: 13 problems")
+    assert strict.stderr.count("\n") == 1 and strict.stderr.startswith("error: strict: 14 problems")
     assert (tmp_path / "strict" / "align_report.csv").is_file()  # the report is written before failing
 
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from facestra.align.detect import YuNetDetector, rank_faces
-from facestra.align.geometry import LandmarkError, fit_face, warp_to_crop
+from facestra.align.geometry import LandmarkError, fit_face, outside_image_problem, warp_to_crop
 from facestra.align.plan import output_name
 from facestra.align.records import (
     BAD_LANDMARKS, EXISTS, NO_FACE, OK, UNREADABLE, AlignSettings, AlignTask, FaceRecord,
@@ -103,6 +103,9 @@ def finish_image(items: list[FaceRecord | PendingCrop], plan: CropPlan) -> list[
         landmarks = tuple(np.asarray(item.landmarks, dtype=np.float64).reshape(-1).tolist())
         try:
             matrix, residual = fit_face(item.landmarks, settings.size)
+            outside = outside_image_problem(item.landmarks, item.image.shape[1], item.image.shape[0])
+            if outside is not None:
+                raise LandmarkError(outside)
         except LandmarkError as error:
             detail = f"line {item.line}: {error}" if item.line else str(error)
             records.append(FaceRecord(item.path, BAD_LANDMARKS, face=item.face, score=item.score,

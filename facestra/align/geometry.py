@@ -143,6 +143,23 @@ def landmark_problem(points: np.ndarray) -> str | None:
     return None
 
 
+#: How far (in eye distances) a point may lie outside the image and still be aligned: detectors extrapolate
+#: the landmarks of a face cut by the border a little beyond it, and that crop is still mostly face.
+OUTSIDE_TOLERANCE_EYES = 0.5
+
+
+def outside_image_problem(points: np.ndarray, width: int, height: int) -> str | None:
+    """Why five landmarks put the face outside a ``width`` x ``height`` image, or None: a point further out
+    than :data:`OUTSIDE_TOLERANCE_EYES` eye distances would leave a crop that is mostly black border."""
+    flat = np.asarray(points, dtype=np.float64).reshape(-1).tolist()
+    eye_distance = math.hypot(flat[2] - flat[0], flat[3] - flat[1])
+    margin = OUTSIDE_TOLERANCE_EYES * eye_distance
+    for number, (x, y) in enumerate(zip(flat[0::2], flat[1::2]), start=1):
+        if not (-margin <= x <= width - 1 + margin and -margin <= y <= height - 1 + margin):
+            return f"point {number} ({x:.1f}, {y:.1f}) is outside the {width}x{height} image"
+    return None
+
+
 def estimate_similarity(src_points: np.ndarray, dst_points: np.ndarray) -> np.ndarray:
     """Least-squares similarity (no reflection) mapping ``src_points`` onto ``dst_points``: a 2x3 matrix.
 
