@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import cv2
@@ -256,3 +257,21 @@ def test_an_output_that_is_an_input_is_refused_even_with_overwrite(checkpoint: P
     assert result.exit_code == 2 and f"{listing}: is one of the inputs" in result.output
     assert listing.read_text() == "".join(f"faces/{p.name}\n" for p in paths)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.paths.txt", "faces"]
+
+
+def test_a_model_with_non_finite_outputs_is_refused_by_embed_and_verify(model, tmp_path: Path) -> None:
+    diverged = copy.deepcopy(model)
+    with torch.no_grad():
+        diverged.head.bn_embedding.running_var[3] = float("nan")  # one embedding component NaN, as after a diverged run
+    broken = tmp_path / "diverged.pt"
+    models.save(diverged, broken)
+    paths = face_images(tmp_path / "faces", 3)
+    out = tmp_path / "e.npy"
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(broken), "--out", str(out), "--workers", "0", "--skip-bad")
+    assert result.exit_code == 1
+    assert f"error: {paths[0]}: the model's embedding is not finite (NaN or infinity)" in result.output
+    assert not out.exists() and not (tmp_path / "e.paths.txt").exists()
+    (tmp_path / "pairs.csv").write_text("".join(f"faces/{a.name},faces/{b.name},{s}\n" for a, b, s in
+                                                [(paths[0], paths[1], 1), (paths[1], paths[2], 0)] * 10))
+    result = CliRunner().invoke(main, ["verify", "--checkpoint", str(broken), "--data", str(tmp_path), "--workers", "0"])
+    assert result.exit_code == 1 and "the model's embedding is not finite" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -143,6 +144,24 @@ def test_run_folder_is_never_clobbered(shapes, tmp_path):
     assert missing.exit_code == 2 and "no last.pt to resume from" in missing.output
     changed = CliRunner().invoke(main, ["train", "--resume", str(run), "--arch", "resnet34"])
     assert changed.exit_code == 2 and "--arch cannot change when resuming" in changed.output
+
+
+def test_a_diverged_run_stops_without_a_model_and_can_be_started_again(shapes, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--data", str(shapes["data"]), "--out", str(run), "--batch-size", "32", "--epochs", "2", *SMALL_CLI]
+    diverged = CliRunner().invoke(main, [*args, "--lr", "1e12", "--log-every", "1"])
+    assert diverged.exit_code == 2
+    assert re.fullmatch(r"error: step \d+: the training loss is (nan|inf); the run diverged and no model was written from "
+                        r"its weights; start again with a lower --lr \(now 1e\+12\) or --warmup-epochs", diverged.output.strip())
+    assert not (run / "model.pt").exists() and not (run / "last.pt").exists()
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run)])
+    assert resumed.exit_code == 2 and resumed.output.strip().endswith(
+        "no last.pt to resume from; its run stopped before saving anything: start it again without --resume")
+    again = CliRunner().invoke(main, [*args, "--lr", "0.01", "--epochs", "1"])  # no --overwrite: nothing was saved
+    assert again.exit_code == 0, again.output
+    assert json.loads((run / "config.json").read_text())["lr"] == 0.01
+    records = _metrics(run)  # the diverged run's log is gone
+    assert records and all(record["lr"] <= 0.01 and np.isfinite(record["loss"]) for record in records)
 
 
 def test_unreadable_images_are_skipped_and_listed_or_fatal_with_strict(shapes, tmp_path):

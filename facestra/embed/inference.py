@@ -185,7 +185,20 @@ def iter_embeddings(
             else:
                 images = normalize_pixels(batch.to(target, non_blocking=True))
                 embeddings = embed_batch(model, images, flip=options.flip, normalize=normalize).cpu().numpy()
+                _check_finite(embeddings, indices.numpy(), names)
             yield EmbeddedBatch(indices.numpy(), embeddings, failures)
+
+
+def _check_finite(embeddings: np.ndarray, indices: np.ndarray, names: Sequence[str]) -> None:
+    """A NaN or infinite embedding means broken weights (a run that diverged), never a property of one
+    image: refuse it rather than let verify score it as a distance of 0 or 4."""
+    finite = np.isfinite(embeddings).all(axis=1)
+    if not finite.all():
+        first = names[int(indices[int(np.argmin(finite))])]
+        raise UserError(
+            f"{first}: the model's embedding is not finite (NaN or infinity); its weights are broken "
+            "(a diverged training run?)", exit_code=1,
+        )
 
 
 def raise_for(failure: ImageFailure) -> None:

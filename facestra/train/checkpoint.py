@@ -54,9 +54,19 @@ class Position:
     global_step: int = 0
 
 
+#: What makes a folder worth keeping: trained weights. A start that failed before its first save leaves only
+#: its settings and log, and may be started again without --overwrite.
+SAVED_FILES = (LAST, BEST, MODEL)
+
+
 def holds_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` already holds (part of) a training run."""
-    return run_dir.is_dir() and any((run_dir / name).exists() for name in RUN_FILES)
+    """Whether ``run_dir`` holds a run that saved weights."""
+    return run_dir.is_dir() and any((run_dir / name).exists() for name in SAVED_FILES)
+
+
+def failed_start(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds only what a run writes before its first save (it stopped before one)."""
+    return not holds_run(run_dir) and any((run_dir / name).exists() for name in RUN_FILES)
 
 
 def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
@@ -65,7 +75,8 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         raise UserError(f"{run_dir}: exists and is not a folder")
     if resume:
         if not (run_dir / LAST).is_file():
-            raise UserError(f"{run_dir}: no {LAST} to resume from")
+            advice = "; its run stopped before saving anything: start it again without --resume" if failed_start(run_dir) else ""
+            raise UserError(f"{run_dir}: no {LAST} to resume from{advice}")
     elif holds_run(run_dir) and not overwrite:
         raise UserError(f"{run_dir}: already holds a training run; use --resume {run_dir} to continue it or --overwrite to replace it")
 
@@ -124,7 +135,7 @@ def load_training_state(path: Path) -> dict[str, Any]:
 
 def prepare_run_dir(run_dir: Path, config: TrainConfig, dataset: FaceDataset) -> None:
     """Clear an earlier run with ``overwrite``, then write ``config.json`` (ready to resume) and ``identities.json``."""
-    if config.overwrite and not config.resume:
+    if not config.resume and (config.overwrite or failed_start(run_dir)):
         clear_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_json = config.to_json()

@@ -17,6 +17,7 @@ leaves each thing to its own module.
 from __future__ import annotations
 
 import gc
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,6 +260,12 @@ class _Loop:
             raise UserError(f"{where}: unreadable image (--strict)")
         self.skipped.update(reduced.unreadable_here)
         values = reduced.values(learning_rate=self.optimisation.learning_rate, diversity_weight=c.diversity_weight)
+        if not math.isfinite(values["loss"]):  # the same global figure on every process: all stop together
+            again = "start again with --overwrite" if (self.run_dir / LAST).exists() else "start again"
+            raise UserError(
+                f"step {self.position.global_step + 1}: the training loss is {values['loss']}; the run diverged and "
+                f"no model was written from its weights; {again} with a lower --lr (now {c.lr:g}) or --warmup-epochs"
+            )
         self.optimisation.step()
         self.position = Position(self.position.epoch, self.position.step_in_epoch + 1, self.position.global_step + 1)
         if c.check_replicas:
