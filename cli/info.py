@@ -17,7 +17,7 @@ def _arch_names() -> list[str]:
 
 @click.command()
 @click.option("--arch", "archs", multiple=True, help="Architecture (repeatable). Default: resnet50 and resnet50_stra.")
-@click.option("--width", type=float, default=1.0, show_default=True, help="Channel width multiplier.")
+@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Channel width multiplier.")
 @click.option("--input", "input_size", type=SIZE, default="112x112", show_default=True, help="Input size HxW.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
 @stra_options

@@ -110,6 +110,8 @@ def _param_type(annotation: Any, meta: dict[str, Any]) -> click.ParamType:
         if len(arguments) == 2 and arguments[1] is Ellipsis:
             return CommaList(arguments[0], "EPOCHS" if arguments[0] is int else "FILES")
     bounds = {"min": meta.get("minimum"), "max": meta.get("maximum")}
+    if meta.get("positive"):
+        bounds.update(min=0, min_open=True)
     bounded = any(v is not None for v in bounds.values())
     if annotation is int:
         return click.IntRange(**bounds) if bounded else click.INT

@@ -19,6 +19,7 @@ def documented(
     choices: tuple[str, ...] | None = None,
     minimum: float | None = None,
     maximum: float | None = None,
+    positive: bool = False,
     flag: str | None = None,
     metavar: str | None = None,
     path: str | None = None,
@@ -27,12 +28,13 @@ def documented(
     """A dataclass field with the metadata the command-line generator reads.
 
     ``flag`` renames the option (``--no-flip`` style names come from bool defaults on their own);
-    ``minimum``/``maximum`` become an int/float range the parser enforces; ``choices`` a fixed set of values;
+    ``minimum``/``maximum`` become an int/float range the parser enforces (``positive``: above 0, for scales
+    and rates where 0 means nothing); ``choices`` a fixed set of values;
     ``path`` ("file" or "folder") says what a :class:`~pathlib.Path` field may name; ``required`` makes
     the option mandatory on the command line (a field without a default need not be: ``--resume`` fills
     ``data`` and ``out`` of a training run).
     """
-    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "flag": flag, "metavar": metavar, "path": path, "required": required}
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "positive": positive, "flag": flag, "metavar": metavar, "path": path, "required": required}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

@@ -56,3 +56,31 @@ def test_a_size_default_shows_as_hxw_and_a_list_default_as_commas() -> None:
     assert params["input_size"].default == "112x112"
     assert params["lr_steps"].default == ",".join(str(e) for e in TrainConfig.lr_steps) == "8,12"
     assert not params["val"].show_default, "an empty list has no default worth showing"
+
+
+@pytest.mark.parametrize("option, value, rule", [
+    ("--width", "0", "x>0"), ("--embedding-size", "0", "x>=1"), ("--scale", "-1", "x>0"), ("--margin", "-0.1", "x>=0.0"),
+    ("--lr", "0", "x>0"), ("--lr-factor", "0", "x>0"), ("--momentum", "1.5", "0.0<=x<=1.0"),
+    ("--dropout", "2", "0.0<=x<=1.0"), ("--max-minutes", "0", "x>0"),
+])
+def test_meaningless_training_numbers_are_option_errors(option: str, value: str, rule: str, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from facestra.cli.main import main
+
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), option, value])
+    assert result.exit_code == 2 and f"Invalid value for '{option}': " in result.output and rule in result.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("width", 0.0, "--width must be positive"), ("lr", -1.0, "--lr must be positive"),
+    ("momentum", 1.5, "--momentum must be at most 1.0"), ("embedding_size", 0, "--embedding-size must be at least 1"),
+    ("margin", -0.1, "--margin must not be negative"),
+])
+def test_the_library_enforces_the_same_limits(field: str, value: float, said: str) -> None:
+    from facestra.errors import UserError
+    from facestra.train.config import check_config
+
+    with pytest.raises(UserError, match=f"^{said}$"):
+        check_config(TrainConfig(data="d", out="o", **{field: value}))

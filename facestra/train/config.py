@@ -42,21 +42,21 @@ class TrainConfig:
     data: str = documented(help="Training images: identity folder tree, 'path,label' list file, or train.rec (+ train.idx).")
     out: str = documented(help="Run folder for checkpoints, metrics and the trained model.")
     arch: str = documented("resnet50_stra", "Architecture (facestra info lists costs).")
-    width: float = documented(1.0, "Channel width multiplier.")
-    embedding_size: int = documented(512, "Length of the face embedding.")
+    width: float = documented(1.0, "Channel width multiplier.", positive=True)
+    embedding_size: int = documented(512, "Length of the face embedding.", minimum=1)
     input_size: tuple[int, int] = documented((112, 112), "Network input HxW.")
-    dropout: float = documented(0.0, "Dropout rate before the embedding layer.")
+    dropout: float = documented(0.0, "Dropout rate before the embedding layer.", minimum=0.0, maximum=1.0)
     # the StRA switches given (StRAOptions names); the command line has one option per switch
     stra_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     loss: str = documented("softmax", "Classification head: plain softmax or a margin loss.", choices=LOSSES)
-    scale: float | None = documented(None, "Feature scale s (CosFace/ArcFace default 20).")
-    margin: float | None = documented(None, "Margin m (CosFace 0.2, ArcFace 0.15 by default).")
+    scale: float | None = documented(None, "Feature scale s (CosFace/ArcFace default 20).", positive=True)
+    margin: float | None = documented(None, "Margin m (CosFace 0.2, ArcFace 0.15 by default).", minimum=0.0)
     diversity_weight: float = documented(0.1, "Weight of the StRA diversity loss.", minimum=0.0)
     epochs: int = documented(20, "Passes over the training images.", minimum=1)
-    lr: float = documented(0.1, "Base learning rate of SGD.")
+    lr: float = documented(0.1, "Base learning rate of SGD.", positive=True)
     lr_steps: tuple[int, ...] = documented((8, 12), "Epochs at which lr is multiplied by --lr-factor.")
-    lr_factor: float = documented(0.1, "Learning-rate multiplier at each of --lr-steps.")
-    momentum: float = documented(0.9, "SGD momentum.")
+    lr_factor: float = documented(0.1, "Learning-rate multiplier at each of --lr-steps.", positive=True)
+    momentum: float = documented(0.9, "SGD momentum.", minimum=0.0, maximum=1.0)
     weight_decay: float = documented(5e-4, "SGD weight decay.", minimum=0.0)
     warmup_epochs: float = documented(0.0, "Linear lr warm-up.", minimum=0.0)
     batch_size: int = documented(512, "Global batch (over all processes).", minimum=1)
@@ -77,7 +77,7 @@ class TrainConfig:
     save_every: int = documented(0, "Also save last.pt every N steps.", minimum=0)
     log_every: int = documented(10, "Log metrics every N steps.", minimum=1)
     max_steps: int | None = documented(None, "Stop after this many optimizer steps in all.", minimum=1)
-    max_minutes: float | None = documented(None, "Time budget: stop cleanly and save after this many minutes.")
+    max_minutes: float | None = documented(None, "Time budget: stop cleanly and save after this many minutes.", positive=True)
     overwrite: bool = documented(False, "Replace a run already in --out.")
     resume: bool = documented(False, "Continue the run already in --out (see resume_config).")
     check_replicas: bool = documented(False, "Debugging: record a digest of every process's weights after each step.")
@@ -107,14 +107,17 @@ def check_config(config: TrainConfig) -> None:
     if config.amp not in AMP_MODES:
         raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}")
     for spec in dataclasses.fields(config):
-        minimum, value = spec.metadata.get("minimum"), getattr(config, spec.name)
-        if minimum is not None and value is not None and value < minimum:
+        value = getattr(config, spec.name)
+        if value is None or isinstance(value, (bool, str, tuple, dict)):
+            continue
+        minimum, maximum = spec.metadata.get("minimum"), spec.metadata.get("maximum")
+        if spec.metadata.get("positive") and not value > 0:
+            raise UserError(f"{_option(spec.name)} must be positive")
+        if minimum is not None and not value >= minimum:
             rule = f"be at least {minimum}" if minimum else "not be negative"
             raise UserError(f"{_option(spec.name)} must {rule}")
-    if config.lr <= 0:
-        raise UserError("--lr must be positive")
-    if config.max_minutes is not None and config.max_minutes <= 0:
-        raise UserError("--max-minutes must be positive")
+        if maximum is not None and not value <= maximum:
+            raise UserError(f"{_option(spec.name)} must be at most {maximum}")
     if list(config.lr_steps) != sorted(config.lr_steps):
         raise UserError("--lr-steps must be increasing epochs")
 
