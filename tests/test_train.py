@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -162,6 +163,19 @@ def test_a_diverged_run_stops_without_a_model_and_can_be_started_again(shapes, t
     assert json.loads((run / "config.json").read_text())["lr"] == 0.01
     records = _metrics(run)  # the diverged run's log is gone
     assert records and all(record["lr"] <= 0.01 and np.isfinite(record["loss"]) for record in records)
+
+
+def test_a_validation_failure_does_not_cost_the_epoch(shapes, tmp_path):
+    images, same = pickle.loads(shapes["val"].read_bytes())
+    broken = tmp_path / "broken.bin"
+    write_bin(broken, [b"not an image", *images[1:]], same)  # loads as a .bin; fails when its images are decoded
+    run = tmp_path / "run"
+    args = ["train", "--data", str(shapes["data"]), "--out", str(run), "--batch-size", "64", "--epochs", "1", *SMALL_CLI]
+    failed = CliRunner().invoke(main, [*args, "--val", str(broken)])
+    assert failed.exit_code != 0 and "not a readable image" in failed.output
+    assert (run / "last.pt").is_file() and (run / "model.pt").is_file()  # saved before validating
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["position"]["epoch"] == 1 and state["position"]["global_step"] == 2
 
 
 def test_unreadable_images_are_skipped_and_listed_or_fatal_with_strict(shapes, tmp_path):

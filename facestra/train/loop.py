@@ -164,7 +164,7 @@ class _Loop:
         try:
             while self.position.epoch < self.config.epochs and stopped == STOP_COMPLETED:
                 stopped = self._run_epoch()
-            if stopped != STOP_COMPLETED:  # a finished epoch has just been saved; a stop mid-epoch not yet
+            if stopped != STOP_COMPLETED and self.position.step_in_epoch:  # a finished epoch is saved already
                 self._save(model_too=True)
         finally:
             self.log.close()
@@ -231,16 +231,21 @@ class _Loop:
                 self.log.record("step", self.position, values)
             self.last_values = values
             at_epoch_end = self.position.step_in_epoch == self.steps_per_epoch
-            if (self.config.val_every and step % self.config.val_every == 0) or (at_epoch_end and not self.config.val_every):
-                self._validate()
-                tick, images_since = time.monotonic(), 0  # validating is not training time
+            validate_now = (self.config.val_every and step % self.config.val_every == 0) or (at_epoch_end and not self.config.val_every)
+            finished = self.position
             if at_epoch_end:
+                # Saved before validating: a benchmark that fails to load or run cannot cost the epoch.
                 self.position = Position(self.position.epoch + 1, 0, step)
+                self._save(model_too=True)
+            if validate_now:
+                self._validate(finished)
+                tick, images_since = time.monotonic(), 0  # validating is not training time
+                if at_epoch_end and self.validation.enabled:
+                    self._save(model_too=False)  # last.pt also holds the best accuracy the validation found
+            if at_epoch_end:
+                return stop or STOP_COMPLETED
             if stop:
                 return stop
-            if at_epoch_end:
-                self._save(model_too=True)
-                return STOP_COMPLETED
             if self.config.save_every and step % self.config.save_every == 0:
                 self._save(model_too=False)
                 tick, images_since = time.monotonic(), 0
@@ -274,12 +279,12 @@ class _Loop:
             values["replicas_identical"] = len(set(digests)) == 1
         return values, reduced.stop
 
-    def _validate(self) -> None:
+    def _validate(self, position: Position) -> None:
         if not self.validation.enabled:
             return
         values = self.validation.validate(self.network.backbone)
         if values is not None:
-            self.log.record("val", self.position, values)
+            self.log.record("val", position, values)
         distributed.barrier(self.process)  # the other processes wait while rank 0 validates
 
     def _save(self, *, model_too: bool) -> None:
