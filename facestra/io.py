@@ -10,7 +10,7 @@ import contextlib
 import os
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -118,6 +118,22 @@ def read_file(path: str | os.PathLike) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(descriptor)
+
+
+def input_at(target: str | os.PathLike, inputs: Iterable[str | os.PathLike | bytes]) -> Path | None:
+    """The first of ``inputs`` that names the same file as ``target``, or None: an output there would
+    destroy what the command reads. Only inputs with the file name of ``target`` (or of the file it links
+    to) are resolved, so a million image paths cost a million string comparisons; in-memory images (bytes)
+    are no file."""
+    resolved = Path(target).resolve()
+    names = {Path(target).name, resolved.name}
+    for candidate in inputs:
+        if isinstance(candidate, bytes):
+            continue
+        candidate = Path(candidate)
+        if candidate.name in names and candidate.resolve() == resolved:
+            return candidate
+    return None
 
 
 def list_images(root: str | os.PathLike) -> list[Path]:

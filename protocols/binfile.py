@@ -6,8 +6,8 @@ run arbitrary code, so :class:`RestrictedUnpickler` admits only the few globals 
 (numpy bool arrays and scalars, which some writers used for ``issame``) and refuses everything else.
 
 Older packs hold each image as ``bytes`` (Python 2 ``str``); packs written by insightface's current
-``build_eval_pack.py`` hold the ``cv2.imencode`` result itself, a uint8 array of shape (n, 1). Both are the
-same encoded file, so both read to the same bytes.
+``build_eval_pack.py`` hold the ``cv2.imencode`` result itself, a uint8 array of shape (n, 1) or (n,). All are the
+same encoded file, so all read to the same bytes.
 """
 
 from __future__ import annotations

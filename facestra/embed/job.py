@@ -23,7 +23,7 @@ from torch import nn
 
 from facestra.embed.inference import ImageFailure, InferenceOptions, Progress, embedding_dim, iter_embeddings, raise_for
 from facestra.errors import UserError
-from facestra.io import IMAGE_EXTENSIONS, list_images, write_text_atomic
+from facestra.io import IMAGE_EXTENSIONS, input_at, list_images, write_text_atomic
 
 JOURNAL_INTERVAL_S = 2.0  # how much work an interruption may cost, at most
 
@@ -78,10 +78,9 @@ def check_outputs(out: str | os.PathLike, *, overwrite: bool, inputs: Sequence[s
     """Refuse, before any work, an output that is one of ``inputs`` (even with ``overwrite``: the user's
     files are read-only to us), and an existing matrix or paths file unless asked to replace it."""
     targets = (Path(out), paths_file_for(out))
-    names = {target.name: target.resolve() for target in targets}
-    for source in inputs:
-        source = Path(source)
-        if source.name in names and source.resolve() == names[source.name]:
+    for target in targets:
+        source = input_at(target, inputs)
+        if source is not None:
             raise UserError(f"{source}: is one of the inputs; refusing to write the embeddings over it (choose another --out)")
     for target in targets:
         if target.exists() and not overwrite:

@@ -162,10 +162,6 @@ PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
 })
 
 
-def preset_names() -> list[str]:
-    return list(PRESETS)
-
-
 def build_config(options: dict[str, Any], preset: str | None = None) -> TrainConfig:
     """A config from explicit ``options`` over ``preset`` over the defaults; StRA switches are gathered
     into ``stra_options`` (only those given, so plain ResNets accept the defaults)."""

@@ -241,7 +241,9 @@ class _Loop:
                 self._validate(finished)
                 tick, images_since = time.monotonic(), 0  # validating is not training time
                 if at_epoch_end and self.validation.enabled:
-                    self._save(model_too=False)  # last.pt also holds the best accuracy the validation found
+                    # again, so that last.pt holds the best accuracy and the random state after validating:
+                    # a run resumed from it continues exactly as the uninterrupted one
+                    self._save(model_too=False)
             if at_epoch_end:
                 return stop or STOP_COMPLETED
             if stop:

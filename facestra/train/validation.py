@@ -73,7 +73,7 @@ class BestValidation:
             return
         if process.is_main:
             self.validator = Validator(paths, batch_size=batch_size, device=process.device)
-        else:  # every process reads the benchmarks so that a missing file stops all of them before training
+        else:  # every process checks the benchmarks exist, so that a missing file stops all of them before training
             Validator.check_only(paths)
 
     def validate(self, backbone: nn.Module) -> dict[str, float | bool] | None:

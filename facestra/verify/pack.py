@@ -16,6 +16,7 @@ import numpy as np
 
 from facestra.errors import UserError
 from facestra.data.images import decode_image
+from facestra.io import input_at
 from facestra.protocols.benchmark import Benchmark
 from facestra.protocols.binfile import write_bin
 from facestra.verify.pairs import kfold_ids
@@ -68,9 +69,7 @@ def pack_benchmark(
 def _refuse_input_as_output(benchmark: Benchmark, out: Path) -> None:
     """The benchmark's own file, one of its images, or a pair list under its folder (a .txt or .csv: never
     what a .bin should be written to) are read-only to us."""
-    target = out.resolve()
-    source = Path(benchmark.source).resolve()
+    source, target = Path(benchmark.source).resolve(), out.resolve()
     inside = source.is_dir() and target.is_relative_to(source) and target.suffix.lower() in (".txt", ".csv")
-    images = (Path(image).resolve() for image in benchmark.images if not isinstance(image, bytes) and Path(image).name == out.name)
-    if target == source or inside or target in images:
+    if inside or input_at(out, [source, *benchmark.images]) is not None:
         raise UserError(f"{out}: is a file of the benchmark it packs; refusing to write the .bin over it (choose another --out)")
