@@ -343,8 +343,9 @@ def test_pack_out_naming_a_file_it_reads_is_refused_even_with_overwrite(tmp_path
     root = make_lfw(tmp_path / "lfw")
     make_bin(tmp_path / "agedb_30.bin")
     image = next((root / "aligned").rglob("*.jpg"))
+    (tmp_path / "link.bin").symlink_to(tmp_path / "agedb_30.bin")  # another name for the file packed
     victims = [(root, root / "pairs.txt"), (root / "pairs.txt", root / "pairs.txt"), (root, image),
-               (tmp_path / "agedb_30.bin", tmp_path / "agedb_30.bin")]
+               (tmp_path / "agedb_30.bin", tmp_path / "agedb_30.bin"), (tmp_path / "agedb_30.bin", tmp_path / "link.bin")]
     for data, out in victims:
         before = out.read_bytes()
         result = CliRunner().invoke(main, ["pack", "--data", str(data), "--out", str(out), "--overwrite"])
