@@ -16,7 +16,7 @@ from facestra.cli.options import inference_options, progress_bar
 @click.option("--skip-bad", is_flag=True, help="Leave unreadable images out (listed on stderr) instead of stopping.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @inference_options
-def embed(input_path: Path, checkpoint: Path, out: Path, no_normalize: bool, skip_bad: bool, overwrite: bool,
+def embed(input_path: Path, checkpoint: Path, arch: str | None, out: Path, no_normalize: bool, skip_bad: bool, overwrite: bool,
           **inference) -> None:
     """Embed every image of INPUT (a folder of aligned faces, or a text file with one image path per line).
 
@@ -28,7 +28,7 @@ def embed(input_path: Path, checkpoint: Path, out: Path, no_normalize: bool, ski
     options = InferenceOptions(**inference)
     sources = input_images(input_path)
     check_outputs(out, overwrite=overwrite, inputs=[input_path, *sources])
-    model = load_for_inference(checkpoint, options.device)
+    model = load_for_inference(checkpoint, options.device, arch=arch)
     with progress_bar(len(sources), "embed") as bar:
         report = embed_to_file(
             model, sources, out, options, normalize=not no_normalize, skip_bad=skip_bad, overwrite=overwrite,

@@ -162,9 +162,19 @@ def inference_options(command: Callable) -> Callable:
     from facestra.embed.options import InferenceOptions
 
     command = dataclass_options(InferenceOptions)(command)
+    return model_options(command)
+
+
+def model_options(command: Callable) -> Callable:
+    """``--checkpoint`` and, for a bare state dict, ``--arch``: the model a command runs."""
+    command = click.option(
+        "--arch", default=None, metavar="NAME",
+        help="Network of a bare state dict such as arcface_torch's backbone.pth (iresnet50, iresnet100, ...); "
+        "read from the tensors when left out. facestra model files and ONNX models name their own.",
+    )(command)
     return click.option(
         "--checkpoint", required=True, type=click.Path(path_type=Path),
-        help="Model file (facestra train / models.save).",
+        help="Model: a facestra model file, an arcface_torch backbone.pth, or an ONNX recognition model (.onnx).",
     )(command)
 
 

@@ -17,7 +17,7 @@ from facestra.cli.options import inference_options, progress_bar
 @click.option("--roc", "roc_path", type=click.Path(dir_okay=False, path_type=Path), help="Plot the ROC of each benchmark to this image (.png/.pdf/.svg).")
 @click.option("--save-embeddings", type=click.Path(file_okay=False, path_type=Path), help="Keep each benchmark's embeddings as <DIR>/<name>.npz.")
 @inference_options
-def verify(checkpoint: Path, names: str | None, data: Path | None, data_root: Path | None, json_path: Path | None,
+def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | None, data_root: Path | None, json_path: Path | None,
            roc_path: Path | None, save_embeddings: Path | None, **inference) -> None:
     """Embed each benchmark's pairs (image + mirror), then 10-fold accuracy with the best threshold in [0, 4)."""
     from facestra.embed.inference import InferenceOptions, load_for_inference
@@ -31,7 +31,7 @@ def verify(checkpoint: Path, names: str | None, data: Path | None, data_root: Pa
     for name in missing:
         click.echo(f"note: {name} not found under {data_root}; skipped", err=True)
     options = InferenceOptions(**inference)
-    model = load_for_inference(checkpoint, options.device)
+    model = load_for_inference(checkpoint, options.device, arch=arch)
     with progress_bar(sum(len(b.images) for b in benchmarks), "verify") as bar:
         outcomes = verify_model(model, benchmarks, options, save_embeddings=save_embeddings, progress=bar.update)
     click.echo(format_table(outcomes, model.arch))

@@ -24,8 +24,10 @@ def test_every_architecture_embeds_and_backpropagates(name: str) -> None:
     assert model.embedding_size == 64 and model.input_size == (32, 32) and model.arch == name
     assert diversity.shape == (3,)
     (embedding.square().mean() + diversity.mean()).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
     assert not missing
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen == (["features.weight"] if name.startswith("iresnet") else [])  # arcface_torch fixes that scale at 1
     if name.endswith("_stra"):
         assert (diversity > 0).all() and (diversity <= 3 * 7).all()  # G - 1 per block at most
     else:

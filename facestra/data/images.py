@@ -8,7 +8,9 @@ only when asked (``--resize``) and otherwise refuse an image of another size, wh
 that was never aligned. Because both paths call :func:`load_pixels`, a validation or verify run sees
 exactly the pixels a training step would see for the same file.
 
-Normalisation is ``(x - 127.5) / 128`` on RGB. Workers hand over uint8 pixels (a quarter of the bytes of
+Normalisation is ``(x - mean) / std`` on RGB, with the model's own :class:`InputConvention`: facestra's
+networks take ``(x - 127.5) / 128``, arcface_torch's weights ``(x/255 - 0.5) / 0.5``; the model file says
+which (:mod:`facestra.models.registry`). Workers hand over uint8 pixels (a quarter of the bytes of
 floats) and :func:`normalize` runs on a whole batch on the model's device; :func:`image_to_tensor` is the
 same arithmetic for one image. This module imports torch only inside the functions that make tensors, so
 that the alignment workers, which only decode, start without it.
@@ -17,6 +19,7 @@ that the alignment workers, which only decode, start without it.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +34,26 @@ if TYPE_CHECKING:
 
 PIXEL_MEAN = 127.5
 PIXEL_SCALE = 128.0
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """How RGB pixels in [0, 255] become a network's input: ``(x - mean) / std``.
+
+    It belongs to the weights, not to the architecture: an iresnet50 trained by facestra takes facestra's
+    convention, the same network holding arcface_torch's weights takes arcface_torch's.
+    """
+
+    mean: float = PIXEL_MEAN
+    std: float = PIXEL_SCALE
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {"colour": "RGB", "mean": float(self.mean), "std": float(self.std)}
+
+
+FACESTRA_INPUT = InputConvention(PIXEL_MEAN, PIXEL_SCALE)
+ARCFACE_INPUT = InputConvention(127.5, 127.5)  # arcface_torch's (x / 255 - 0.5) / 0.5
+RAW_INPUT = InputConvention(0.0, 1.0)  # mxnet-era ONNX models that subtract and scale inside the graph
 
 
 class ImageSizeError(UserError):
@@ -103,12 +126,12 @@ def load_pixels(data: bytes, source: str, size: tuple[int, int], *, fit: bool = 
     return np.ascontiguousarray(rgb)
 
 
-def normalize(pixels: torch.Tensor) -> torch.Tensor:
-    """... x H x W x 3 RGB uint8 -> ... x 3 x H x W float: ``(x - 127.5) / 128``.
+def normalize(pixels: torch.Tensor, convention: InputConvention = FACESTRA_INPUT) -> torch.Tensor:
+    """... x H x W x 3 RGB uint8 -> ... x 3 x H x W float: ``(x - mean) / std`` (facestra's by default).
 
     For a batch the result is channels-last in memory for free, since the pixels already are.
     """
-    return (pixels.movedim(-1, -3).float() - PIXEL_MEAN) / PIXEL_SCALE
+    return (pixels.movedim(-1, -3).float() - convention.mean) / convention.std
 
 
 def image_to_tensor(bgr: np.ndarray) -> torch.Tensor:

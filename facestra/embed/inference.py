@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from facestra.data.images import ImageSizeError, load_pixels
+from facestra.data.images import FACESTRA_INPUT, ImageSizeError, load_pixels
 from facestra.data.images import normalize as normalize_pixels
 from facestra.errors import UserError
 from facestra.embed.options import FLIP_MODES, FlipMode, InferenceOptions
@@ -65,8 +65,9 @@ def resolve_device(device: str | torch.device, model: nn.Module | None = None) -
     if isinstance(device, torch.device):
         return device
     if device == "auto":
-        if model is not None:
-            return next(model.parameters()).device
+        if model is not None:  # an ONNX model has no parameters: its inputs come from the CPU
+            anchor = next(iter(model.parameters()), None)
+            return anchor.device if anchor is not None else torch.device("cpu")
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA GPU is available here (use --device cpu or auto)")
@@ -76,12 +77,19 @@ def resolve_device(device: str | torch.device, model: nn.Module | None = None) -
         raise UserError(f"unknown device {device!r} (use auto, cpu or cuda)") from None
 
 
-def load_for_inference(checkpoint: str | os.PathLike, device: str | torch.device = "auto") -> nn.Module:
-    """A model from a checkpoint, on ``device``, in eval mode and channels-last (faster convolutions)."""
+def load_for_inference(checkpoint: str | os.PathLike, device: str | torch.device = "auto", *, arch: str | None = None) -> nn.Module:
+    """A model from a checkpoint (facestra model file, arcface_torch state dict with ``arch``, or ONNX), on
+    ``device``, in eval mode and channels-last (faster convolutions)."""
     from facestra import models
 
     target = resolve_device(device)
-    model = models.load(checkpoint, map_location=target)
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        from facestra.models.onnx import load_onnx
+
+        if arch is not None:
+            raise UserError(f"--arch {arch}: {checkpoint} is an ONNX model, which holds its own network; leave --arch out")
+        return load_onnx(checkpoint, device=target.type)
+    model = models.load(checkpoint, map_location=target, arch=arch)
     return model.to(memory_format=torch.channels_last).eval()
 
 
@@ -169,6 +177,7 @@ def iter_embeddings(
     model.to(target)
     names = [str(s) if isinstance(s, Path) else f"image {i}" for i, s in enumerate(sources)] if names is None else names
     dataset = _ImageDataset(sources, names, tuple(model.input_size), options.resize)
+    convention = getattr(model, "input_convention", FACESTRA_INPUT)
     loader = DataLoader(
         dataset,
         batch_size=options.batch_size,
@@ -183,7 +192,7 @@ def iter_embeddings(
             if batch is None:
                 embeddings = np.zeros((0, embedding_dim(model, options.flip)), dtype=np.float32)
             else:
-                images = normalize_pixels(batch.to(target, non_blocking=True))
+                images = normalize_pixels(batch.to(target, non_blocking=True), convention)
                 embeddings = embed_batch(model, images, flip=options.flip, normalize=normalize).cpu().numpy()
                 _check_finite(embeddings, indices.numpy(), names)
             yield EmbeddedBatch(indices.numpy(), embeddings, failures)

@@ -16,7 +16,7 @@ from torch import nn
 
 @dataclass
 class Complexity:
-    """Totals and a per-stage breakdown (stage = top-level child of the model: stem, layer1..4, head)."""
+    """Totals and a per-stage breakdown (stem, layer1..4, head)."""
 
     params: int
     macs: int
@@ -40,14 +40,24 @@ def _layer_macs(module: nn.Module, inputs: tuple, output) -> int:
     return int(extra(output)) if extra is not None else 0
 
 
+def _stages(model: nn.Module) -> dict[str, list[nn.Module]]:
+    """Stage name -> its modules: the model's own grouping (``stage_modules``, so that an IResNet, whose
+    stem and head are loose layers as in arcface_torch, reports the same stages), else its children."""
+    grouping = getattr(model, "stage_modules", None)
+    if grouping is not None:
+        return grouping()
+    return {name: [child] for name, child in model.named_children()}
+
+
 def complexity(model: nn.Module, input_size: tuple[int, int] | None = None) -> Complexity:
     """Count parameters and per-image MACs of ``model`` on a 3×H×W input (default: ``model.input_size``)."""
     height, width = input_size or model.input_size
+    stage_parts = _stages(model)
     stage_macs: dict[str, int] = {}
     handles = []
-    for stage_name, stage in model.named_children():
+    for stage_name, parts in stage_parts.items():
         stage_macs[stage_name] = 0
-        for module in stage.modules():
+        for module in (m for part in parts for m in part.modules()):
 
             def hook(module, inputs, output, stage_name=stage_name):
                 stage_macs[stage_name] += _layer_macs(module, inputs, output)
@@ -64,8 +74,8 @@ def complexity(model: nn.Module, input_size: tuple[int, int] | None = None) -> C
             handle.remove()
         model.train(was_training)
     stages = {
-        name: {"params": sum(p.numel() for p in child.parameters()), "macs": stage_macs[name]}
-        for name, child in model.named_children()
+        name: {"params": sum(p.numel() for part in parts for p in part.parameters()), "macs": stage_macs[name]}
+        for name, parts in stage_parts.items()
     }
     from facestra.models.stra import StRA
 

@@ -1,9 +1,14 @@
 """One name per architecture, and checkpoints that describe themselves.
 
 ``create(name, **kwargs)`` is the only way commands build networks, so ``--arch`` accepts exactly
-:func:`names`. ``save`` stores the architecture name and its arguments next to the weights, and ``load``
-rebuilds the network from the file alone: a ``--checkpoint`` never needs its ``--arch`` repeated. Files hold
-only tensors and plain Python values, so they load with ``torch.load(weights_only=True)``.
+:func:`names`. ``save`` stores the architecture name, its arguments and the input convention (how pixels
+are normalised) next to the weights, and ``load`` rebuilds the network from the file alone: a
+``--checkpoint`` never needs its ``--arch`` repeated. Files hold only tensors and plain Python values, so they
+load with ``torch.load(weights_only=True)``.
+
+``load`` also reads the files people already hold: arcface_torch's bare ``backbone.pth`` (an IResNet state
+dict, with arcface_torch's input convention; :mod:`facestra.models.state_dicts`). ONNX recognition models
+are :mod:`facestra.models.onnx`.
 """
 
 from __future__ import annotations
@@ -16,33 +21,47 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from facestra.data.images import ARCFACE_INPUT, FACESTRA_INPUT, InputConvention
 from facestra.errors import UserError
 from facestra.io import atomic_write
+from facestra.models.iresnet import IRESNET_LAYERS, IBasicBlock, IResNet, IStRABlock
 from facestra.models.resnet import BasicBlock, Bottleneck, FaceResNet, StRABottleneck
+from facestra.models.state_dicts import backbone_tensors, infer_iresnet, load_strict
 from facestra.models.stra import StRAOptions
 
 CHECKPOINT_FORMAT = "facestra-model/1"
 STRA_OPTIONS = StRAOptions.names()
 
 
-def _resnet(block: type[nn.Module], layers: list[int], *, stra: bool = False, **kwargs: Any) -> FaceResNet:
+Network = FaceResNet | IResNet
+
+
+def _build(network: type[Network], block: type[nn.Module], stra_block: type[nn.Module] | None, layers: list[int],
+           **kwargs: Any) -> Network:
+    """``network`` with ``block`` in every stage, or ``stra_block`` (given the StRA switches) in stage 4."""
     stra_kwargs = {key: kwargs.pop(key) for key in STRA_OPTIONS if key in kwargs}
-    if stra_kwargs and not stra:
+    if stra_kwargs and stra_block is None:
         raise ValueError(f"StRA options {sorted(stra_kwargs)} only apply to *_stra architectures")
-    if stra:
+    if stra_block is not None:
         StRAOptions(**stra_kwargs)  # one clear error for a bad switch before any layer is built
-    stage_blocks = [block, block, block, StRABottleneck if stra else block]
+    stage_blocks = [block, block, block, stra_block or block]
     block_kwargs = [{}, {}, {}, stra_kwargs]
-    return FaceResNet(stage_blocks, layers, block_kwargs=block_kwargs, **kwargs)
+    return network(stage_blocks, layers, block_kwargs=block_kwargs, **kwargs)
 
 
-_BUILDERS: dict[str, Callable[..., FaceResNet]] = {
-    "resnet18": partial(_resnet, BasicBlock, [2, 2, 2, 2]),
-    "resnet34": partial(_resnet, BasicBlock, [3, 4, 6, 3]),
-    "resnet50": partial(_resnet, Bottleneck, [3, 4, 6, 3]),
-    "resnet101": partial(_resnet, Bottleneck, [3, 4, 23, 3]),
-    "resnet50_stra": partial(_resnet, Bottleneck, [3, 4, 6, 3], stra=True),
-    "resnet101_stra": partial(_resnet, Bottleneck, [3, 4, 23, 3], stra=True),
+_resnet = partial(_build, FaceResNet)
+_iresnet = partial(_build, IResNet, IBasicBlock)
+
+_BUILDERS: dict[str, Callable[..., Network]] = {
+    "resnet18": partial(_resnet, BasicBlock, None, [2, 2, 2, 2]),
+    "resnet34": partial(_resnet, BasicBlock, None, [3, 4, 6, 3]),
+    "resnet50": partial(_resnet, Bottleneck, None, [3, 4, 6, 3]),
+    "resnet101": partial(_resnet, Bottleneck, None, [3, 4, 23, 3]),
+    "resnet50_stra": partial(_resnet, Bottleneck, StRABottleneck, [3, 4, 6, 3]),
+    "resnet101_stra": partial(_resnet, Bottleneck, StRABottleneck, [3, 4, 23, 3]),
+    **{name: partial(_iresnet, None, layers) for name, layers in IRESNET_LAYERS.items()},
+    "iresnet50_stra": partial(_iresnet, IStRABlock, IRESNET_LAYERS["iresnet50"]),
+    "iresnet100_stra": partial(_iresnet, IStRABlock, IRESNET_LAYERS["iresnet100"]),
 }
 
 
@@ -51,9 +70,9 @@ def names() -> list[str]:
     return list(_BUILDERS)
 
 
-def create(name: str, **kwargs: Any) -> FaceResNet:
+def create(name: str, **kwargs: Any) -> Network:
     """Build architecture ``name``; kwargs: width, embedding_size, input_size, dropout and, for *_stra,
-    groups, kernel_size, mode_attention, mode_interaction, gate."""
+    groups, kernel_size, mode_attention, mode_interaction, gate. It takes facestra's input convention."""
     if name not in _BUILDERS:
         raise UserError(f"unknown architecture {name!r}; choose one of {', '.join(names())}")
     if "input_size" in kwargs:
@@ -61,25 +80,32 @@ def create(name: str, **kwargs: Any) -> FaceResNet:
     model = _BUILDERS[name](**kwargs)
     model.arch = name
     model.arch_kwargs = dict(kwargs)
+    model.input_convention = FACESTRA_INPUT
     return model
 
 
-def save(model: FaceResNet, path: str | os.PathLike) -> None:
-    """Write architecture, arguments, embedding size and weights to ``path`` (atomically)."""
+def save(model: Network, path: str | os.PathLike) -> None:
+    """Write architecture, arguments, embedding size, input convention and weights to ``path`` (atomically)."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "arch": model.arch,
         "kwargs": _plain(model.arch_kwargs),
         "embedding_size": model.embedding_size,
         "input_size": list(model.input_size),
+        "input": getattr(model, "input_convention", FACESTRA_INPUT).as_dict(),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
+    verification = getattr(model, "verification", None)
+    if verification:
+        payload["verification"] = _plain(verification)
     with atomic_write(path) as tmp:
         torch.save(payload, tmp)
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> FaceResNet:
-    """Rebuild the model saved by :func:`save`, in eval mode. Bad files are a :class:`UserError`."""
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, arch: str | None = None) -> nn.Module:
+    """The network in ``path``, in eval mode: a facestra model file or a bare state dict (arcface_torch's
+    ``backbone.pth``; ``arch`` names its network, else it is read from the tensors). Bad files are a
+    :class:`UserError` naming the file. ONNX models run through :func:`facestra.models.onnx.load_onnx`."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
@@ -87,19 +113,67 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> F
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - anything unreadable is a bad checkpoint for the user
         raise UserError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path}: not a facestra model file (write one with facestra.models.save or facestra train)")
-    kwargs = dict(payload["kwargs"])
-    state = payload.get("state_dict", {})
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        if arch is not None and arch != payload.get("arch"):
+            raise UserError(f"--arch {arch}: {path} is a facestra model file of {payload.get('arch')}; leave --arch out")
+        model = _from_model_file(payload, path)
+    else:
+        model = _from_state_dict(payload, path, arch)
+    return model.to(map_location).eval()
+
+
+def _from_model_file(payload: dict, path: Path) -> Network:
+    """The network of a facestra model file; a file with missing or unknown entries is not one."""
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not isinstance(payload.get("kwargs"), dict) or not isinstance(payload.get("arch"), str):
+        raise UserError(f"{path}: not a facestra model file: it lacks its architecture, arguments or weights")
     if any(".stra.local.omega." in key for key in state):
         raise UserError(f"{path}: holds the StRA block of facestra 0.1, whose mode gates had no BatchNorm and saturated; "
                         "its weights do not fit the authors' block that facestra now builds: retrain the model")
-    model = create(payload["arch"], **kwargs)
+    if payload["arch"] not in _BUILDERS:
+        raise UserError(f"{path}: not a facestra model file: unknown architecture {payload['arch']!r}")
     try:
-        model.load_state_dict(payload["state_dict"])
+        model = create(payload["arch"], **payload["kwargs"])
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{path}: not a facestra model file: bad arguments for {payload['arch']} ({error})") from None
+    try:
+        model.load_state_dict(state)
     except RuntimeError as error:
         raise UserError(f"{path}: weights do not match architecture {payload['arch']} ({str(error).splitlines()[0]})") from None
-    return model.to(map_location).eval()
+    model.input_convention = _convention(payload.get("input"), path)
+    if isinstance(payload.get("verification"), dict):
+        model.verification = payload["verification"]
+    return model
+
+
+def _convention(entry: Any, path: Path) -> InputConvention:
+    if entry is None:  # files of facestra 0.2.0 and earlier: facestra's own convention
+        return FACESTRA_INPUT
+    try:
+        if entry.get("colour", "RGB") != "RGB":
+            raise ValueError
+        return InputConvention(float(entry["mean"]), float(entry["std"]))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: not a facestra model file: unreadable input convention {entry!r}") from None
+
+
+def _from_state_dict(payload: Any, path: Path, arch: str | None) -> Network:
+    """An arcface_torch ``backbone.pth`` (or any bare state dict of a network :func:`create` builds)."""
+    tensors = backbone_tensors(payload)
+    if tensors is None:
+        raise UserError(f"{path}: not a facestra model file, nor the state dict of a network "
+                        "(write one with facestra.models.save or facestra train)")
+    inferred = infer_iresnet(tensors)
+    if arch is None and inferred is None:
+        raise UserError(f"{path}: not a facestra model file; if it is a bare state dict (such as arcface_torch's "
+                        f"backbone.pth), name its network with --arch ({', '.join(names())})")
+    name = arch or inferred[0]
+    kwargs = inferred[1] if inferred is not None and inferred[0] == name else {}
+    model = create(name, **kwargs)
+    load_strict(model, tensors, path, name)
+    # arcface_torch trains on (x/255 - 0.5)/0.5; a bare state dict of facestra's own ResNets keeps facestra's.
+    model.input_convention = ARCFACE_INPUT if name.startswith("iresnet") else FACESTRA_INPUT
+    return model
 
 
 def _plain(value: Any) -> Any:

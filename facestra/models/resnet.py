@@ -154,7 +154,7 @@ class FaceResNet(nn.Module):
         self.layer2 = self._make_layer(stage_blocks[1], round_channels(128 * width), layers[1], block_kwargs[1])
         self.layer3 = self._make_layer(stage_blocks[2], round_channels(256 * width), layers[2], block_kwargs[2])
         self.layer4 = self._make_layer(stage_blocks[3], round_channels(512 * width), layers[3], block_kwargs[3])
-        out_h, out_w = (_halve_four_times(side) for side in self.input_size)
+        out_h, out_w = (halve_four_times(side) for side in self.input_size)
         self.head = EmbeddingHead(self.inplanes, (out_h, out_w), embedding_size, dropout)
         self._init_weights()
 
@@ -200,10 +200,11 @@ class FaceResNet(nn.Module):
 
 
 def run_blocks(blocks: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Tensor]:
-    """Apply ``blocks`` in turn; return the features and each sample's L_d summed over the StRA blocks."""
+    """Apply ``blocks`` in turn; return the features and each sample's L_d summed over the StRA blocks
+    (every block with a ``forward_with_diversity``)."""
     diversity = x.new_zeros(x.shape[0])
     for block in blocks:
-        if isinstance(block, StRABottleneck):
+        if hasattr(block, "forward_with_diversity"):
             x, block_diversity = block.forward_with_diversity(x)
             diversity = diversity + block_diversity
         else:
@@ -211,7 +212,7 @@ def run_blocks(blocks: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Tensor]:
     return x, diversity
 
 
-def _halve_four_times(side: int) -> int:
+def halve_four_times(side: int) -> int:
     for _ in range(4):
         side = (side - 1) // 2 + 1
     return side

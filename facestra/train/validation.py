@@ -49,16 +49,29 @@ class Validator:
         """Fail early on a missing benchmark in processes that do not evaluate (ranks other than 0)."""
         _check_exists(paths)
 
-    def evaluate(self, backbone: nn.Module) -> dict[str, float]:
-        """Mean cross-validated accuracy of each benchmark, by name; the backbone keeps its train/eval mode."""
+    def evaluate(self, backbone: nn.Module) -> list:
+        """One :class:`facestra.verify.benchmarks.BenchmarkOutcome` per benchmark; the backbone keeps its
+        train/eval mode."""
         from facestra.embed.inference import InferenceOptions
         from facestra.verify.benchmarks import verify_model
 
         # Decoded in this process (workers=0): starting loader processes at every validation costs more
         # than decoding a .bin; images are fitted to the input exactly as the training images are.
         options = InferenceOptions(batch_size=self.batch_size, workers=0, device=str(self.device), resize=True)
-        outcomes = verify_model(backbone, self.benchmarks, options)
-        return {outcome.benchmark.name: float(outcome.result.accuracy) for outcome in outcomes}
+        return verify_model(backbone, self.benchmarks, options)
+
+
+def verification_record(outcomes: Sequence) -> dict[str, object]:
+    """The threshold of the first benchmark (its folds' mean best threshold) and what it was measured on,
+    as a model file keeps it."""
+    first = outcomes[0]
+    return {
+        "benchmark": first.benchmark.name,
+        "threshold": float(first.result.threshold),
+        "accuracy": float(first.result.accuracy),
+        "flip": "concat",
+        "pairs": int(len(first.benchmark.issame)),
+    }
 
 
 class BestValidation:
@@ -81,8 +94,11 @@ class BestValidation:
         ``best.pt``) on rank 0; None on the other ranks, which wait for it at the caller's barrier."""
         if self.validator is None:
             return None
-        accuracies = self.validator.evaluate(backbone)
+        outcomes = self.validator.evaluate(backbone)
+        accuracies = {outcome.benchmark.name: float(outcome.result.accuracy) for outcome in outcomes}
         mean = sum(accuracies.values()) / len(accuracies)
+        # The model files saved from now on carry the threshold, so that `facestra compare` decides with it.
+        backbone.verification = verification_record(outcomes)
         values: dict[str, float | bool] = {**{f"{name}_accuracy": acc for name, acc in accuracies.items()}, "mean_accuracy": mean}
         if self.best_accuracy is None or mean > self.best_accuracy:
             self.best_accuracy = mean

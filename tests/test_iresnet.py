@@ -1,0 +1,183 @@
+"""IResNet against arcface_torch's file layout: a backbone.pth written from the layout as arcface_torch names
+it (spelled out here, independently of facestra's module), read by facestra and checked against a forward
+pass written with torch.nn.functional on the same tensors."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from facestra import models
+from facestra.cli.main import main
+from facestra.errors import UserError
+
+LAYERS = {"iresnet18": [2, 2, 2, 2], "iresnet50": [3, 4, 14, 3]}
+
+
+def _bn(prefix: str, channels: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        f"{prefix}.weight": 1 + 0.1 * torch.randn(channels, generator=generator),
+        f"{prefix}.bias": 0.1 * torch.randn(channels, generator=generator),
+        f"{prefix}.running_mean": 0.1 * torch.randn(channels, generator=generator),
+        f"{prefix}.running_var": 0.5 + torch.rand(channels, generator=generator),
+        f"{prefix}.num_batches_tracked": torch.tensor(100),
+    }
+
+
+def _conv(key: str, out_c: int, in_c: int, k: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {key: torch.randn(out_c, in_c, k, k, generator=generator) * (2.0 / (in_c * k * k)) ** 0.5}
+
+
+def arcface_state_dict(arch: str, embedding: int = 512, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors under the names and shapes of arcface_torch's iresnet (backbones/iresnet.py)."""
+    g = torch.Generator().manual_seed(seed)
+    state = {**_conv("conv1.weight", 64, 3, 3, g), **_bn("bn1", 64, g), "prelu.weight": torch.full((64,), 0.25)}
+    inplanes = 64
+    for stage, (planes, blocks) in enumerate(zip([64, 128, 256, 512], LAYERS[arch]), start=1):
+        for block in range(blocks):
+            p = f"layer{stage}.{block}"
+            state |= _bn(f"{p}.bn1", inplanes, g) | _conv(f"{p}.conv1.weight", planes, inplanes, 3, g)
+            state |= _bn(f"{p}.bn2", planes, g) | {f"{p}.prelu.weight": 0.25 + 0.05 * torch.randn(planes, generator=g)}
+            state |= _conv(f"{p}.conv2.weight", planes, planes, 3, g) | _bn(f"{p}.bn3", planes, g)
+            if block == 0:
+                state |= _conv(f"{p}.downsample.0.weight", planes, inplanes, 1, g) | _bn(f"{p}.downsample.1", planes, g)
+            inplanes = planes
+    state |= _bn("bn2", 512, g)
+    state["fc.weight"] = torch.randn(embedding, 512 * 49, generator=g) / (512 * 49) ** 0.5
+    state["fc.bias"] = 0.01 * torch.randn(embedding, generator=g)
+    state |= _bn("features", embedding, g)
+    state["features.weight"] = torch.ones(embedding)  # arcface_torch freezes it at 1
+    return state
+
+
+def functional_forward(state: dict[str, torch.Tensor], arch: str, x: torch.Tensor) -> torch.Tensor:
+    """arcface_torch's IResNet.forward in eval mode, op by op on the state dict."""
+
+    def bn(t, p):
+        return F.batch_norm(t, state[f"{p}.running_mean"], state[f"{p}.running_var"], state[f"{p}.weight"], state[f"{p}.bias"], False, 0.0, 1e-5)
+
+    def conv(t, key, stride=1, padding=1):
+        return F.conv2d(t, state[key], stride=stride, padding=padding)
+
+    t = F.prelu(bn(conv(x, "conv1.weight"), "bn1"), state["prelu.weight"])
+    for stage, blocks in enumerate(LAYERS[arch], start=1):
+        for block in range(blocks):
+            p = f"layer{stage}.{block}"
+            stride = 2 if block == 0 else 1
+            out = F.prelu(bn(conv(bn(t, f"{p}.bn1"), f"{p}.conv1.weight"), f"{p}.bn2"), state[f"{p}.prelu.weight"])
+            out = bn(conv(out, f"{p}.conv2.weight", stride=stride), f"{p}.bn3")
+            shortcut = bn(conv(t, f"{p}.downsample.0.weight", stride=2, padding=0), f"{p}.downsample.1") if block == 0 else t
+            t = out + shortcut
+    t = bn(t, "bn2").flatten(1)
+    return F.batch_norm(F.linear(t, state["fc.weight"], state["fc.bias"]), state["features.running_mean"],
+                        state["features.running_var"], state["features.weight"], state["features.bias"], False, 0.0, 1e-5)
+
+
+def arcface_inference_input(bgr_images: list[np.ndarray]) -> torch.Tensor:
+    """arcface_torch inference.py's preprocessing: BGR -> RGB, HWC -> CHW, (x / 255 - 0.5) / 0.5."""
+    batch = np.stack([cv2.cvtColor(image, cv2.COLOR_BGR2RGB).transpose(2, 0, 1) for image in bgr_images]).astype(np.float32)
+    return torch.from_numpy(batch).div(255).sub(0.5).div(0.5)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> list:
+    folder = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(3):
+        image = cv2.GaussianBlur(rng.integers(0, 256, (112, 112, 3), dtype=np.uint8), (7, 7), 0)
+        cv2.imwrite(str(folder / f"{i}.png"), image)
+        paths.append(folder / f"{i}.png")
+    return paths
+
+
+def test_backbone_pth_loads_strictly_and_gives_arcface_torch_features(tmp_path, faces) -> None:
+    state = arcface_state_dict("iresnet18")
+    path = tmp_path / "backbone.pth"
+    torch.save(state, path)
+    images = [cv2.imread(str(p)) for p in faces]
+    expected = functional_forward(state, "iresnet18", arcface_inference_input(images)).numpy()
+
+    model = models.load(path, arch="iresnet18")
+    assert set(model.state_dict()) == set(state)
+    with torch.no_grad():
+        direct = model(arcface_inference_input(images)).numpy()
+    np.testing.assert_allclose(direct, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+    out = tmp_path / "emb.npy"
+    result = CliRunner().invoke(main, ["embed", str(faces[0].parent), "--checkpoint", str(path), "--arch", "iresnet18",
+                                       "--flip", "none", "--no-normalize", "--workers", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [p.rsplit("/", 1)[-1] for p in out.with_name("emb.paths.txt").read_text().splitlines()] == ["0.png", "1.png", "2.png"]
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_the_architecture_of_a_backbone_pth_is_read_from_its_tensors(tmp_path) -> None:
+    state = arcface_state_dict("iresnet50", embedding=256)
+    path = tmp_path / "backbone.pth"
+    torch.save({f"module.{k}": v for k, v in state.items()}, path)  # as saved from a DDP wrapper
+    model = models.load(path)
+    assert model.arch == "iresnet50" and model.embedding_size == 256
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x).numpy(), functional_forward(state, "iresnet50", x).numpy(), rtol=1e-3, atol=1e-3)
+    # arcface_torch's own parameter count for iresnet50 with a 256-D embedding: every tensor but the BN statistics
+    expected_params = sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    assert models.complexity(model).params == expected_params
+
+
+def test_a_wrong_or_missing_tensor_is_refused_in_one_line_naming_it(tmp_path, faces) -> None:
+    state = arcface_state_dict("iresnet18")
+    wrong = dict(state, **{"layer2.1.conv1.weight": torch.zeros(128, 128, 1, 1)})
+    torch.save(wrong, tmp_path / "wrong.pth")
+    with pytest.raises(UserError, match=r"wrong.pth: tensor 'layer2.1.conv1.weight' has shape \(128, 128, 1, 1\) but iresnet18 needs \(128, 128, 3, 3\)"):
+        models.load(tmp_path / "wrong.pth", arch="iresnet18")
+    missing = {k: v for k, v in state.items() if k != "layer3.0.bn2.running_var"}
+    torch.save(missing, tmp_path / "missing.pth")
+    result = CliRunner().invoke(main, ["embed", str(faces[0].parent), "--checkpoint", str(tmp_path / "missing.pth"),
+                                       "--arch", "iresnet18", "--workers", "0", "--out", str(tmp_path / "e.npy")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"error: {tmp_path / 'missing.pth'}: has no tensor 'layer3.0.bn2.running_var', "
+                                                  "which iresnet18 needs (is it a state dict of another network?)"]
+    assert not (tmp_path / "e.npy").exists()
+    # the wrong network named by --arch is refused, not half loaded
+    torch.save(state, tmp_path / "r18.pth")
+    with pytest.raises(UserError, match=r"r18.pth: has no tensor 'layer1.2.bn1.weight', which iresnet34 needs"):
+        models.load(tmp_path / "r18.pth", arch="iresnet34")
+
+
+def test_model_files_record_their_input_convention(tmp_path) -> None:
+    state = arcface_state_dict("iresnet18")
+    torch.save(state, tmp_path / "backbone.pth")
+    arcface = models.load(tmp_path / "backbone.pth")
+    models.save(arcface, tmp_path / "converted.pt")
+    payload = torch.load(tmp_path / "converted.pt", weights_only=True)
+    assert payload["input"] == {"colour": "RGB", "mean": 127.5, "std": 127.5}
+    assert models.load(tmp_path / "converted.pt").input_convention == arcface.input_convention
+    own = models.create("iresnet18", width=0.125)
+    models.save(own, tmp_path / "own.pt")
+    assert torch.load(tmp_path / "own.pt", weights_only=True)["input"] == {"colour": "RGB", "mean": 127.5, "std": 128.0}
+
+
+def test_stra_enters_stage4_in_place_of_the_second_convolution_and_info_costs_it(tmp_path) -> None:
+    model = models.create("iresnet50_stra", width=0.25)
+    kinds = [type(b).__name__ for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for b in stage]
+    assert kinds == ["IBasicBlock"] * 21 + ["IStRABlock"] * 3
+    assert not hasattr(model.layer4[0], "conv2") and model.layer4[0].stra.local.stride == 2
+    out = tmp_path / "info.json"
+    result = CliRunner().invoke(main, ["info", "--arch", "iresnet50", "--arch", "iresnet50_stra", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())["models"]
+    plain, stra = report["iresnet50"], report["iresnet50_stra"]
+    assert plain["params"] == 43_590_848  # arcface_torch's iresnet50 (43.6 M, 6.3 GFLOPs)
+    assert abs(plain["macs"] / 1e9 - 6.31) < 0.01
+    # only stage 4 differs: three StRA units instead of the three 512 -> 512 3x3 convolutions
+    assert {k: v for k, v in stra["stages"].items() if k != "layer4"} == {k: v for k, v in plain["stages"].items() if k != "layer4"}
+    assert plain["stages"]["layer4"]["params"] - stra["stages"]["layer4"]["params"] == 3 * 512 * 512 * 9 - sum(stra["stra_block_params"])
+    assert "iresnet50_stra: 3 StRA blocks" in result.output
