@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "train": "facestra.cli.train:train",
     "verify": "facestra.cli.verify:verify",
     "embed": "facestra.cli.embed:embed",
+    "compare": "facestra.cli.compare:compare",
+    "export": "facestra.cli.export:export",
     "pack": "facestra.cli.pack:pack",
     "demo": "facestra.cli.demo:demo",
 }

@@ -1,16 +1,32 @@
-"""``facestra verify``: the 10-fold pair protocol, benchmark runs, reports and figures."""
+"""``facestra verify``: the 10-fold pair protocol, benchmark runs, reports and figures; ``compare``.
 
-from facestra.verify.benchmarks import BenchmarkOutcome, select_benchmarks, verify_model
-from facestra.verify.pairs import VerificationResult, evaluate
-from facestra.verify.report import format_table, report_dict, write_json
+Names are imported on first use, since most load torch: ``facestra --help`` and ``facestra compare --help``
+build their options from :class:`CompareOptions` without importing it.
+"""
 
-__all__ = [
-    "BenchmarkOutcome",
-    "VerificationResult",
-    "evaluate",
-    "format_table",
-    "report_dict",
-    "select_benchmarks",
-    "verify_model",
-    "write_json",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "BenchmarkOutcome": "facestra.verify.benchmarks",
+    "select_benchmarks": "facestra.verify.benchmarks",
+    "verify_model": "facestra.verify.benchmarks",
+    "VerificationResult": "facestra.verify.pairs",
+    "evaluate": "facestra.verify.pairs",
+    "format_table": "facestra.verify.report",
+    "report_dict": "facestra.verify.report",
+    "write_json": "facestra.verify.report",
+    "CompareOptions": "facestra.verify.compare",
+    "Comparison": "facestra.verify.compare",
+    "compare_images": "facestra.verify.compare",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'facestra.verify' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
