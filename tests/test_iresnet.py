@@ -113,3 +113,28 @@ def test_stra_enters_stage4_in_place_of_the_second_convolution_and_info_costs_it
     assert {k: v for k, v in stra["stages"].items() if k != "layer4"} == {k: v for k, v in plain["stages"].items() if k != "layer4"}
     assert plain["stages"]["layer4"]["params"] - stra["stages"]["layer4"]["params"] == 3 * 512 * 512 * 9 - sum(stra["stra_block_params"])
     assert "iresnet50_stra: 3 StRA blocks" in result.output
+
+
+def test_iresnet_stra_trains_and_its_model_file_records_the_validation_threshold(tmp_path) -> None:
+    from _train_shapes import make_image_folder, make_pairs
+
+    from facestra.protocols import write_bin
+    from facestra.train import TrainConfig, train
+
+    data = make_image_folder(tmp_path / "train", range(8), 4)
+    first, second, same = make_pairs(list(range(8, 12)), 40)
+    images = [cv2.imencode(".png", im)[1].tobytes() for pair in zip(first, second) for im in pair]
+    write_bin(tmp_path / "heldout.bin", images, same)
+    run = tmp_path / "run"
+    config = TrainConfig(data=str(data), out=str(run), arch="iresnet50_stra", width=0.125, input_size=(32, 32),
+                         embedding_size=32, batch_size=16, epochs=1, workers=0, device="cpu", threads=1, log_every=1,
+                         val=(str(tmp_path / "heldout.bin"),))
+    train(config)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if r["kind"] == "step"]
+    assert steps and all(0 < r["diversity"] <= 3 * 7 for r in steps)  # three StRA units in stage 4
+    val = [r for r in rows if r["kind"] == "val"][-1]
+    model = models.load(run / "model.pt")
+    assert model.arch == "iresnet50_stra" and model.input_convention.std == 128.0
+    assert model.verification["benchmark"] == "heldout" and 0 <= model.verification["threshold"] < 4
+    assert model.verification["accuracy"] == pytest.approx(val["heldout_accuracy"])

@@ -241,9 +241,10 @@ class _Loop:
                 self._validate(finished)
                 tick, images_since = time.monotonic(), 0  # validating is not training time
                 if at_epoch_end and self.validation.enabled:
-                    # again, so that last.pt holds the best accuracy and the random state after validating:
-                    # a run resumed from it continues exactly as the uninterrupted one
-                    self._save(model_too=False)
+                    # again, so that last.pt holds the best accuracy and the random state after validating
+                    # (a run resumed from it continues exactly as the uninterrupted one) and model.pt the
+                    # threshold just measured, which `facestra compare` decides with
+                    self._save(model_too=True)
             if at_epoch_end:
                 return stop or STOP_COMPLETED
             if stop:

@@ -110,16 +110,22 @@ def _aligned_crop(path: Path, model_size: tuple[int, int], options: CompareOptio
 
 
 def compare_images(
-    model: nn.Module,
+    model: nn.Module | str | Path,
     first: str | Path,
     second: str | Path,
     options: CompareOptions = CompareOptions(),
     inference: InferenceOptions = InferenceOptions(workers=0),
+    *,
+    arch: str | None = None,
 ) -> Comparison:
-    """Compare the faces of two photos with ``model`` (see the module's docstring); a photo that cannot be
-    read or shows no face is a :class:`UserError` (exit 2) naming it."""
+    """Compare the faces of two photos with ``model`` (a loaded network, or the path of any file
+    ``--checkpoint`` takes, with ``arch`` for a bare state dict); see the module's docstring. A photo that
+    cannot be read or shows no face is a :class:`UserError` (exit 2) naming it."""
     from facestra.align.detect import load_detector
-    from facestra.embed.inference import embed_images
+    from facestra.embed.inference import embed_images, load_for_inference
+
+    if isinstance(model, (str, Path)):
+        model = load_for_inference(model, inference.device, arch=arch)
 
     detector = None if options.aligned else load_detector("yunet", min_score=options.min_score)
     size = tuple(int(v) for v in model.input_size)
