@@ -127,3 +127,23 @@ def test_model_files_of_the_earlier_stra_block_are_refused_in_one_line(tmp_path)
     torch.save(payload, path)
     with pytest.raises(UserError, match=r"old.pt: holds the StRA block of facestra 0.1, .*retrain the model"):
         models.load(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p.pop("kwargs"), "it lacks its architecture, arguments or weights"),
+        (lambda p: p.pop("state_dict"), "it lacks its architecture, arguments or weights"),
+        (lambda p: p["kwargs"].update(bogus=1), r"bad arguments for resnet18 \(.*bogus"),
+        (lambda p: p.update(arch="resnet9000"), "unknown architecture 'resnet9000'"),
+        (lambda p: p.update(input={"mean": "x"}), "unreadable input convention"),
+    ],
+)
+def test_malformed_model_files_are_not_facestra_model_files(tmp_path, change, message) -> None:
+    path = tmp_path / "m.pt"
+    models.save(models.create("resnet18", **SMALL), path)
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+    with pytest.raises(UserError, match=rf"m.pt: not a facestra model file: {message}"):
+        models.load(path)
