@@ -341,3 +341,11 @@ def test_identification_thresholds_at_the_boundary() -> None:
     assert (result.num_mated, result.num_nonmated, result.num_gallery) == (3, 10, 2)
     assert result.tpir_at_fpir == {0.01: 0.0, 0.1: pytest.approx(1 / 3)}
     assert result.rank_accuracy == {1: pytest.approx(2 / 3), 5: 1.0}
+
+
+def test_pair_commands_point_to_the_template_protocol(tmp_path: Path) -> None:
+    from facestra.errors import UserError
+    from facestra.protocols import load_benchmark
+
+    with pytest.raises(UserError, match="ijbc is a template benchmark: run `facestra verify --benchmark ijbc --data DIR`"):
+        load_benchmark("ijbc", tmp_path)
