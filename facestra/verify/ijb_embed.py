@@ -27,12 +27,10 @@ from facestra.align.geometry import LandmarkError, estimate_similarity, referenc
 from facestra.data.images import decode_image
 from facestra.data.images import normalize as normalize_pixels
 from facestra.embed.inference import InferenceOptions, Progress, embed_batch, resolve_device
-from facestra.embed.job import _fingerprint
+from facestra.embed.job import JOURNAL_INTERVAL_S, _fingerprint, _load_journal
 from facestra.errors import UserError
 from facestra.io import read_file, write_text_atomic
 from facestra.protocols.ijb import IJBData
-
-JOURNAL_INTERVAL_S = 2.0  # how much work an interruption may cost, at most
 
 
 @dataclass(frozen=True)
@@ -110,12 +108,13 @@ def embed_ijb(
             progress(shape[0])
         return RawFeatures(out, shape[0], shape[1], shape[0])
     work.mkdir(parents=True, exist_ok=True)
-    done = _resumable(partial, journal, fingerprint, shape)
-    if done is None:
+    state = _load_journal(journal, partial, fingerprint, shape)  # an interrupted run of this very job, or None
+    if state is None:
         matrix = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
         done = 0
     else:
         matrix = np.lib.format.open_memmap(partial, mode="r+")
+        done = int(state.get("done", 0))
     resumed_from = done
     if progress is not None and done:
         progress(done)
@@ -166,18 +165,6 @@ def _fill(model, data, matrix, done, journal, fingerprint, options, progress) ->
 def _save_journal(matrix: np.ndarray, journal: Path, fingerprint: str, done: int) -> None:
     matrix.flush()  # rows on disk before the journal says they are
     write_text_atomic(journal, json.dumps({"fingerprint": fingerprint, "done": done}))
-
-
-def _resumable(partial: Path, journal: Path, fingerprint: str, shape: tuple[int, int]) -> int | None:
-    """Images already done by an interrupted run of this job, or None (then any leftover is stale)."""
-    try:
-        state = json.loads(journal.read_text())
-        matrix = np.load(partial, mmap_mode="r")
-    except (OSError, ValueError):
-        return None
-    if state.get("fingerprint") != fingerprint or matrix.shape != shape or matrix.dtype != np.float32:
-        return None
-    return int(state.get("done", 0))
 
 
 def _finished(out: Path, record: Path, fingerprint: str, shape: tuple[int, int]) -> bool:
