@@ -6,20 +6,33 @@ from pathlib import Path
 
 import click
 
-from facestra.cli.options import inference_options, progress_bar
+from facestra.cli.options import dataclass_options, inference_options, progress_bar
+from facestra.verify.templates import TemplateOptions
 
 
 @click.command()
-@click.option("--benchmark", "names", help="lfw, cfp-fp, cplfw, calfw, agedb-30, any name for a .bin/pairs.csv, a comma list, or all.")
+@click.option("--benchmark", "names", help="lfw, cfp-fp, cplfw, calfw, agedb-30, ijbb, ijbc, any name for a .bin/pairs.csv, a comma list, or all.")
 @click.option("--data", type=click.Path(exists=True, path_type=Path), help="One benchmark: its .bin, pair file or folder.")
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder holding the standard .bin files or folders.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write every figure (folds, thresholds, TAR@FAR, ROC) as JSON.")
 @click.option("--roc", "roc_path", type=click.Path(dir_okay=False, path_type=Path), help="Plot the ROC of each benchmark to this image (.png/.pdf/.svg).")
 @click.option("--save-embeddings", type=click.Path(file_okay=False, path_type=Path), help="Keep each benchmark's embeddings as <DIR>/<name>.npz.")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="IJB: folder for the resumable raw features (default: beside --json, else ./facestra-<name>-work).")
+@dataclass_options(TemplateOptions)
 @inference_options
 def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | None, data_root: Path | None, json_path: Path | None,
-           roc_path: Path | None, save_embeddings: Path | None, **inference) -> None:
-    """Embed each benchmark's pairs (image + mirror), then 10-fold accuracy with the best threshold in [0, 4)."""
+           roc_path: Path | None, save_embeddings: Path | None, work: Path | None, ijb_flip: str, ijb_norm: bool,
+           ijb_detector_score: bool, **inference) -> None:
+    """Embed each benchmark's pairs (image + mirror), then 10-fold accuracy with the best threshold in [0, 4).
+
+    With --benchmark ijbb or ijbc and --data DIR (the official folder: loose_crop/, meta/): templates, 1:1
+    TAR at FAR 1e-6..1e-1 and, when the 1:N lists are there, TPIR at FPIR and rank-1/5 per gallery.
+    """
+    from facestra.protocols.ijb import is_ijb
+
+    if is_ijb(names):
+        template_options = TemplateOptions(ijb_flip, ijb_norm, ijb_detector_score)
+        return verify_ijb_command(checkpoint, arch, names, data, json_path, roc_path, work, template_options, inference)
     from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.verify.benchmarks import select_benchmarks, verify_model
     from facestra.verify.report import format_table, report_dict, write_json
@@ -40,4 +53,36 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
         click.echo(f"wrote {json_path}")
     if roc_path:
         plot_roc({o.benchmark.title: o.result for o in outcomes}, roc_path)
+        click.echo(f"wrote {roc_path}")
+
+
+def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path | None, json_path: Path | None, roc_path: Path | None,
+                       work: Path | None, template_options: TemplateOptions, inference: dict) -> None:
+    """The IJB branch of ``verify``: one benchmark from its official folder."""
+    from facestra.embed.inference import InferenceOptions, load_for_inference
+    from facestra.errors import UserError
+    from facestra.protocols.ijb import ijb_name, read_ijb
+    from facestra.verify.figures import figure_format
+    from facestra.verify.ijb import check_work_folder, format_ijb_table, ijb_report_dict, plot_ijb_roc, verify_ijb, work_folder
+    from facestra.verify.report import write_json
+
+    if data is None or not data.is_dir():
+        raise UserError(f"--benchmark {name} reads one folder: give --data DIR holding loose_crop/ and meta/")
+    if roc_path:
+        figure_format(roc_path)
+    folder = work_folder(ijb_name(name), work, json_path)
+    check_work_folder(folder, data)
+    benchmark = read_ijb(name, data)
+    options = InferenceOptions(**inference)
+    model = load_for_inference(checkpoint, options.device, arch=arch)
+    with progress_bar(len(benchmark.images), f"verify {benchmark.title}") as bar:
+        outcome = verify_ijb(model, benchmark, folder, options, template_options, progress=bar.update)
+    if outcome.resumed_from:
+        click.echo(f"note: {outcome.resumed_from} of {len(benchmark.images)} images' features were already in {folder}", err=True)
+    click.echo(format_ijb_table(outcome, model.arch))
+    if json_path:
+        write_json(ijb_report_dict(outcome, checkpoint=str(checkpoint), network=model.arch, options=template_options), json_path)
+        click.echo(f"wrote {json_path}")
+    if roc_path:
+        plot_ijb_roc(outcome, roc_path)
         click.echo(f"wrote {roc_path}")

@@ -60,6 +60,11 @@ def _spec(name: str) -> BenchmarkSpec | None:
 
 def load_benchmark(name: str, path: str | Path) -> Benchmark:
     """Read benchmark ``name`` from ``path``: a ``.bin``, a ``pairs.csv``, a pair list, or a layout folder."""
+    from facestra.protocols.ijb import is_ijb
+
+    if is_ijb(name):  # templates, not pairs of images
+        raise UserError(f"{name} is a template benchmark: run `facestra verify --benchmark {name} --data DIR` "
+                        "(facestra.protocols.ijb.read_ijb reads it)")
     name = canonical_name(name)
     path = Path(path)
     spec = _spec(name)
