@@ -89,7 +89,8 @@ class ClassifierHead(nn.Module):
         """Each sample's cross-entropy (with the margin) and whether its plain logits pick its class: what a
         training step needs, in the form the sharded head (:mod:`facestra.train.partial_fc`) also gives."""
         logits, plain = self(embeddings, labels)
-        return F.cross_entropy(logits.float(), labels, reduction="none"), plain.argmax(dim=1) == labels
+        with torch.autocast(embeddings.device.type, enabled=False):  # the loss in float32 under any --amp
+            return F.cross_entropy(logits.float(), labels, reduction="none"), plain.argmax(dim=1) == labels
 
     def extra_repr(self) -> str:
         classes, size = self.weight.shape

@@ -120,6 +120,8 @@ def wrap(network: TrainingNetwork, config: TrainConfig, process: distributed.Pro
     """The module the steps call: DistributedDataParallel over several processes, compiled with ``--compile``.
 
     Checkpoints keep coming from ``network.backbone`` and ``network.head``, so their keys do not change.
+    A sharded head stays outside DistributedDataParallel (and ``torch.compile``): its rows are this process's
+    own, and its collectives run in its forward and backward.
     """
     if isinstance(network.head, ShardedClassifierHead):
         backbone: nn.Module = _WithDiversity(network.backbone)
