@@ -23,7 +23,7 @@ from facestra.errors import UserError
 from facestra.train import TrainConfig, resume_config, train
 from facestra.train.distributed import Process
 from facestra.train.heads import ClassifierHead
-from facestra.train.partial_fc import ShardedClassifierHead, initial_rows, shard_bounds
+from facestra.train.partial_fc import ShardedClassifierHead, initial_rows, sample_classes, shard_bounds
 from facestra.train.shard_files import SHARDS, load_shards, write_shard
 
 CLASSES, SIZE, LOCAL_BATCH, WORLD = 23, 12, 5, 2
@@ -159,6 +159,14 @@ def test_the_row_sgd_is_torch_sgd_at_rate_one_and_leaves_unsampled_rows_alone():
     assert sampled.step(lr=0.1, momentum=0.9, weight_decay=5e-4)
     changed = (sampled.weight != before).any(dim=1).nonzero().flatten()
     assert torch.equal(changed, rows)
+
+
+def test_a_shard_without_positives_still_scores_a_row():
+    generator = torch.Generator().manual_seed(0)
+    none = torch.zeros(0, dtype=torch.long)
+    assert len(sample_classes(none, 5, 0.1, generator)) == 1  # 0.1 x 5 rounds to no row
+    assert sample_classes(torch.arange(5), 5, 0.1, generator) is None  # every row is a positive
+    assert sample_classes(torch.tensor([7]), 100, 0.1, generator).tolist().count(7) == 1
 
 
 def test_initial_rows_do_not_depend_on_the_sharding():

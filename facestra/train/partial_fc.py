@@ -63,8 +63,9 @@ def initial_rows(num_classes: int, embedding_size: int, start: int, stop: int, *
 
 def sample_classes(positives: Tensor, num_local: int, sample_rate: float, generator: torch.Generator) -> Tensor | None:
     """Sorted shard rows to score this step: every positive plus random negatives up to ``sample_rate`` of
-    the shard (positives alone when they are more); ``None`` when that is every row."""
-    keep = max(int(sample_rate * num_local), len(positives))
+    the shard (positives alone when they are more, and at least one row, so that the shard's maximum
+    exists); ``None`` when that is every row."""
+    keep = max(int(sample_rate * num_local), len(positives), 1)
     if keep >= num_local:
         return None
     scores = torch.rand(num_local, generator=generator, device=positives.device)
