@@ -23,7 +23,8 @@ import torch
 
 from facestra.errors import UserError
 from facestra.io import atomic_write, write_text_atomic
-from facestra.train import distributed
+from facestra.train import distributed, shard_files
+from facestra.train.partial_fc import ShardedClassifierHead
 
 if TYPE_CHECKING:
     from facestra.data.datasets import FaceDataset
@@ -85,6 +86,7 @@ def clear_run(run_dir: Path) -> None:
     """Remove an earlier run's files (only the files a run writes; anything else in the folder stays)."""
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
+    shard_files.remove_all(run_dir)
     board = run_dir / TENSORBOARD
     if board.is_dir():
         for event_file in board.glob("events.out.tfevents.*"):
@@ -174,7 +176,14 @@ class Checkpointer:
     def restore(self, state: dict[str, Any]) -> Restored:
         """Load the weights, optimiser and this process's random generators saved in ``state``."""
         self.network.backbone.load_state_dict(state["model"])
-        self.network.head.load_state_dict(state["head"])
+        head, shards = self.network.head, state.get("head_shards")
+        if isinstance(head, ShardedClassifierHead) != (shards is not None):
+            saved_as = "a sharded classifier (--sample-rate)" if shards is not None else "a replicated classifier (no --sample-rate)"
+            raise UserError(f"{self.path}: the run was trained with {saved_as}; resume it the same way")
+        if shards is not None:
+            shard_files.load_shards(head, self.run_dir, shards)
+        else:
+            head.load_state_dict(state["head"])
         self.optimisation.load_state_dict(state)
         restored = Restored(Position(**state["position"]), state.get("best_accuracy"), frozenset(int(i) for i in state.get("skipped", [])))
         rng_states = state["rng"]
@@ -190,15 +199,31 @@ class Checkpointer:
         """
         rng_states = distributed.gather_objects(capture_rng(), self.process)
         every_skipped = sorted(set().union(*distributed.gather_objects(sorted(skipped), self.process)))
-        if not self.process.is_main:
-            return False
+        head = self.network.head
+        shards = None
+        if isinstance(head, ShardedClassifierHead):
+            token = distributed.gather_objects(shard_files.new_token(position.global_step), self.process)[0]  # rank 0's
+            shard_files.write_shard(self.run_dir, token, head)
+            distributed.barrier(self.process)  # every shard is on disk before last.pt names them
+            shards = shard_files.describe(head, token)
+        if self.process.is_main:
+            self._write(position, best_accuracy, every_skipped, rng_states, shards, model_too=model_too)
+        if shards is not None:
+            distributed.barrier(self.process)  # last.pt names the new shards: the old ones may go
+            if self.process.local_rank == 0:
+                shard_files.remove_other_generations(self.run_dir, shards["token"])
+        return self.process.is_main
+
+    def _write(self, position: Position, best_accuracy: float | None, every_skipped: list[int], rng_states: list,
+               shards: dict[str, Any] | None, *, model_too: bool) -> None:
         backbone, head = self.network.backbone, self.network.head
         payload = {
             "config": self.config.to_json(),
             "identities": self.dataset.identities,
             "num_images": len(self.dataset),
             "model": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
-            "head": {k: v.detach().cpu() for k, v in head.state_dict().items()},
+            "head": {} if shards is not None else {k: v.detach().cpu() for k, v in head.state_dict().items()},
+            "head_shards": shards,
             **self.optimisation.state_dict(),
             "rng": rng_states,
             "position": dataclasses.asdict(position),
@@ -213,4 +238,3 @@ class Checkpointer:
             models.save(backbone, self.run_dir / MODEL)
         if every_skipped:
             write_text_atomic(self.run_dir / SKIPPED, "".join(self.dataset.describe(i) + "\n" for i in every_skipped))
-        return True

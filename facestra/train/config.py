@@ -30,7 +30,7 @@ AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
 # Options that define the network or the data; a resumed run must keep them.
 FIXED_ON_RESUME: tuple[str, ...] = (
     "data", "arch", "width", "embedding_size", "input_size", "dropout", "stra_options", "loss", "scale", "margin",
-    "batch_size", "grad_accum", "seed", "flip", "lr", "momentum", "weight_decay",
+    "sample_rate", "batch_size", "grad_accum", "seed", "flip", "lr", "momentum", "weight_decay",
 )
 STRA_OPTION_NAMES: tuple[str, ...] = StRAOptions.names()
 
@@ -51,6 +51,10 @@ class TrainConfig:
     loss: str = documented("softmax", "Classification head: plain softmax or a margin loss.", choices=LOSSES)
     scale: float | None = documented(None, "Feature scale s (CosFace/ArcFace default 20).", positive=True)
     margin: float | None = documented(None, "Margin m (CosFace 0.2, ArcFace 0.15 by default).", minimum=0.0)
+    sample_rate: float | None = documented(
+        None, "Partial FC: shard the classifier over the processes and score all positives plus this fraction "
+        "of each shard's classes per step (0 < R <= 1; default: one replicated classifier).", positive=True, maximum=1.0,
+    )
     diversity_weight: float = documented(0.1, "Weight of the StRA diversity loss.", minimum=0.0)
     epochs: int = documented(20, "Passes over the training images.", minimum=1)
     lr: float = documented(0.1, "Base learning rate of SGD.", positive=True)

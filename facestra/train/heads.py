@@ -34,12 +34,18 @@ def arcface_logits(cosine: Tensor, labels: Tensor, *, scale: float, margin: floa
     class; there the usual fallback ``cos θ − m·sin m`` keeps the target logit monotonic in θ.
     """
     cosine = cosine.clamp(-1.0, 1.0)
+    one_hot = F.one_hot(labels, cosine.shape[1]).bool()
+    return scale * torch.where(one_hot, arcface_target(cosine, margin), cosine)
+
+
+def arcface_target(cosine: Tensor, margin: float) -> Tensor:
+    """ArcFace's true-class cosine ``cos(θ + m)``, with its monotonic fallback past θ + m = π (see
+    :func:`arcface_logits`); shared with the sharded head, which applies it to its own shard's columns."""
+    cosine = cosine.clamp(-1.0, 1.0)
     sine = torch.sqrt((1.0 - cosine * cosine).clamp_min(0.0))
     with_margin = cosine * math.cos(margin) - sine * math.sin(margin)
     threshold = math.cos(math.pi - margin)  # cos θ > threshold  <=>  θ + m < π
-    target = torch.where(cosine > threshold, with_margin, cosine - margin * math.sin(margin))
-    one_hot = F.one_hot(labels, cosine.shape[1]).bool()
-    return scale * torch.where(one_hot, target, cosine)
+    return torch.where(cosine > threshold, with_margin, cosine - margin * math.sin(margin))
 
 
 class ClassifierHead(nn.Module):
@@ -78,6 +84,13 @@ class ClassifierHead(nn.Module):
         if self.loss == "cosface":
             return cosface_logits(cosine, labels, scale=self.scale, margin=self.margin), plain
         return arcface_logits(cosine, labels, scale=self.scale, margin=self.margin), plain
+
+    def loss_and_correct(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Each sample's cross-entropy (with the margin) and whether its plain logits pick its class: what a
+        training step needs, in the form the sharded head (:mod:`facestra.train.partial_fc`) also gives."""
+        logits, plain = self(embeddings, labels)
+        with torch.autocast(embeddings.device.type, enabled=False):  # the loss in float32 under any --amp
+            return F.cross_entropy(logits.float(), labels, reduction="none"), plain.argmax(dim=1) == labels
 
     def extra_repr(self) -> str:
         classes, size = self.weight.shape

@@ -32,8 +32,9 @@ from facestra.train.checkpoint import LAST, MODEL, Checkpointer, Position, check
 from facestra.train.config import TrainConfig, check_config
 from facestra.train.heads import ClassifierHead
 from facestra.train.metrics import MetricsLog, Progress, RunLog
-from facestra.train.network import build_backbone, place, seed_everything, uses_channels_last, weights_digest, wrap
+from facestra.train.network import build_backbone, place, replicated, seed_everything, uses_channels_last, weights_digest, wrap
 from facestra.train.optim import Optimisation
+from facestra.train.partial_fc import ShardedClassifierHead
 from facestra.train.step import accumulate
 from facestra.train.stopping import STOP_COMPLETED, STOP_STEPS, StopRequests, TimeBudget, ignore_sigint, pending_stop
 from facestra.train.validation import BestValidation
@@ -76,7 +77,7 @@ def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResu
     _check_data(config, process, dataset, state, run_dir)
     seed_everything(config.seed)
     backbone = build_backbone(config)
-    head = ClassifierHead(config.embedding_size, dataset.num_classes, loss=config.loss, scale=config.scale, margin=config.margin)
+    head = _build_head(config, process, dataset.num_classes)
     validation = BestValidation(config.val, run_dir, process, batch_size=config.val_batch_size)
     distributed.start(process)
     threads_before = torch.get_num_threads()
@@ -98,6 +99,18 @@ def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResu
             loop = None
             gc.collect()
         distributed.teardown(process)
+
+
+def _build_head(config: TrainConfig, process: distributed.Process, num_classes: int) -> ClassifierHead | ShardedClassifierHead:
+    """The replicated head, or with ``sample_rate`` this process's shard of the Partial FC head."""
+    if config.sample_rate is None:
+        return ClassifierHead(config.embedding_size, num_classes, loss=config.loss, scale=config.scale, margin=config.margin)
+    if num_classes < process.world_size:
+        raise UserError(f"{config.data}: {num_classes} identities cannot be sharded over {process.world_size} processes (--sample-rate)")
+    return ShardedClassifierHead(
+        config.embedding_size, num_classes, loss=config.loss, scale=config.scale, margin=config.margin,
+        sample_rate=config.sample_rate, process=process, seed=config.seed,
+    )
 
 
 def _check_devices(config: TrainConfig, process: distributed.Process) -> None:
@@ -123,7 +136,7 @@ class _Loop:
     """The epochs and optimizer steps of one :func:`train` call, and where they stand."""
 
     def __init__(self, config: TrainConfig, process: distributed.Process, dataset: FaceDataset, backbone: torch.nn.Module,
-                 head: ClassifierHead, validation: BestValidation, state: dict[str, Any] | None, stop_requests: StopRequests,
+                 head: ClassifierHead | ShardedClassifierHead, validation: BestValidation, state: dict[str, Any] | None, stop_requests: StopRequests,
                  progress: Progress | None) -> None:
         self.config = config
         self.process = process
@@ -139,7 +152,8 @@ class _Loop:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.channels_last = uses_channels_last(config, self.device)
         self.network = place(backbone, head, config, process)
-        self.optimisation = Optimisation(self.network.parameters(), config, steps_per_epoch=self.steps_per_epoch, device=self.device)
+        sharded = head if isinstance(head, ShardedClassifierHead) else None
+        self.optimisation = Optimisation(self.network.parameters(), config, steps_per_epoch=self.steps_per_epoch, device=self.device, sharded_head=sharded)
         self.checkpoints = Checkpointer(self.run_dir, config, dataset, self.network, self.optimisation, process)
         self.position = Position()
         self.skipped: set[int] = set()
@@ -277,7 +291,7 @@ class _Loop:
         self.optimisation.step()
         self.position = Position(self.position.epoch, self.position.step_in_epoch + 1, self.position.global_step + 1)
         if c.check_replicas:
-            digests = distributed.gather_objects(weights_digest(self.module), self.process)
+            digests = distributed.gather_objects(weights_digest(replicated(self.network)), self.process)
             values["replica_digests"] = digests
             values["replicas_identical"] = len(set(digests)) == 1
         return values, reduced.stop

@@ -8,6 +8,7 @@ between the two steps that place a network: moving it to the device and wrapping
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import torch
@@ -17,6 +18,9 @@ from facestra.errors import UserError
 from facestra.train import distributed
 from facestra.train.config import TrainConfig
 from facestra.train.heads import ClassifierHead
+from facestra.train.partial_fc import ShardedClassifierHead
+
+Head = ClassifierHead | ShardedClassifierHead
 
 
 def seed_everything(seed: int) -> None:
@@ -48,17 +52,49 @@ def build_backbone(config: TrainConfig) -> nn.Module:
 
 
 class TrainingNetwork(nn.Module):
-    """Backbone and head as one module, so that DistributedDataParallel averages the gradients of both."""
+    """Backbone and head as one module, so that DistributedDataParallel averages the gradients of both
+    (a replicated head; a sharded one stays outside DistributedDataParallel, see :func:`wrap`)."""
 
-    def __init__(self, backbone: nn.Module, head: ClassifierHead) -> None:
+    def __init__(self, backbone: nn.Module, head: Head) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
 
     def forward(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(each image's cross-entropy, whether it was classified right, its diversity loss)."""
         embeddings, diversity = self.backbone.forward_with_diversity(images)
-        logits, plain_logits = self.head(embeddings, labels)
-        return logits, plain_logits, diversity
+        cross_entropy, correct = self.head.loss_and_correct(embeddings, labels)
+        return cross_entropy, correct, diversity
+
+
+class _WithDiversity(nn.Module):
+    """The backbone with ``forward_with_diversity`` as its forward: what DistributedDataParallel calls."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        return self.backbone.forward_with_diversity(images)
+
+
+class _ShardedTrainingNetwork(nn.Module):
+    """A DistributedDataParallel backbone feeding a sharded head: the head's rows differ on every process,
+    so DistributedDataParallel must neither broadcast nor average them."""
+
+    def __init__(self, backbone: nn.Module, head: ShardedClassifierHead) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def no_sync(self) -> contextlib.AbstractContextManager:
+        """The backbone's gradients stay local (the head's are always local)."""
+        return self.backbone.no_sync()
+
+    def forward(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        embeddings, diversity = self.backbone(images)
+        cross_entropy, correct = self.head.loss_and_correct(embeddings, labels)
+        return cross_entropy, correct, diversity
 
 
 def uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
@@ -71,7 +107,7 @@ def uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
     return config.channels_last if config.channels_last is not None else device.type == "cuda"
 
 
-def place(backbone: nn.Module, head: ClassifierHead, config: TrainConfig, process: distributed.Process) -> TrainingNetwork:
+def place(backbone: nn.Module, head: Head, config: TrainConfig, process: distributed.Process) -> TrainingNetwork:
     """Backbone (batch norm synced over processes with ``--sync-bn``) and head on the process's device."""
     device = process.device
     if config.sync_bn and process.distributed:
@@ -84,15 +120,33 @@ def wrap(network: TrainingNetwork, config: TrainConfig, process: distributed.Pro
     """The module the steps call: DistributedDataParallel over several processes, compiled with ``--compile``.
 
     Checkpoints keep coming from ``network.backbone`` and ``network.head``, so their keys do not change.
+    A sharded head stays outside DistributedDataParallel (and ``torch.compile``): its rows are this process's
+    own, and its collectives run in its forward and backward.
     """
+    if isinstance(network.head, ShardedClassifierHead):
+        backbone: nn.Module = _WithDiversity(network.backbone)
+        if process.distributed:
+            backbone = _ddp(backbone, process)
+        if config.compile:
+            backbone = torch.compile(backbone)
+        return _ShardedTrainingNetwork(backbone, network.head)
     module: nn.Module = network
     if process.distributed:
-        device = process.device
-        module = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        module = _ddp(module, process)
     if config.compile:
         # Fuses StRA's per-neighbour elementwise work, which eager mode runs as many small kernels.
         module = torch.compile(module)
     return module
+
+
+def _ddp(module: nn.Module, process: distributed.Process) -> nn.Module:
+    device = process.device
+    return nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def replicated(network: TrainingNetwork) -> nn.Module:
+    """What every process holds the same copy of: the whole network, or the backbone beside a sharded head."""
+    return network.backbone if isinstance(network.head, ShardedClassifierHead) else network
 
 
 def weights_digest(module: nn.Module) -> str:

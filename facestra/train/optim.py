@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from facestra.train.config import TrainConfig
+from facestra.train.partial_fc import ShardedClassifierHead
 
 AUTOCAST_DTYPES: Mapping[str, torch.dtype] = MappingProxyType({"bf16": torch.bfloat16, "fp16": torch.float16})
 
@@ -34,7 +35,10 @@ def paper_lr_factor(step: int, *, steps_per_epoch: int, lr_steps: tuple[int, ...
 class Optimisation:
     """SGD with momentum and weight decay, the :func:`paper_lr_factor` schedule and the AMP scaler/autocast."""
 
-    def __init__(self, parameters: Iterable[nn.Parameter], config: TrainConfig, *, steps_per_epoch: int, device: torch.device) -> None:
+    def __init__(self, parameters: Iterable[nn.Parameter], config: TrainConfig, *, steps_per_epoch: int, device: torch.device,
+                 sharded_head: ShardedClassifierHead | None = None) -> None:
+        self.sharded_head = sharded_head  # stepped with the same rate, momentum and weight decay, row by row
+        self.momentum, self.weight_decay = config.momentum, config.weight_decay
         self.optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
         schedule = functools.partial(
             paper_lr_factor, steps_per_epoch=steps_per_epoch, lr_steps=tuple(config.lr_steps),
@@ -52,6 +56,8 @@ class Optimisation:
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
+        if self.sharded_head is not None:
+            self.sharded_head.zero_grad()
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The forward pass's precision (a no-op with ``--amp none``)."""
@@ -62,8 +68,13 @@ class Optimisation:
 
     def step(self) -> None:
         """Apply the accumulated gradients and move the schedule on by one optimizer step."""
+        learning_rate, scale = self.learning_rate, self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        # the scaler lowers its scale exactly when it skipped the step for non-finite gradients
+        skipped = self.scaler.is_enabled() and self.scaler.get_scale() < scale
+        if self.sharded_head is not None and not skipped:
+            self.sharded_head.step(lr=learning_rate, momentum=self.momentum, weight_decay=self.weight_decay, grad_scale=scale)
         self.scheduler.step()
 
     def state_dict(self) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facestra.train import distributed
@@ -75,15 +74,15 @@ def accumulate(
         no_sync = module.no_sync() if (process.distributed and not last) else contextlib.nullcontext()
         with no_sync:
             with optimisation.autocast():
-                logits, plain_logits, diversity = module(images, labels)
-            cross_entropy = F.cross_entropy(logits.float(), labels, reduction="none")
+                cross_entropy, correct, diversity = module(images, labels)
+            cross_entropy = cross_entropy.float()
             weights = valid.float()
             classification = (cross_entropy * weights).sum() / weights.sum().clamp_min(1.0)
             diversity = (diversity.float() * weights).sum() / weights.sum().clamp_min(1.0)
             loss = (classification + diversity_weight * diversity) / len(micro_batches)
             optimisation.backward(loss)
         with torch.no_grad():
-            correct = ((plain_logits.argmax(dim=1) == labels) & valid).sum()
+            correct = (correct & valid).sum()
             totals += torch.stack([
                 (cross_entropy.detach() * weights).sum().double(),
                 diversity.detach().double() * weights.sum().double(),
