@@ -48,7 +48,5 @@ def align(input: Path, out_dir: Path, **options) -> None:
     click.echo(summary.line())
     taken = [record for record in summary.records if record.status == OCCUPIED]
     if taken:  # the user's files are safe, but the run is not what was asked: say so in the exit status
-        first = taken[0].detail.split(" already exists", 1)[0]
-        raise UserError(f"{summary.report_path.parent}: {len(taken)} crop name(s) taken by files facestra did "
-                        f"not write (first: {first}); they were left alone, those images have no crop",
-                        exit_code=1)
+        raise UserError(f"{summary.report_path.parent}: {len(taken)} image(s) got no crop, their crop's name "
+                        f"being taken by a file facestra did not write (first: {taken[0].detail})", exit_code=1)

@@ -22,7 +22,6 @@ from facestra.errors import UserError
 from facestra.io import read_file, write_bytes_atomic
 
 
-
 def occupied_detail(output: str) -> str:
     """Why an image got no crop: its output name is taken by a file this run's journal does not list."""
     return f"{output} already exists and was not written by facestra align; left as it is (move it away)"

@@ -7,9 +7,9 @@ Nothing is lost on bad input: every image ends with a status in ``align_report.c
 (see :data:`facestra.align.records.STATUSES`).
 Nothing is destroyed: outputs go to a separate tree, are written atomically (temp file + link), and an
 existing file is never replaced: one facestra did not write is reported ``occupied`` and left alone, and
-``overwrite=True`` first deletes only the crops the earlier run's journal lists. Progress is journaled (one JSON line per image
-in ``OUT/.align_journal.jsonl``), so an interrupted run, rerun with the same arguments, skips the images it
-had finished and still writes a complete report.
+``overwrite=True`` first deletes only the crops the earlier run's journal lists. Progress is journaled (one
+JSON line per image in ``OUT/.align_journal.jsonl``), so an interrupted run, rerun with the same arguments,
+skips the images it had finished and still writes a complete report.
 
 This module is the entry point and runs those steps in order; each step lives in its own module
 (``records``, ``plan``, ``journal``, ``crop``, ``workers``) so that it can be read and changed alone.
