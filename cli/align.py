@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from facestra.align.job import AlignOptions, align_images
+from facestra.align.records import OCCUPIED
 from facestra.cli.options import dataclass_options
+from facestra.errors import UserError
 
 
 class _ProgressBar:
@@ -44,3 +46,7 @@ def align(input: Path, out_dir: Path, **options) -> None:
     finally:
         bar.close()
     click.echo(summary.line())
+    taken = [record for record in summary.records if record.status == OCCUPIED]
+    if taken:  # the user's files are safe, but the run is not what was asked: say so in the exit status
+        raise UserError(f"{summary.report_path.parent}: {len(taken)} image(s) got no crop, their crop's name "
+                        f"being taken by a file facestra did not write (first: {taken[0].detail})", exit_code=1)

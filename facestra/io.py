@@ -99,6 +99,17 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = T
     write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite)
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of a text input, split the same way for every file facestra reads: at ``\n`` only, a
+    ``\r`` before it dropped (CRLF files), so that characters ``str.splitlines`` also breaks at (U+2028,
+    form feed, ...) stay inside a line and thus inside a file name. Read the text with ``utf-8-sig`` so that
+    a byte-order mark is dropped too."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def read_file(path: str | os.PathLike) -> bytes:
     """The whole file, with the fewest system calls: open, size, read, close.
 

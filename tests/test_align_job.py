@@ -193,20 +193,6 @@ def test_user_errors_are_one_line_with_exit_2(faces, tmp_path):
     assert not (images / "aligned").exists()
 
 
-def test_existing_outputs_are_kept_unless_overwrite(faces, tmp_path):
-    images, marks_file, _ = faces
-    out = tmp_path / "out"
-    (out / "p1").mkdir(parents=True)
-    (out / "p1" / "a.jpg").write_bytes(b"precious")
-    result = run(images, "--out", out, "--landmarks", marks_file, "--workers", "1")
-    assert result.exit_code == 0 and "exists 1" in result.stdout and "ok 2" in result.stdout
-    assert (out / "p1" / "a.jpg").read_bytes() == b"precious"
-    assert read_report(out)["p1/a.png"][0]["status"] == "exists"
-    result = run(images, "--out", out, "--landmarks", marks_file, "--workers", "1", "--overwrite")
-    assert result.exit_code == 0 and "ok 3" in result.stdout
-    assert cv2.imread(str(out / "p1" / "a.jpg")).shape == (112, 112, 3)
-
-
 KILLER = textwrap.dedent(
     """
     import os, sys

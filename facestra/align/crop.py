@@ -15,13 +15,16 @@ from facestra.align.detect import YuNetDetector, rank_faces
 from facestra.align.geometry import LandmarkError, fit_face, outside_image_problem, warp_to_crop
 from facestra.align.plan import output_name
 from facestra.align.records import (
-    BAD_LANDMARKS, EXISTS, NO_FACE, OK, UNREADABLE, AlignSettings, AlignTask, FaceRecord,
+    BAD_LANDMARKS, NO_FACE, OCCUPIED, OK, UNREADABLE, AlignSettings, AlignTask, FaceRecord,
 )
 from facestra.data.images import decode_image
 from facestra.errors import UserError
 from facestra.io import read_file, write_bytes_atomic
 
-KEPT = "output already exists; not overwritten (use --overwrite)"
+
+def occupied_detail(output: str) -> str:
+    """Why an image got no crop: its output name is taken by a file this run's journal does not list."""
+    return f"{output} already exists and was not written by facestra align; left as it is (move it away)"
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,10 @@ class CropPlan:
     out: str
     settings: AlignSettings
     detector: YuNetDetector | None
-    overwrite: bool
     check_existing: bool = True  # False when the output folder was empty: saves a stat per image
-    adopt_existing: bool = False  # resuming: an existing output without a journal line is the killed run's
+    # resuming: an existing output without a journal line is the killed run's if it holds the very bytes
+    # this run would write; any other file is the user's
+    adopt_existing: bool = False
 
 
 def align_one(task: AlignTask, plan: CropPlan) -> list[FaceRecord]:
@@ -57,10 +61,10 @@ class PendingCrop(NamedTuple):
 def prepare_image(task: AlignTask, plan: CropPlan) -> list[FaceRecord | PendingCrop]:
     """Read and decode the image once and find its face(s); bad input becomes a record."""
     settings = plan.settings
-    if plan.check_existing and not plan.adopt_existing and not plan.overwrite and not settings.all_faces:
+    if plan.check_existing and not plan.adopt_existing and not settings.all_faces:
         output = output_name(task.path, settings)
-        if os.path.exists(os.path.join(plan.out, output)):
-            return [FaceRecord(task.path, EXISTS, output=output, detail=KEPT)]
+        if os.path.lexists(os.path.join(plan.out, output)):
+            return [FaceRecord(task.path, OCCUPIED, detail=occupied_detail(output))]
     try:
         data = read_file(task.source)  # type: ignore[arg-type]
     except OSError as error:
@@ -87,7 +91,7 @@ def prepare_image(task: AlignTask, plan: CropPlan) -> list[FaceRecord | PendingC
 
 def finish_image(items: list[FaceRecord | PendingCrop], plan: CropPlan) -> list[FaceRecord]:
     """Check the landmarks, fit, warp, encode and atomically write the crops of one image; never replaces an
-    existing file."""
+    existing file (``--overwrite`` removes the earlier run's crops before any is written)."""
     import cv2
 
     settings = plan.settings
@@ -115,16 +119,26 @@ def finish_image(items: list[FaceRecord | PendingCrop], plan: CropPlan) -> list[
         ok, encoded = cv2.imencode("." + settings.image_format, warp_to_crop(item.image, matrix, settings.size), params)
         if not ok:
             raise UserError(f"{target}: OpenCV could not encode the crop")
-        status, detail = OK, ""
+        detail = ""
         try:
-            write_bytes_atomic(target, encoded, overwrite=plan.overwrite)
+            write_bytes_atomic(target, encoded, overwrite=False)
         except UserError:  # the target exists
-            if plan.adopt_existing:  # written by the interrupted run before it could journal it
-                detail = "written by the interrupted run"
-            else:
-                status, detail = EXISTS, KEPT
+            if not (plan.adopt_existing and _holds(target, encoded)):
+                records.append(FaceRecord(item.path, OCCUPIED, face=item.face, score=item.score,
+                                          detail=occupied_detail(item.output)))
+                continue
+            detail = "written by the interrupted run"  # before it could journal it
         except OSError as error:
             raise UserError(f"{target}: cannot write ({error.strerror or error})") from None
-        records.append(FaceRecord(item.path, status, face=item.face, output=item.output, score=item.score,
+        records.append(FaceRecord(item.path, OK, face=item.face, output=item.output, score=item.score,
                                   residual=residual, landmarks=landmarks, detail=detail))
     return records
+
+
+def _holds(path: str, data: np.ndarray) -> bool:
+    """Whether the regular file ``path`` holds exactly ``data``: encoding is deterministic, so a crop the
+    killed run wrote is byte for byte what this run makes, and a user's file is not."""
+    try:
+        return os.path.isfile(path) and not os.path.islink(path) and read_file(path) == np.asarray(data).tobytes()
+    except OSError:
+        return False

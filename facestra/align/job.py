@@ -5,10 +5,11 @@ Data flow, per image and without detours: read bytes -> check they are whole -> 
 
 Nothing is lost on bad input: every image ends with a status in ``align_report.csv``
 (see :data:`facestra.align.records.STATUSES`).
-Nothing is destroyed: outputs go to a separate tree, are written atomically (temp file + rename), and an
-existing output is never replaced unless ``overwrite=True``. Progress is journaled (one JSON line per image
-in ``OUT/.align_journal.jsonl``), so an interrupted run, rerun with the same arguments, skips the images it
-had finished and still writes a complete report.
+Nothing is destroyed: outputs go to a separate tree, are written atomically (temp file + link), and an
+existing file is never replaced: one facestra did not write is reported ``occupied`` and left alone, and
+``overwrite=True`` first deletes only the crops the earlier run's journal lists. Progress is journaled (one
+JSON line per image in ``OUT/.align_journal.jsonl``), so an interrupted run, rerun with the same arguments,
+skips the images it had finished and still writes a complete report.
 
 This module is the entry point and runs those steps in order; each step lives in its own module
 (``records``, ``plan``, ``journal``, ``crop``, ``workers``) so that it can be read and changed alone.
@@ -27,7 +28,8 @@ from facestra.align.crop import CropPlan
 from facestra.align.detect import YuNetDetector, load_detector
 from facestra.align.geometry import parse_size
 from facestra.align.journal import (
-    JOURNAL_NAME, REPORT_NAME, Journal, read_journal, remove_stale_temporaries, still_done, write_report,
+    JOURNAL_NAME, REPORT_NAME, Journal, read_journal, remove_journaled_outputs, remove_stale_temporaries,
+    still_done, write_report,
 )
 from facestra.align.landmarks import read_landmarks
 from facestra.align.plan import check_output_folder, plan_tasks, resolve_input, split_name_clashes
@@ -61,7 +63,9 @@ class AlignOptions:
     quality: int = documented(95, "JPEG quality.", minimum=0, maximum=100)
     all_faces: bool = documented(False, "Write every detected face as name_0, name_1, ...")
     min_score: float = documented(0.5, "Detector confidence threshold.", minimum=0.0, maximum=1.0)
-    overwrite: bool = documented(False, "Replace existing outputs (default: keep them and skip).")
+    overwrite: bool = documented(
+        False, "Redo the run: first delete the crops an earlier run into --out wrote (as its journal lists)."
+    )
     strict: bool = documented(False, "Exit 1 if any image is unreadable, has bad landmarks or no face.")
     json_report: Path | None = documented(None, "Also write the summary as JSON.", path="file", flag="json")
 
@@ -96,22 +100,24 @@ def align_images(
     root, images, listed_problems = resolve_input(input_path)
     out = Path(out_dir).absolute()
     check_output_folder(out, root, input_is_folder=input_path.is_dir())
-    out_was_empty = not any(out.iterdir())
     entries = read_landmarks(landmarks) if landmarks is not None else None
     tasks = plan_tasks(root, images, listed_problems, entries, is_listing=input_path.is_dir())
     clash_records, tasks = split_name_clashes(tasks, settings)
 
     journal_path = out / JOURNAL_NAME
-    journal = None if overwrite else read_journal(journal_path, settings)
     if journal_path.exists():
         remove_stale_temporaries(out, settings)
+    if overwrite:  # before the new journal replaces the list of what the earlier run wrote
+        remove_journaled_outputs(out)
+    journal = None if overwrite else read_journal(journal_path, settings)
+    out_was_empty = not any(out.iterdir())
     previous = journal or {}
     finished = {t.path: previous[t.path] for t in tasks if t.path in previous and still_done(previous[t.path], out)}
     todo = [task for task in tasks if task.path not in finished]
 
     records_by_image: dict[str, list[FaceRecord]] = dict(finished)
-    plan = CropPlan(out=str(out), settings=settings, detector=face_detector, overwrite=overwrite,
-                    check_existing=not out_was_empty, adopt_existing=journal is not None)
+    plan = CropPlan(out=str(out), settings=settings, detector=face_detector, check_existing=not out_was_empty,
+                    adopt_existing=journal is not None)
     with Journal(journal_path, settings, fresh=journal is None) as log:
         for done, (path, records, line) in enumerate(run_tasks(todo, plan, workers), start=1):
             records_by_image[path] = records

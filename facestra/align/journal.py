@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from facestra.align.records import FINE_STATUSES, AlignSettings, FaceRecord
+from facestra.align.records import FINE_STATUSES, OK, AlignSettings, FaceRecord
 from facestra.errors import UserError
-from facestra.io import write_text_atomic
+from facestra.io import write_bytes_atomic, write_text_atomic
 
 REPORT_NAME = "align_report.csv"
 JOURNAL_NAME = ".align_journal.jsonl"
@@ -50,6 +50,49 @@ def read_journal(path: Path, settings: AlignSettings) -> dict[str, list[FaceReco
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
     return previous
+
+
+def remove_journaled_outputs(out: Path) -> int:
+    """Delete the crops an earlier run into ``out`` journaled as written (for ``--overwrite``); return how many.
+
+    Only files the journal names as ``ok`` outputs are touched, so a crop of another format, or of an image
+    that fails this time, does not stay beside the new ones, while a file facestra never wrote stays. A
+    journal that is not facestra's deletes nothing.
+    """
+    try:
+        lines = (out / JOURNAL_NAME).read_text(encoding="utf-8", errors="replace").split("\n")
+    except FileNotFoundError:
+        return 0
+    except OSError as error:
+        raise UserError(f"{out / JOURNAL_NAME}: cannot read the progress journal ({error.strerror or error})") from None
+    try:
+        header = json.loads(lines[0])
+    except json.JSONDecodeError:
+        return 0
+    if not isinstance(header, dict) or "settings" not in header:
+        return 0
+    removed = 0
+    for line in lines[1:]:
+        try:
+            records = [FaceRecord.from_json(r) for r in json.loads(line)["records"]]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+        for record in records:
+            target = _inside(out, record.output) if record.status == OK else None
+            if target is not None and target.is_file() and not target.is_symlink():
+                target.unlink()
+                removed += 1
+    return removed
+
+
+def _inside(out: Path, output: str) -> Path | None:
+    """``out / output`` if that is a crop's place (relative, below ``out``, not our own files), else None."""
+    if not isinstance(output, str) or not output or os.path.isabs(output):
+        return None
+    parts = output.split("/")
+    if ".." in parts or "" in parts or output in (JOURNAL_NAME, REPORT_NAME):
+        return None
+    return out / output
 
 
 def remove_stale_temporaries(out: Path, settings: AlignSettings) -> None:
@@ -120,18 +163,24 @@ def _ends_mid_line(path: Path) -> bool:
 
 
 def write_report(path: Path, records: Iterable[FaceRecord]) -> None:
-    """Write the report CSV (``REPORT_COLUMNS``, one row per record) atomically."""
+    """Write the report CSV (``REPORT_COLUMNS``, one row per record) atomically.
+
+    Quoted as the ``csv`` module does, so a name with commas, quotes or line breaks stays one field; UTF-8,
+    except that the bytes of a file name that is not UTF-8 are written as they are (``surrogateescape``):
+    read it back with ``open(..., newline="", encoding="utf-8", errors="surrogateescape")``.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    # csv quotes a field holding "\n" but not one holding a lone "\r", which readers take for a line end
+    quoting_all = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(REPORT_COLUMNS)
     for r in records:
         points = [f"{v:.3f}" for v in r.landmarks] if r.landmarks is not None else [""] * 10
-        writer.writerow(
-            [r.path, "" if r.face is None else r.face, r.output, r.status,
-             "" if r.score is None else f"{r.score:.3f}", "" if r.residual is None else f"{r.residual:.4f}",
-             *points, r.detail]
-        )
+        row = [r.path, "" if r.face is None else r.face, r.output, r.status,
+               "" if r.score is None else f"{r.score:.3f}", "" if r.residual is None else f"{r.residual:.4f}",
+               *points, r.detail]
+        (quoting_all if "\r" in r.path + r.output + r.detail else writer).writerow(row)
     try:
-        write_text_atomic(path, buffer.getvalue())
+        write_bytes_atomic(path, buffer.getvalue().encode("utf-8", "surrogateescape"))
     except OSError as error:
         raise UserError(f"{path}: cannot write the report ({error.strerror or error})") from None

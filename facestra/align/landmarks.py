@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from facestra.errors import UserError
+from facestra.io import text_lines
 
 FORMATS = ("csv", "jsonl", "lst")
 PATH_KEYS = ("path", "image", "file")
@@ -53,7 +54,7 @@ def detect_format(path: str | os.PathLike, text: str) -> str:
         return "jsonl"
     if suffix == ".lst":
         return "lst"
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = next((line.strip() for line in text_lines(text) if line.strip()), "")
     if first.startswith("{"):
         return "jsonl"
     if "\t" in first:
@@ -130,7 +131,7 @@ def parse_jsonl(text: str, source: str = "<jsonl>") -> list[LandmarkEntry]:
             raise UserError(f"{source}: not valid JSON ({error.msg}, line {error.lineno})") from None
         return [_entry(record, number, source) for number, record in enumerate(records, start=1)]
     entries: list[LandmarkEntry] = []
-    for index, raw in enumerate(text.splitlines()):
+    for index, raw in enumerate(text_lines(text)):
         line = index + 1
         if not raw.strip():
             continue
@@ -179,7 +180,7 @@ def _flatten(value: object) -> list[float] | None:
 def parse_lst(text: str, source: str = "<lst>") -> list[LandmarkEntry]:
     """insightface ``.lst``: ``aligned, path, label, 4 box numbers, x1..x5, y1..y5`` separated by tabs."""
     entries: list[LandmarkEntry] = []
-    for index, raw in enumerate(text.splitlines()):
+    for index, raw in enumerate(text_lines(text)):
         line = index + 1
         if not raw.strip():
             continue

@@ -15,7 +15,7 @@ from facestra.align.records import (
     BAD_LANDMARKS, MISSING_IMAGE, NAME_CLASH, NO_LANDMARKS, AlignSettings, AlignTask, FaceRecord,
 )
 from facestra.errors import UserError
-from facestra.io import list_image_paths
+from facestra.io import list_image_paths, text_lines
 
 
 def resolve_input(path: Path) -> tuple[Path, list[str], dict[str, str]]:
@@ -29,13 +29,15 @@ def resolve_input(path: Path) -> tuple[Path, list[str], dict[str, str]]:
     if path.is_file():
         root = path.absolute().parent
         try:
-            lines = path.read_text(encoding="utf-8-sig").splitlines()
+            lines = text_lines(path.read_bytes().decode("utf-8-sig"))
         except (OSError, UnicodeDecodeError) as error:
             raise UserError(f"{path}: cannot read the image list ({error})") from None
         listed: dict[str, None] = {}  # ordered and without repeats
         problems: dict[str, str] = {}
         for line in lines:
             written = line.strip()
+            if written != line and written and os.path.lexists(os.path.join(root, line)):
+                written = line  # a name that starts or ends with spaces, as the folder holds it
             if not written or written.startswith("#"):
                 continue
             relative, problem = _relative_path(root, written)

@@ -12,16 +12,17 @@ import numpy as np
 from facestra.errors import UserError
 
 OK = "ok"
-EXISTS = "exists"
+#: A file facestra did not write already has the crop's name: it is left alone, and the image gets no crop.
+OCCUPIED = "occupied"
 NO_FACE = "no_face"
 UNREADABLE = "unreadable"
 BAD_LANDMARKS = "bad_landmarks"
 NO_LANDMARKS = "no_landmarks"
 MISSING_IMAGE = "missing_image"
 NAME_CLASH = "name_clash"
-#: Every status a report line can carry; all but ``ok`` and ``exists`` count as problems (``--strict``).
-STATUSES = (OK, EXISTS, NO_FACE, UNREADABLE, BAD_LANDMARKS, NO_LANDMARKS, MISSING_IMAGE, NAME_CLASH)
-FINE_STATUSES = frozenset({OK, EXISTS})
+#: Every status a report line can carry; all but ``ok`` count as problems (``--strict``).
+STATUSES = (OK, OCCUPIED, NO_FACE, UNREADABLE, BAD_LANDMARKS, NO_LANDMARKS, MISSING_IMAGE, NAME_CLASH)
+FINE_STATUSES = frozenset({OK})
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class AlignSummary:
 
     @property
     def problems(self) -> int:
-        """Records whose status is a problem (anything but ok/exists)."""
+        """Records whose status is a problem (anything but ok)."""
         return sum(n for status, n in self.counts.items() if status not in FINE_STATUSES)
 
     def to_json(self) -> dict:
