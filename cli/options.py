@@ -142,9 +142,11 @@ def _field_option(field: dataclasses.Field, annotation: Any, only_given: bool) -
         return click.option(f"--{flag}/--no-{flag}", field.name, default=default, show_default=show, help=help_text)
     if isinstance(default, tuple):
         default = _shown(default, kind)
+    if meta.get("required"):
+        # no default at all: click 8.3 takes an explicit default=None as a value that satisfies `required`
+        return click.option(f"--{flag}", field.name, type=kind, metavar=meta.get("metavar"), required=True, help=help_text)
     return click.option(
-        f"--{flag}", field.name, type=kind, default=default, show_default=show,
-        metavar=meta.get("metavar"), required=bool(meta.get("required")), help=help_text,
+        f"--{flag}", field.name, type=kind, default=default, show_default=show, metavar=meta.get("metavar"), help=help_text,
     )
 
 

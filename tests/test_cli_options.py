@@ -84,3 +84,13 @@ def test_the_library_enforces_the_same_limits(field: str, value: float, said: st
 
     with pytest.raises(UserError, match=f"^{said}$"):
         check_config(TrainConfig(data="d", out="o", **{field: value}))
+
+
+def test_a_required_generated_option_is_required(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from facestra.cli.main import main
+
+    result = CliRunner().invoke(main, ["synth", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Missing option '--identities'" in result.output
+    assert not (tmp_path / "out").exists()
