@@ -6,7 +6,8 @@ import json
 
 import click
 
-from facestra.cli.options import SIZE, stra_options
+from facestra.cli.options import SIZE, dataclass_options, stra_options
+from facestra.train.config import TrainConfig
 
 
 def _arch_names() -> list[str]:
@@ -17,7 +18,7 @@ def _arch_names() -> list[str]:
 
 @click.command()
 @click.option("--arch", "archs", multiple=True, help="Architecture (repeatable). Default: resnet50 and resnet50_stra.")
-@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Channel width multiplier.")
+@dataclass_options(TrainConfig, only=("width",))
 @click.option("--input", "input_size", type=SIZE, default="112x112", show_default=True, help="Input size HxW.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
 @stra_options
@@ -25,8 +26,11 @@ def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json
     """Parameters and multiply-adds of networks, per stage (compare resnet50 with resnet50_stra).
 
     The StRA options apply to the *_stra architectures, e.g. --kernel-size 7 or --no-mode-interaction to
-    cost a row of the paper's ablations.
+    cost a row of the paper's ablations. Networks are built on PyTorch's meta device: shapes only, so the
+    figures of a network too large for this machine are printed without allocating it.
     """
+    import torch
+
     from facestra import models
     from facestra.io import write_text_atomic
 
@@ -35,7 +39,8 @@ def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json
     report = {}
     for arch in archs:
         try:
-            model = models.create(arch, width=width, input_size=input_size, **(stra if arch.endswith("_stra") else {}))
+            with torch.device("meta"):
+                model = models.create(arch, width=width, input_size=input_size, **(stra if arch.endswith("_stra") else {}))
         except ValueError as error:
             raise click.UsageError(f"--arch {arch}: {error}") from None
         report[arch] = models.complexity(model, input_size).as_dict()

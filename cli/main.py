@@ -51,13 +51,19 @@ class LazyGroup(click.Group):
         return getattr(module, attribute)
 
     def invoke(self, ctx: click.Context):
-        from facestra.errors import UserError
+        from facestra.errors import UserError, out_of_memory_message
 
         try:
             return super().invoke(ctx)
         except UserError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(error.exit_code)
+        except (MemoryError, RuntimeError) as error:
+            message = out_of_memory_message(error)
+            if message is None:
+                raise
+            click.echo(f"error: {message}", err=True)
+            ctx.exit(2)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import click
 
+from facestra.fields import IMAGE_SIDES
+
 
 class SizeType(click.ParamType):
     """``112`` or ``112x96`` (height x width) -> (height, width)."""
@@ -32,8 +34,9 @@ class SizeType(click.ParamType):
             self.fail(f"{value!r} is not a size like 112 or 224x192", param, ctx)
         if len(sizes) == 1:
             sizes = sizes * 2
-        if len(sizes) != 2 or min(sizes) < 8:
-            self.fail(f"{value!r} is not a size like 112 or 224x192 (each side at least 8)", param, ctx)
+        low, high = IMAGE_SIDES
+        if len(sizes) != 2 or not all(low <= side <= high for side in sizes):
+            self.fail(f"{value!r} is not a size like 112 or 224x192 (each side {low} to {high} pixels)", param, ctx)
         return sizes[0], sizes[1]
 
 
@@ -56,15 +59,19 @@ class CommaList(click.ParamType):
 SIZE = SizeType()
 
 
-def dataclass_options(cls: type, *, exclude: tuple[str, ...] = (), only_given: bool = False) -> Callable[[Callable], Callable]:
-    """A decorator adding one option per documented field of dataclass ``cls`` (in field order).
+def dataclass_options(
+    cls: type, *, exclude: tuple[str, ...] = (), only: tuple[str, ...] | None = None, only_given: bool = False
+) -> Callable[[Callable], Callable]:
+    """A decorator adding one option per documented field of dataclass ``cls`` (in field order), or per
+    field named in ``only``.
 
     ``only_given=True`` makes every option default to None ("not on the command line") and shows the
     dataclass default in the help instead: for switches that only some architectures take (StRA), or that
     must layer over a preset.
     """
     hints = typing.get_type_hints(cls)
-    chosen = [f for f in dataclasses.fields(cls) if f.name not in exclude and f.metadata.get("help")]
+    chosen = [f for f in dataclasses.fields(cls)
+              if f.name not in exclude and (only is None or f.name in only) and f.metadata.get("help")]
 
     def decorate(command: Callable) -> Callable:
         for field in reversed(chosen):

@@ -31,7 +31,7 @@ import numpy as np
 
 from facestra.embed.options import DEVICES
 from facestra.errors import UserError
-from facestra.fields import documented
+from facestra.fields import IMAGE_SIDES, documented
 from facestra.io import write_text_atomic
 
 MARKER = "facestra-demo.json"
@@ -55,7 +55,7 @@ class DemoConfig:
     images_per_identity: int = documented(6, "Photos of each person.", minimum=2)
     test_identities: int = documented(60, "People held out for the verification pairs.", minimum=2)
     image_size: int = 250
-    crop_size: int = documented(48, "Side of the aligned crops the networks see.", minimum=32)
+    crop_size: int = documented(48, "Side of the aligned crops the networks see.", minimum=32, maximum=IMAGE_SIDES[1])
     width: float = 0.125
     embedding_size: int = 128
     loss: str = "softmax"  # in a few hundred steps plain softmax generalises better than a margin loss
@@ -240,7 +240,7 @@ def _detector_check(work: Path, faces: Path, config: DemoConfig, say: Log) -> di
             if true is not None:
                 eye_distance = np.linalg.norm(true[1] - true[0])
                 errors.append(float(np.mean(np.linalg.norm(found - true, axis=1)) / max(eye_distance, 1e-6)))
-    found = summary.counts.get("ok", 0) + summary.counts.get("exists", 0)
+    found = summary.counts.get("ok", 0)
     figures = {
         "images": summary.images,
         "faces_found": found,

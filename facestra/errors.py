@@ -14,3 +14,29 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+# How the allocators word a failed allocation: PyTorch's CPU allocator (a RuntimeError) and CUDA's
+# (torch.OutOfMemoryError, also a RuntimeError); NumPy raises MemoryError.
+_OUT_OF_MEMORY = ("DefaultCPUAllocator: can't allocate memory", "CUDA out of memory", "out of memory")
+
+
+def out_of_memory_message(error: BaseException) -> str | None:
+    """The one line to show for ``error`` when it is a failed allocation, else None (a real bug, which
+    keeps its traceback).
+
+    The usual cause is a batch, input size or network too large for the device, which the user fixes
+    with an option, so the line names those options rather than the allocator's internals.
+    """
+    if isinstance(error, MemoryError):
+        detail = "an allocation failed"
+    elif isinstance(error, RuntimeError) and any(marker in str(error) for marker in _OUT_OF_MEMORY):
+        text = str(error)
+        tried = text.split("you tried to allocate ", 1)[-1].split(" bytes", 1)[0] if "you tried to allocate" in text else ""
+        if tried.isdigit():
+            detail = f"an allocation of {int(tried) / 2**30:,.1f} GiB failed"
+        else:
+            detail = text.splitlines()[0].strip()[:200]
+    else:
+        return None
+    return f"out of memory ({detail}): use a smaller --batch-size, input size or network"

@@ -10,6 +10,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+# Smallest and largest side, in pixels, of every image size an option takes (crops, network inputs,
+# rendered photos): a typo of one digit too many is refused instead of allocating gigabytes.
+IMAGE_SIDES: tuple[int, int] = (8, 4096)
+
 
 def documented(
     default: Any = dataclasses.MISSING,

@@ -59,9 +59,13 @@ def test_a_size_default_shows_as_hxw_and_a_list_default_as_commas() -> None:
 
 
 @pytest.mark.parametrize("option, value, rule", [
-    ("--width", "0", "x>0"), ("--embedding-size", "0", "x>=1"), ("--scale", "-1", "x>0"), ("--margin", "-0.1", "x>=0.0"),
+    ("--width", "0", "0.125<=x<=8.0"), ("--width", "1000", "0.125<=x<=8.0"), ("--embedding-size", "0", "1<=x<=16384"),
+    ("--embedding-size", "100000000", "1<=x<=16384"), ("--scale", "-1", "0<x<=1024.0"), ("--scale", "1e30", "0<x<=1024.0"),
+    ("--margin", "-0.1", "0.0<=x<=1.0"), ("--margin", "10", "0.0<=x<=1.0"), ("--threads", "100000", "1<=x<=1024"),
+    ("--kernel-size", "999", "1<=x<=15"), ("--groups", "0", "x>=1"),
     ("--lr", "0", "x>0"), ("--lr-factor", "0", "x>0"), ("--momentum", "1.5", "0.0<=x<=1.0"),
     ("--dropout", "2", "0.0<=x<=1.0"), ("--max-minutes", "0", "x>0"),
+    ("--input-size", "100000", "each side 8 to 4096 pixels"), ("--input-size", "4", "each side 8 to 4096 pixels"),
 ])
 def test_meaningless_training_numbers_are_option_errors(option: str, value: str, rule: str, tmp_path) -> None:
     from click.testing import CliRunner
@@ -74,9 +78,12 @@ def test_meaningless_training_numbers_are_option_errors(option: str, value: str,
 
 
 @pytest.mark.parametrize("field, value, said", [
-    ("width", 0.0, "--width must be positive"), ("lr", -1.0, "--lr must be positive"),
+    ("width", 0.0, "--width must be at least 0.125"), ("width", 9.0, "--width must be at most 8.0"),
+    ("lr", -1.0, "--lr must be positive"), ("scale", 2000.0, "--scale must be at most 1024.0"),
     ("momentum", 1.5, "--momentum must be at most 1.0"), ("embedding_size", 0, "--embedding-size must be at least 1"),
-    ("margin", -0.1, "--margin must not be negative"),
+    ("margin", -0.1, "--margin must not be negative"), ("threads", 5000, "--threads must be at most 1024"),
+    ("input_size", (112, 5000), "--input-size 112x5000: each side must be 8 to 4096 pixels"),
+    ("margin", 0.3, "--margin applies to --loss cosface and arcface; plain softmax has neither"),
 ])
 def test_the_library_enforces_the_same_limits(field: str, value: float, said: str) -> None:
     from facestra.errors import UserError

@@ -125,4 +125,4 @@ def test_info_costs_an_ablation_row_and_refuses_a_bad_switch(tmp_path) -> None:
     assert json.loads(out.read_text())["models"]["resnet50_stra"]["stra_block_params"] == [per_block] * 3
     bad = CliRunner().invoke(main, ["info", "--arch", "resnet50_stra", "--kernel-size", "4"])
     assert bad.exit_code == 2
-    assert "--arch resnet50_stra: kernel_size must be odd and positive, got 4" in bad.output
+    assert "--arch resnet50_stra: kernel_size must be odd, 1 to 15, got 4" in bad.output

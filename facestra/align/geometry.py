@@ -16,6 +16,8 @@ import operator
 
 import numpy as np
 
+from facestra.fields import IMAGE_SIDES
+
 #: The ArcFace template for a 112x112 crop, in pixels (x, y): the eye on the image's left, the other eye,
 #: the nose tip, the mouth corner on the image's left, the other mouth corner.
 ARCFACE_TEMPLATE_112 = np.array(
@@ -64,8 +66,9 @@ def parse_size(size: int | str | tuple[int, int] | list[int]) -> Size:
             height, width = values
         else:
             raise ValueError(f"size {size!r}: expected N or HxW, e.g. 112 or 224x192")
-    if not (8 <= height <= 4096 and 8 <= width <= 4096):
-        raise ValueError(f"size {size!r}: height and width must be between 8 and 4096 pixels")
+    low, high = IMAGE_SIDES
+    if not (low <= height <= high and low <= width <= high):
+        raise ValueError(f"size {size!r}: height and width must be between {low} and {high} pixels")
     return height, width
 
 

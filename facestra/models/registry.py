@@ -25,6 +25,7 @@ from facestra.data.images import ARCFACE_INPUT, FACESTRA_INPUT, InputConvention
 from facestra.errors import UserError
 from facestra.io import atomic_write
 from facestra.models.iresnet import IRESNET_LAYERS, IBasicBlock, IResNet, IStRABlock
+from facestra.models.memory import check_fits
 from facestra.models.resnet import BasicBlock, Bottleneck, FaceResNet, StRABottleneck
 from facestra.models.state_dicts import backbone_tensors, infer_iresnet, load_strict
 from facestra.models.stra import StRAOptions
@@ -70,13 +71,22 @@ def names() -> list[str]:
     return list(_BUILDERS)
 
 
-def create(name: str, **kwargs: Any) -> Network:
+def create(name: str, *, memory_copies: int = 1, **kwargs: Any) -> Network:
     """Build architecture ``name``; kwargs: width, embedding_size, input_size, dropout and, for *_stra,
-    groups, kernel_size, mode_attention, mode_interaction, gate. It takes facestra's input convention."""
+    groups, kernel_size, mode_attention, mode_interaction, gate. It takes facestra's input convention.
+
+    The network is first built on the ``meta`` device and refused when ``memory_copies`` of its weights
+    do not fit in memory, so an oversized option is one line, not a failed allocation; 0 skips the check
+    (training makes its own, activations included). Under ``with torch.device("meta")`` (``facestra
+    info``) nothing is allocated and nothing is refused.
+    """
     if name not in _BUILDERS:
         raise UserError(f"unknown architecture {name!r}; choose one of {', '.join(names())}")
     if "input_size" in kwargs:
         kwargs["input_size"] = tuple(int(v) for v in kwargs["input_size"])
+    if memory_copies and torch.get_default_device().type != "meta":
+        with torch.device("meta"):
+            check_fits(_BUILDERS[name](**kwargs), name, copies=memory_copies)
     model = _BUILDERS[name](**kwargs)
     model.arch = name
     model.arch_kwargs = dict(kwargs)

@@ -33,6 +33,10 @@ from torch import Tensor, nn
 from facestra.fields import documented
 
 GATES = ("sigmoid", "softmax", "tanh")
+# The paper tries K = 3, 5, 7 (Table 4). Stage 4 of a 112x112 network is 7x7, so K = 13 already reaches
+# every position from every other, and each window holds K^2 shifted copies of the features in memory:
+# K = 999 used up 24 GiB of memory before its first training step.
+MAX_KERNEL_SIZE = 15
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class StRAOptions:
     """
 
     groups: int = documented(8, "StRA: number of modes G (Fig. 3).", minimum=1)
-    kernel_size: int = documented(3, "StRA: local-attention window K, odd (Table 4).", minimum=1)
+    kernel_size: int = documented(3, "StRA: local-attention window K, odd (Table 4).", minimum=1, maximum=MAX_KERNEL_SIZE)
     mode_attention: bool = documented(True, "StRA: the mode-attention unit; off = local attention only (Table 2).")
     mode_interaction: bool = documented(True, "StRA: mode interaction, Eq. 6 (Table 2).")
     gate: str = documented("sigmoid", "StRA: gate of the attention coefficients, Eq. 5 (Table 3).", choices=GATES)
@@ -53,8 +57,8 @@ class StRAOptions:
     def __post_init__(self) -> None:
         if self.groups < 1:
             raise ValueError(f"groups must be positive, got {self.groups}")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and positive, got {self.kernel_size}")
+        if not 1 <= self.kernel_size <= MAX_KERNEL_SIZE or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, 1 to {MAX_KERNEL_SIZE}, got {self.kernel_size}")
         if self.gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {self.gate!r}")
 

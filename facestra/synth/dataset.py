@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from facestra.errors import UserError
-from facestra.fields import documented
+from facestra.fields import IMAGE_SIDES, documented
 from facestra.io import write_bytes_atomic, write_text_atomic
 from facestra.synth.lfw_layout import identity_name, image_name, make_pairs, pairs_text, write_pairs_bin
 
@@ -50,7 +50,7 @@ class SynthSettings:
 
     identities: int = documented(help="People to create (train + test).", minimum=3, required=True)
     images_per_identity: int = documented(help="Photos of each person.", minimum=2, required=True)
-    size: int = documented(250, "Image side in pixels.", minimum=64)
+    size: int = documented(250, "Image side in pixels.", minimum=64, maximum=IMAGE_SIDES[1])
     seed: int = documented(0, "Same seed, same files.")
     test_identities: int | None = documented(
         None, "People kept out of training for the pairs (default: a fifth, at least 2).", minimum=2

@@ -21,7 +21,7 @@ from typing import Any
 
 from facestra.embed.options import DEVICES
 from facestra.errors import UserError
-from facestra.fields import documented
+from facestra.fields import IMAGE_SIDES, documented
 from facestra.models.stra import StRAOptions
 from facestra.train.checkpoint import CONFIG, check_run_dir
 from facestra.train.heads import LOSSES
@@ -42,15 +42,17 @@ class TrainConfig:
     data: str = documented(help="Training images: identity folder tree, 'path,label' list file, or train.rec (+ train.idx).")
     out: str = documented(help="Run folder for checkpoints, metrics and the trained model.")
     arch: str = documented("resnet50_stra", "Architecture (facestra info lists costs).")
-    width: float = documented(1.0, "Channel width multiplier.", positive=True)
-    embedding_size: int = documented(512, "Length of the face embedding.", minimum=1)
+    width: float = documented(1.0, "Channel width multiplier (stage 1 has 64 x width channels).", minimum=0.125, maximum=8.0)
+    embedding_size: int = documented(512, "Length of the face embedding.", minimum=1, maximum=16384)
     input_size: tuple[int, int] = documented((112, 112), "Network input HxW.")
     dropout: float = documented(0.0, "Dropout rate before the embedding layer.", minimum=0.0, maximum=1.0)
     # the StRA switches given (StRAOptions names); the command line has one option per switch
     stra_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     loss: str = documented("softmax", "Classification head: plain softmax or a margin loss.", choices=LOSSES)
-    scale: float | None = documented(None, "Feature scale s (CosFace/ArcFace default 20).", positive=True)
-    margin: float | None = documented(None, "Margin m (CosFace 0.2, ArcFace 0.15 by default).", minimum=0.0)
+    scale: float | None = documented(None, "Feature scale s (CosFace/ArcFace default 20).", positive=True, maximum=1024.0)
+    margin: float | None = documented(
+        None, "Margin m (CosFace 0.2, ArcFace 0.15 by default): a cosine for CosFace, radians for ArcFace.", minimum=0.0, maximum=1.0
+    )
     sample_rate: float | None = documented(
         None, "Partial FC: shard the classifier over the processes and score all positives plus this fraction "
         "of each shard's classes per step (0 < R <= 1; default: one replicated classifier).", positive=True, maximum=1.0,
@@ -66,7 +68,7 @@ class TrainConfig:
     batch_size: int = documented(512, "Global batch (over all processes).", minimum=1)
     grad_accum: int = documented(1, "Micro-batches per optimizer step.", minimum=1)
     workers: int = documented(4, "Data-loader processes per training process.", minimum=0)
-    threads: int | None = documented(None, "CPU threads for the network (default: PyTorch's choice).", minimum=1)
+    threads: int | None = documented(None, "CPU threads for the network (default: PyTorch's choice).", minimum=1, maximum=1024)
     seed: int = documented(0, "Seed of the initial weights and of every epoch's order and flips.")
     device: str = documented("auto", "Where to train (auto: cuda when available).", choices=DEVICES)
     amp: str = documented("none", "Mixed precision.", choices=AMP_MODES)
@@ -122,6 +124,13 @@ def check_config(config: TrainConfig) -> None:
             raise UserError(f"{_option(spec.name)} must {rule}")
         if maximum is not None and not value <= maximum:
             raise UserError(f"{_option(spec.name)} must be at most {maximum}")
+    if config.loss == "softmax" and (config.scale is not None or config.margin is not None):
+        given = [_option(name) for name in ("scale", "margin") if getattr(config, name) is not None]
+        verb = "applies" if len(given) == 1 else "apply"
+        raise UserError(f"{' and '.join(given)} {verb} to --loss cosface and arcface; plain softmax has neither")
+    low, high = IMAGE_SIDES
+    if not all(low <= side <= high for side in config.input_size):
+        raise UserError(f"--input-size {config.input_size[0]}x{config.input_size[1]}: each side must be {low} to {high} pixels")
     if list(config.lr_steps) != sorted(config.lr_steps):
         raise UserError("--lr-steps must be increasing epochs")
 

@@ -76,7 +76,7 @@ def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResu
     dataset = open_dataset(config.data, config.input_size)
     _check_data(config, process, dataset, state, run_dir)
     seed_everything(config.seed)
-    backbone = build_backbone(config)
+    backbone = build_backbone(config, process)
     head = _build_head(config, process, dataset.num_classes)
     validation = BestValidation(config.val, run_dir, process, batch_size=config.val_batch_size)
     distributed.start(process)

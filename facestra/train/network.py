@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 
 import torch
 from torch import Tensor, nn
@@ -34,10 +35,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_backbone(config: TrainConfig) -> nn.Module:
-    """The network of ``config`` from :func:`facestra.models.create` (options errors become user errors)."""
-    from facestra import models
+def build_backbone(config: TrainConfig, process: distributed.Process | None = None) -> nn.Module:
+    """The network of ``config`` from :func:`facestra.models.create` (options errors become user errors).
 
+    It is first built on the ``meta`` device and refused when its weights, gradients, momentum and one
+    micro-batch's activations cannot fit on ``process``'s device: a 2048x2048 input is one line, not a
+    machine swapping until the kernel kills the run.
+    """
+    from facestra import models
+    from facestra.models.memory import activation_bytes, check_fits, device_memory_limit
+
+    process = process or distributed.Process()
     kwargs = dict(
         width=config.width,
         embedding_size=config.embedding_size,
@@ -46,7 +54,14 @@ def build_backbone(config: TrainConfig) -> nn.Module:
         **config.stra_options,
     )
     try:
-        return models.create(config.arch, **kwargs)
+        with torch.device("meta"):
+            probe = models.create(config.arch, **kwargs).train()
+        micro_batch = max(1, config.batch_size // (process.world_size * config.grad_accum))
+        activations = activation_bytes(probe, micro_batch, tuple(config.input_size), bytes_per_value=2 if config.amp != "none" else 4)
+        processes_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        check_fits(probe, f"--arch {config.arch}", copies=3, activations=activations,
+                   limit=device_memory_limit(process.device, processes_here))
+        return models.create(config.arch, memory_copies=0, **kwargs)
     except (ValueError, TypeError) as error:
         raise UserError(f"--arch {config.arch}: {error}") from None
 
