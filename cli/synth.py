@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from facestra.cli.options import dataclass_options
+from facestra.fields import MAX_WORKERS
 from facestra.synth.dataset import SynthSettings
 
 
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False))
 @dataclass_options(SynthSettings)
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
+@click.option("--workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=None, help="Processes (default: all cores).")
 def synth(out: str, workers: int | None, **settings) -> None:
     """Write synthetic faces to OUT: train/ and test/ identity folders, landmarks.csv, test/pairs.txt, test.bin."""
     from tqdm import tqdm

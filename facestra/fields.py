@@ -13,6 +13,8 @@ from typing import Any, Callable
 # Smallest and largest side, in pixels, of every image size an option takes (crops, network inputs,
 # rendered photos): a typo of one digit too many is refused instead of allocating gigabytes.
 IMAGE_SIDES: tuple[int, int] = (8, 4096)
+# Most processes any --workers option starts: beyond a few hundred a typo is a fork bomb, not a speed-up.
+MAX_WORKERS = 256
 
 
 def documented(

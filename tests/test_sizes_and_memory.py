@@ -140,3 +140,14 @@ def test_train_refuses_cuda_without_a_gpu_before_reading_anything(tmp_path) -> N
     result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "missing"), "--out", str(run), "--device", "cuda", "--quiet"])
     assert result.exit_code == 2 and result.output.strip() == "error: --device cuda: no CUDA GPU is available"
     assert not run.exists()
+
+
+@pytest.mark.parametrize("command", [["train", "--data", "D", "--out", "O"], ["align", "D", "O"], ["embed", "D", "--checkpoint", "M", "--out", "O"],
+                                     ["verify", "--checkpoint", "M", "--benchmark", "lfw", "--data", "D"], ["synth", "O", "--identities", "4",
+                                      "--images-per-identity", "2"]])
+def test_a_worker_count_beyond_256_is_an_option_error_not_a_fork_bomb(command: list[str], tmp_path) -> None:
+    (tmp_path / "D").mkdir()
+    command = [str(tmp_path / part) if part in ("D", "O", "M") else part for part in command]
+    result = CliRunner().invoke(main, [*command, "--workers", "100000"])
+    assert result.exit_code == 2 and "Invalid value for '--workers': 100000 is not in the range" in result.output
+    assert not (tmp_path / "O").exists()

@@ -36,7 +36,7 @@ from facestra.align.plan import check_output_folder, plan_tasks, resolve_input, 
 from facestra.align.records import AlignProblems, AlignSettings, AlignSummary, FaceRecord
 from facestra.align.workers import run_tasks, worker_count
 from facestra.errors import UserError
-from facestra.fields import documented
+from facestra.fields import MAX_WORKERS, documented
 from facestra.io import write_text_atomic
 
 IMAGE_FORMATS = ("jpg", "png")
@@ -58,7 +58,7 @@ class AlignOptions:
     )
     detector: str | None = documented(None, "Detect faces with YuNet (pip install 'facestra[detect]').", choices=DETECTORS)
     size: str = documented("112", "Crop size: N (square) or HxW, e.g. 224x192.")
-    workers: int | None = documented(None, "Processes (default: all cores; 1 runs in this process).", minimum=1)
+    workers: int | None = documented(None, "Processes (default: all cores; 1 runs in this process).", minimum=1, maximum=MAX_WORKERS)
     image_format: str = documented("jpg", "Format of the crops.", choices=IMAGE_FORMATS, flag="format")
     quality: int = documented(95, "JPEG quality.", minimum=0, maximum=100)
     all_faces: bool = documented(False, "Write every detected face as name_0, name_1, ...")

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-from facestra.fields import documented
+from facestra.fields import MAX_WORKERS, documented
 
 FlipMode = Literal["concat", "sum", "none"]
 FLIP_MODES: tuple[str, ...] = ("concat", "sum", "none")
@@ -29,7 +29,9 @@ class InferenceOptions:
         "concat", "Combine each image with its mirror: concatenate (the protocol), add, or no mirror.", choices=FLIP_MODES
     )
     batch_size: int = documented(128, "Images per forward pass.", minimum=1)
-    workers: int = documented(factory=default_workers, help="Image-decoding processes (0: decode in the main process).", minimum=0)
+    workers: int = documented(
+        factory=default_workers, help="Image-decoding processes (0: decode in the main process).", minimum=0, maximum=MAX_WORKERS
+    )
     device: str = documented("auto", "Where to run the model (auto: cuda when available).", choices=DEVICES)
     resize: bool = documented(
         False, "Fit images that are not the model's input size as training does (shorter-edge resize and centre "

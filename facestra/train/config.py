@@ -21,7 +21,7 @@ from typing import Any
 
 from facestra.embed.options import DEVICES
 from facestra.errors import UserError
-from facestra.fields import IMAGE_SIDES, documented
+from facestra.fields import IMAGE_SIDES, MAX_WORKERS, documented
 from facestra.models.stra import StRAOptions
 from facestra.train.checkpoint import CONFIG, check_run_dir
 from facestra.train.heads import LOSSES
@@ -67,7 +67,7 @@ class TrainConfig:
     warmup_epochs: float = documented(0.0, "Linear lr warm-up.", minimum=0.0)
     batch_size: int = documented(512, "Global batch (over all processes).", minimum=1)
     grad_accum: int = documented(1, "Micro-batches per optimizer step.", minimum=1)
-    workers: int = documented(4, "Data-loader processes per training process.", minimum=0)
+    workers: int = documented(4, "Data-loader processes per training process.", minimum=0, maximum=MAX_WORKERS)
     threads: int | None = documented(None, "CPU threads for the network (default: PyTorch's choice).", minimum=1, maximum=1024)
     seed: int = documented(0, "Seed of the initial weights and of every epoch's order and flips.")
     device: str = documented("auto", "Where to train (auto: cuda when available).", choices=DEVICES)
