@@ -18,7 +18,7 @@ class UserError(Exception):
 
 # How the allocators word a failed allocation: PyTorch's CPU allocator (a RuntimeError) and CUDA's
 # (torch.OutOfMemoryError, also a RuntimeError); NumPy raises MemoryError.
-_OUT_OF_MEMORY = ("DefaultCPUAllocator: can't allocate memory", "CUDA out of memory", "out of memory")
+_OUT_OF_MEMORY = ("DefaultCPUAllocator: can't allocate memory", "out of memory")
 
 
 def out_of_memory_message(error: BaseException) -> str | None:
@@ -30,8 +30,7 @@ def out_of_memory_message(error: BaseException) -> str | None:
     """
     if isinstance(error, MemoryError):
         detail = "an allocation failed"
-    elif isinstance(error, RuntimeError) and any(marker in str(error) for marker in _OUT_OF_MEMORY):
-        text = str(error)
+    elif isinstance(error, RuntimeError) and any(marker in (text := str(error)) for marker in _OUT_OF_MEMORY):
         tried = text.split("you tried to allocate ", 1)[-1].split(" bytes", 1)[0] if "you tried to allocate" in text else ""
         if tried.isdigit():
             detail = f"an allocation of {int(tried) / 2**30:,.1f} GiB failed"
