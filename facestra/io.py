@@ -7,6 +7,7 @@ temporary file next to the target, never a truncated image, matrix or checkpoint
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -30,14 +31,30 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
     target.parent.mkdir(parents=True, exist_ok=True)
     # Created with open(..., "x") rather than mkstemp so that the file gets the user's umask, not 0600.
     tmp = Path(temporary_path(target))
-    tmp.open("xb").close()
+    try:
+        tmp.open("xb").close()
+    except OSError as error:
+        raise _under_target(error, tmp, target) from None
     published = False
     try:
         yield tmp
         published = _publish(tmp, target, overwrite)
+    except OSError as error:
+        raise _under_target(error, tmp, target) from None
     finally:
         if not published:
             tmp.unlink(missing_ok=True)
+
+
+def _under_target(error: OSError, tmp: str | os.PathLike, target: str | os.PathLike) -> OSError:
+    """``error`` as the user should read it: about the file they asked for, not our hidden temporary.
+
+    A full disk or read-only folder shows up while the temporary is written (often with no file name at
+    all, as from ``write``); the user knows only the destination, so the message names that.
+    """
+    if error.errno is None or error.filename not in (None, os.fspath(tmp), str(tmp)):
+        return error
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(target))
 
 
 def temporary_path(target: str | os.PathLike) -> str:
@@ -76,10 +93,13 @@ def write_bytes_atomic(
     tmp = temporary_path(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        descriptor = os.open(tmp, flags, 0o666)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        descriptor = os.open(tmp, flags, 0o666)
+        try:
+            descriptor = os.open(tmp, flags, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+            descriptor = os.open(tmp, flags, 0o666)
+    except OSError as error:
+        raise _under_target(error, tmp, target) from None
     published = False
     try:
         try:
@@ -89,14 +109,54 @@ def write_bytes_atomic(
         finally:
             os.close(descriptor)
         published = _publish(tmp, target, overwrite)
+    except OSError as error:
+        raise _under_target(error, tmp, target) from None
     finally:
         if not published:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def reserve_space(path: str | os.PathLike, nbytes: int, *, name: str | os.PathLike | None = None) -> None:
+    """Allocate ``nbytes`` of disk for the existing file ``path`` now, so that a full disk is an OSError
+    (ENOSPC, naming ``name`` or ``path``) before the work, not a SIGBUS when a memory map later writes into
+    a hole the disk cannot fill.
+
+    Where the file system cannot preallocate (EOPNOTSUPP, EINVAL, or no ``posix_fallocate`` at all) this
+    does nothing: the write then fails as it would have.
+    """
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is None or nbytes <= 0:
+        return
+    descriptor = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    try:
+        allocate(descriptor, 0, nbytes)
+    except OSError as error:
+        if error.errno in (errno.EOPNOTSUPP, errno.EINVAL, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.ENOSYS):
+            return
+        raise OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(name if name is not None else path)) from None
+    finally:
+        os.close(descriptor)
+
+
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Make ``folder`` (and its parents) if needed and prove it takes a new file, before the long work
+    whose result goes there: a read-only or missing-permission folder found after an hour of embedding
+    would cost the hour. Raises a UserError ``cannot write FOLDER: reason``."""
+    folder = os.fspath(folder) or "."
+    probe = os.path.join(folder, f".facestra-write-test.{uuid.uuid4().hex[:12]}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as error:
+        raise UserError(f"cannot write {folder}: {error.strerror or error}") from None
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
 def text_lines(text: str) -> list[str]:
