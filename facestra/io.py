@@ -144,6 +144,33 @@ def reserve_space(path: str | os.PathLike, nbytes: int, *, name: str | os.PathLi
         os.close(descriptor)
 
 
+def open_reserved_memmap(
+    path: str | os.PathLike, *, shape: tuple[int, ...] | None = None, dtype: type = np.float32, name: str | os.PathLike
+) -> np.memmap:
+    """A ``.npy`` memory map at ``path`` whose every byte is on disk already: a new one of ``shape`` and
+    ``dtype``, or (``shape`` None) the existing file opened for update.
+
+    Writing through a memory map into a file the disk cannot hold kills the process with SIGBUS and no
+    message; reserving first turns a full disk into an OSError naming ``name`` (the output the user asked
+    for, not our hidden partial file). A new file that cannot be reserved is removed.
+    """
+    created = shape is not None
+    try:
+        if created:
+            matrix = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        else:
+            matrix = np.lib.format.open_memmap(path, mode="r+")
+        reserve_space(path, os.path.getsize(path), name=name)
+    except OSError as error:
+        if created:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if error.errno is None or error.filename not in (None, os.fspath(path)):
+            raise
+        raise OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(name)) from None
+    return matrix
+
+
 def check_writable_folder(folder: str | os.PathLike) -> None:
     """Make ``folder`` (and its parents) if needed and prove it takes a new file, before the long work
     whose result goes there: a read-only or missing-permission folder found after an hour of embedding

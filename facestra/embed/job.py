@@ -23,7 +23,7 @@ from torch import nn
 
 from facestra.embed.inference import ImageFailure, InferenceOptions, Progress, embedding_dim, iter_embeddings, raise_for
 from facestra.errors import UserError
-from facestra.io import IMAGE_EXTENSIONS, input_at, list_images, write_text_atomic
+from facestra.io import IMAGE_EXTENSIONS, check_writable_folder, input_at, list_images, open_reserved_memmap, write_text_atomic
 
 JOURNAL_INTERVAL_S = 2.0  # how much work an interruption may cost, at most
 
@@ -137,7 +137,7 @@ def embed_to_file(
     check_outputs(out, overwrite=overwrite, inputs=sources)
     if not sources:
         raise UserError("no images to embed")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(out.parent)
     names = [str(s) for s in sources]
     shape = (len(sources), embedding_dim(model, options.flip))
     # "fit" (not True): a partial file of 0.1, whose --resize stretched images, is not continued
@@ -147,9 +147,9 @@ def embed_to_file(
     state = _load_journal(journal, partial, fingerprint, shape)
     if state is None:
         state = {"fingerprint": fingerprint, "done": 0, "skipped": []}
-        matrix = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
+        matrix = open_reserved_memmap(partial, shape=shape, name=out)
     else:
-        matrix = np.lib.format.open_memmap(partial, mode="r+")
+        matrix = open_reserved_memmap(partial, name=out)
     resumed_from = state["done"]
     skipped = [ImageFailure(**failure) for failure in state["skipped"]]
     if progress is not None and resumed_from:
@@ -185,19 +185,19 @@ def embed_to_file(
     skipped_indices = {failure.index for failure in skipped}
     kept = [name for index, name in enumerate(names) if index not in skipped_indices]
     if skipped:
-        _truncate_rows(partial, len(kept))
+        _truncate_rows(partial, len(kept), out)
     write_text_atomic(paths_file, "".join(name + "\n" for name in kept))
     os.replace(partial, out)
     journal.unlink(missing_ok=True)
     return EmbedReport(out, paths_file, len(kept), shape[1], skipped, resumed_from)
 
 
-def _truncate_rows(path: Path, rows: int, chunk: int = 65536) -> None:
+def _truncate_rows(path: Path, rows: int, name: Path, chunk: int = 65536) -> None:
     """Keep the first ``rows`` rows of the ``.npy`` at ``path``, copying through a second memmap."""
     full = np.load(path, mmap_mode="r")
     shorter_path = path.with_name(path.name + ".rows")
     try:
-        shorter = np.lib.format.open_memmap(shorter_path, mode="w+", dtype=full.dtype, shape=(rows,) + full.shape[1:])
+        shorter = open_reserved_memmap(shorter_path, shape=(rows,) + full.shape[1:], dtype=full.dtype, name=name)
         for begin in range(0, rows, chunk):
             end = min(begin + chunk, rows)
             shorter[begin:end] = full[begin:end]
