@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import uuid
 from pathlib import Path
@@ -195,6 +196,74 @@ def text_lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A text input (list file, landmarks, pairs) as every reader takes it: UTF-8 with an optional
+    byte-order mark dropped, and bytes that are not UTF-8 kept as ``surrogateescape`` characters, so a list
+    of file names that are not UTF-8 (``ls > list.txt`` on such a folder) still names those files."""
+    return read_file(path).decode("utf-8-sig", "surrogateescape")
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """:func:`read_text` split by :func:`text_lines`: BOM and CRLF read like a plain file."""
+    return text_lines(read_text(path))
+
+
+def format_path_line(path: str | os.PathLike) -> str:
+    """One line of a path listing (``paths.txt``) for ``path``, read back exactly by :func:`parse_path_line`.
+
+    A name that reads unambiguously is written as it is. Any other (one holding a line break, tab or other
+    control or non-printable character, bytes that are not UTF-8, leading or trailing spaces, or starting
+    with ``"``) is written as a JSON string literal, which starts with ``"``: rows and names then always
+    correspond, whatever the file system allows in a name. The line is plain UTF-8 either way.
+    """
+    name = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
+    if name and name.isprintable() and name == name.strip() and not name.startswith('"'):
+        return name
+    quoted = json.dumps(name, ensure_ascii=False)
+    return "".join(_escape_unprintable(char) for char in quoted)
+
+
+def _escape_unprintable(char: str) -> str:
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if code > 0xFFFF:  # JSON writes a character beyond the BMP as its UTF-16 surrogate pair
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def parse_path_line(line: str) -> str:
+    """The name a line of a path listing holds: a JSON string literal if the line starts with ``"``
+    (ValueError if it is not a valid one), else the line without surrounding spaces."""
+    stripped = line.strip()
+    if not stripped.startswith('"'):
+        return stripped
+    name = json.loads(stripped)
+    if not isinstance(name, str):
+        raise ValueError("not a quoted name")
+    return name
+
+
+def read_path_lines(path: str | os.PathLike) -> list[str]:
+    """The names of a path listing (see :func:`format_path_line`), blank lines skipped; a line that starts
+    with ``"`` but is no valid quoted name is a UserError naming the file and the line."""
+    names = []
+    for number, line in enumerate(read_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            names.append(parse_path_line(line))
+        except ValueError as error:
+            raise UserError(f"{os.fspath(path)}: line {number}: not a valid quoted file name ({error})") from None
+    return names
+
+
+def write_path_lines(path: str | os.PathLike, names: Iterable[str | os.PathLike], *, overwrite: bool = True) -> None:
+    """Write a path listing atomically, one :func:`format_path_line` per name."""
+    write_text_atomic(path, "".join(format_path_line(name) + "\n" for name in names), overwrite=overwrite)
 
 
 def read_file(path: str | os.PathLike) -> bytes:
