@@ -1,0 +1,102 @@
+"""Every file name the OS allows keeps its row in ``<out>.paths.txt``, and text inputs read the same way
+whatever their line ends or byte-order mark."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from facestra import models
+from facestra.cli.main import main
+from facestra.embed import read_paths
+from facestra.embed.inference import InferenceOptions, embed_images
+from facestra.io import format_path_line, parse_path_line, read_lines
+
+INPUT = (32, 32)
+AWKWARD = ["plain.png", "new\nline.png", "tab\tbed.png", " lead.png", "inner space.png", "dir like\\x.png", '"quoted.png', 'mid"quote.png',
+           "back\\slash.png", "caf\u00e9.png", "cr\rturn.png", "sep\u2028line.png", os.fsdecode(b"latin\xe9.png")]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    torch.manual_seed(0)
+    model = models.create("resnet18", width=0.125, input_size=INPUT).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    models.save(model, path)
+    return model, path
+
+
+def write_faces(folder: Path, names: list[str]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    paths = []
+    for index, name in enumerate(names):
+        image = rng.integers(0, 256, (*INPUT, 3), dtype=np.uint8)
+        image[:, :8] = 20 * index  # every image its own embedding, so a shifted row shows
+        ok, data = cv2.imencode(".png", image)
+        assert ok
+        with open(os.fsencode(folder / name), "wb") as handle:  # bytes: the name as the file system holds it
+            handle.write(data.tobytes())
+        paths.append(folder / name)
+    return paths
+
+
+def test_format_and_parse_round_trip_every_name() -> None:
+    for name in [*AWKWARD, "trail.png ", "", "x\x00y", "emoji\U0001f600.png", "tag\U000e0001.png"]:
+        line = format_path_line(name)
+        assert "\n" not in line and "\r" not in line
+        line.encode("utf-8")  # a plain UTF-8 line, whatever the name
+        assert parse_path_line(line) == name
+    assert format_path_line("plain/name.png") == "plain/name.png"  # an ordinary name stays readable
+    assert format_path_line('"q.png').startswith('"') and parse_path_line(format_path_line('"q.png')) == '"q.png'
+
+
+def test_awkward_names_keep_their_rows_in_paths_txt(checkpoint, tmp_path: Path) -> None:
+    model, path = checkpoint
+    write_faces(tmp_path / "faces", AWKWARD)
+    out = tmp_path / "e.npy"
+    result = CliRunner().invoke(main, ["embed", str(tmp_path / "faces"), "--checkpoint", str(path), "--out", str(out), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    matrix = np.load(out)
+    listing = tmp_path / "e.paths.txt"
+    names = read_paths(listing)
+    assert len(names) == len(matrix) == len(AWKWARD) == len(listing.read_bytes().split(b"\n")) - 1
+    assert sorted(os.path.basename(name) for name in names) == sorted(AWKWARD)
+    # row i is the embedding of the image named on line i
+    expected = embed_images(model, [Path(name) for name in names], InferenceOptions(batch_size=4, workers=0))
+    assert np.allclose(matrix, expected, atol=1e-5)
+    # the listing embed wrote is an input list that names the same images in the same order
+    again = CliRunner().invoke(main, ["embed", str(listing), "--checkpoint", str(path), "--out", str(tmp_path / "again.npy"), "--workers", "0"])
+    assert again.exit_code == 0, again.output
+    assert np.array_equal(np.load(tmp_path / "again.npy"), matrix)
+    assert read_paths(tmp_path / "again.paths.txt") == names
+
+
+def test_a_bom_and_crlf_list_reads_like_a_plain_one(checkpoint, tmp_path: Path) -> None:
+    _, path = checkpoint
+    write_faces(tmp_path, ["a.png", "b.png", "c.png"])
+    plain, windows = tmp_path / "plain.txt", tmp_path / "windows.txt"
+    plain.write_bytes(b"a.png\nb.png\nc.png\n")
+    windows.write_bytes(b"\xef\xbb\xbfa.png\r\nb.png\r\nc.png\r\n")
+    assert read_lines(windows) == read_lines(plain) == ["a.png", "b.png", "c.png"]
+    for listing in (plain, windows):
+        result = CliRunner().invoke(main, ["embed", str(listing), "--checkpoint", str(path), "--out", str(tmp_path / f"{listing.stem}.npy"), "--workers", "0"])
+        assert result.exit_code == 0, result.output
+    assert np.array_equal(np.load(tmp_path / "plain.npy"), np.load(tmp_path / "windows.npy"))
+    assert read_paths(tmp_path / "plain.paths.txt") == read_paths(tmp_path / "windows.paths.txt")
+
+
+def test_a_broken_quoted_line_names_the_file_and_line(checkpoint, tmp_path: Path) -> None:
+    _, path = checkpoint
+    write_faces(tmp_path, ["a.png"])
+    listing = tmp_path / "list.txt"
+    listing.write_text('a.png\n"unterminated.png\n')
+    result = CliRunner().invoke(main, ["embed", str(listing), "--checkpoint", str(path), "--out", str(tmp_path / "e.npy"), "--workers", "0"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {listing}: line 2: not a valid quoted file name")
