@@ -100,3 +100,30 @@ def test_a_broken_quoted_line_names_the_file_and_line(checkpoint, tmp_path: Path
     result = CliRunner().invoke(main, ["embed", str(listing), "--checkpoint", str(path), "--out", str(tmp_path / "e.npy"), "--workers", "0"])
     assert result.exit_code == 2
     assert result.output.startswith(f"error: {listing}: line 2: not a valid quoted file name")
+
+
+def windows_copy(text: str, path: Path) -> Path:
+    """``text`` as a Windows editor saves it: a UTF-8 byte-order mark and CRLF line ends."""
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
+    return path
+
+
+def test_pairs_and_training_lists_read_a_bom_and_crlf_like_a_plain_file(tmp_path: Path) -> None:
+    from facestra.data.datasets import open_list_file
+    from facestra.protocols import load_benchmark
+
+    write_faces(tmp_path / "img", ["a.png", "b.png", "c.png"])
+    pairs = "img/a.png,img/b.png,1\nimg/b.png,img/c.png,0\n"  # no header: the mark is on a pair
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "pairs.csv").write_text(pairs.replace("img/", "../img/"))
+    (tmp_path / "win").mkdir()
+    windows_copy(pairs.replace("img/", "../img/"), tmp_path / "win" / "pairs.csv")
+    plain, windows = load_benchmark("p", tmp_path / "plain"), load_benchmark("w", tmp_path / "win")
+    assert [Path(i).resolve() for i in windows.images] == [Path(i).resolve() for i in plain.images]
+    assert np.array_equal(windows.pairs, plain.pairs) and np.array_equal(windows.issame, plain.issame)
+
+    listing = "path,label\nimg/a.png,0\nimg/b.png,1\n"
+    (tmp_path / "train.txt").write_text(listing)
+    plain_list = open_list_file(tmp_path / "train.txt", INPUT)
+    windows_list = open_list_file(windows_copy(listing, tmp_path / "train_win.txt"), INPUT)
+    assert windows_list.paths == plain_list.paths and list(windows_list.labels) == list(plain_list.labels) == [0, 1]

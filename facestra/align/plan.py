@@ -15,7 +15,7 @@ from facestra.align.records import (
     BAD_LANDMARKS, MISSING_IMAGE, NAME_CLASH, NO_LANDMARKS, AlignSettings, AlignTask, FaceRecord,
 )
 from facestra.errors import UserError
-from facestra.io import list_image_paths, text_lines
+from facestra.io import list_image_paths, read_lines
 
 
 def resolve_input(path: Path) -> tuple[Path, list[str], dict[str, str]]:
@@ -29,8 +29,8 @@ def resolve_input(path: Path) -> tuple[Path, list[str], dict[str, str]]:
     if path.is_file():
         root = path.absolute().parent
         try:
-            lines = text_lines(path.read_bytes().decode("utf-8-sig"))
-        except (OSError, UnicodeDecodeError) as error:
+            lines = read_lines(path)  # the one way facestra reads text: BOM, CRLF, names that are not UTF-8
+        except OSError as error:
             raise UserError(f"{path}: cannot read the image list ({error})") from None
         listed: dict[str, None] = {}  # ordered and without repeats
         problems: dict[str, str] = {}
