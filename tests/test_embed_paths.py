@@ -127,3 +127,46 @@ def test_pairs_and_training_lists_read_a_bom_and_crlf_like_a_plain_file(tmp_path
     plain_list = open_list_file(tmp_path / "train.txt", INPUT)
     windows_list = open_list_file(windows_copy(listing, tmp_path / "train_win.txt"), INPUT)
     assert windows_list.paths == plain_list.paths and list(windows_list.labels) == list(plain_list.labels) == [0, 1]
+
+
+def test_align_reads_a_listing_with_quoted_names(tmp_path: Path) -> None:
+    import csv
+    import json
+
+    from facestra.io import write_path_lines
+    from test_align_job import make_faces
+
+    images = tmp_path / "in"
+    names = ["new\nline.png", '"quoted.png', "tab\tbed.png", "left out.png"]
+    plain = make_faces(images, [f"{number}.png" for number in range(len(names))])  # OpenCV wants plain names
+    marks = {}
+    for number, name in enumerate(names):
+        os.rename(images / f"{number}.png", images / name)
+        marks[name] = plain[f"{number}.png"]
+    landmarks = tmp_path / "marks.jsonl"
+    landmarks.write_text("".join(json.dumps({"path": n, "landmarks": p.tolist()}) + "\n" for n, p in marks.items()))
+    listing = images / "list.txt"
+    write_path_lines(listing, names[:3])  # as embed writes paths.txt: awkward names quoted
+    result = CliRunner().invoke(main, ["align", str(listing), "--out", str(tmp_path / "out"), "--landmarks", str(landmarks), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "out" / "align_report.csv", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["path"] for row in rows) == sorted(names[:3]) and {row["status"] for row in rows} == {"ok"}
+
+
+def test_train_lists_a_skipped_image_with_an_awkward_name_on_one_line(tmp_path: Path) -> None:
+    from _train_shapes import make_image_folder
+
+    from facestra.io import read_path_lines
+    from facestra.train import TrainConfig, train
+
+    data = tmp_path / "data"
+    make_image_folder(data, range(4), 8)
+    broken = data / "id002" / os.fsdecode(b"bro\nken \xff.png")
+    with open(os.fsencode(broken), "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n cut short")
+    run = tmp_path / "run"
+    small = dict(arch="resnet18", width=0.125, input_size=(32, 32), embedding_size=32, workers=0, log_every=1, device="cpu", threads=1)
+    result = train(TrainConfig(data=str(data), out=str(run), batch_size=16, epochs=1, **small))
+    assert result.skipped_images == 1
+    assert read_path_lines(run / "skipped.txt") == [str(broken)]
