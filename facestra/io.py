@@ -42,9 +42,24 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
         published = _publish(tmp, target, overwrite)
     except OSError as error:
         raise _under_target(error, tmp, target) from None
+    except RuntimeError as error:
+        # torch.save reports a short write on a full disk as "unexpected pos ...", with no errno: say what it is
+        if _disk_full(target.parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(target)) from error
+        raise
     finally:
         if not published:
             tmp.unlink(missing_ok=True)
+
+
+def _disk_full(folder: str | os.PathLike, margin: int = 1 << 20) -> bool:
+    """Whether the file system of ``folder`` has (nearly) no room left: the explanation of a writer that
+    failed without an errno."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return False
+    return stats.f_bavail * stats.f_frsize < margin
 
 
 def _under_target(error: OSError, tmp: str | os.PathLike, target: str | os.PathLike) -> OSError:

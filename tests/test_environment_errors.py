@@ -124,3 +124,23 @@ def test_check_writable_folder(tmp_path: Path) -> None:
     assert (tmp_path / "new" / "deep").is_dir() and os.listdir(tmp_path / "new" / "deep") == []
     with tmpfs(tmp_path / "ro", readonly=True) as ro, pytest.raises(UserError, match="cannot write .*: Read-only file system"):
         check_writable_folder(ro)
+
+
+TRAIN = ["--arch", "resnet18", "--width", "0.125", "--input-size", "32", "--embedding-size", "32", "--epochs", "1",
+         "--batch-size", "4", "--workers", "0", "--device", "cpu", "--threads", "1", "--quiet"]
+
+
+def test_train_into_a_read_only_folder_or_onto_a_full_disk_is_one_line(tmp_path: Path) -> None:
+    from _train_shapes import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", range(3), 4)
+    with tmpfs(tmp_path / "ro", readonly=True) as ro:
+        result = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(ro / "run"), *TRAIN])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines() == [f"error: cannot write {ro / 'run'}: Read-only file system"]
+    with tmpfs(tmp_path / "full", size="200k") as full:  # room for the run's JSON files, not for a checkpoint
+        result = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(full / "run"), *TRAIN])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines()[-1] == f"error: cannot write {full / 'run' / 'last.pt'}: No space left on device"
+        assert "Traceback" not in result.output
+        assert not [name for name in os.listdir(full / "run") if name.startswith(".")]  # no temporary left
