@@ -24,8 +24,10 @@ def embed(input_path: Path, checkpoint: Path, arch: str | None, out: Path, no_no
     """
     from facestra.embed.job import check_outputs, embed_to_file, input_images
     from facestra.embed.inference import InferenceOptions, load_for_inference
+    from facestra.io import check_writable_folder
 
     options = InferenceOptions(**inference)
+    check_writable_folder(out.parent)  # a read-only folder now, not after the model and the images
     sources = input_images(input_path)
     check_outputs(out, overwrite=overwrite, inputs=[input_path, *sources])
     model = load_for_inference(checkpoint, options.device, arch=arch)

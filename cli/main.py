@@ -51,7 +51,7 @@ class LazyGroup(click.Group):
         return getattr(module, attribute)
 
     def invoke(self, ctx: click.Context):
-        from facestra.errors import UserError, out_of_memory_message
+        from facestra.errors import UserError, environment_error, out_of_memory_message
 
         try:
             return super().invoke(ctx)
@@ -63,6 +63,12 @@ class LazyGroup(click.Group):
             if message is None:
                 raise
             click.echo(f"error: {message}", err=True)
+            ctx.exit(2)
+        except OSError as error:  # a read-only or full disk, a name the OS cannot create: one line, exit 2
+            line = environment_error(error)
+            if line is None:
+                raise
+            click.echo(f"error: {line}", err=True)
             ctx.exit(2)
 
 

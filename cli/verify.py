@@ -40,6 +40,7 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
 
     if roc_path:
         figure_format(roc_path)  # refuse a bad figure name now, not after the embeddings
+    check_output_folders(json_path, roc_path, save_embeddings)
     benchmarks, missing = select_benchmarks(names, data, data_root)
     for name in missing:
         click.echo(f"note: {name} not found under {data_root}; skipped", err=True)
@@ -70,6 +71,7 @@ def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path
         raise UserError(f"--benchmark {name} reads one folder: give --data DIR holding loose_crop/ and meta/")
     if roc_path:
         figure_format(roc_path)
+    check_output_folders(json_path, roc_path)
     folder = work_folder(ijb_name(name), work, json_path)
     check_work_folder(folder, data)
     benchmark = read_ijb(name, data)
@@ -86,3 +88,15 @@ def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path
     if roc_path:
         plot_ijb_roc(outcome, roc_path)
         click.echo(f"wrote {roc_path}")
+
+
+def check_output_folders(json_path: Path | None, roc_path: Path | None, save_embeddings: Path | None = None) -> None:
+    """Prove the folders of --json, --roc and --save-embeddings take a file before embedding a benchmark:
+    a read-only folder is one line now rather than a lost run at the end."""
+    from facestra.io import check_writable_folder
+
+    for path in (json_path, roc_path):
+        if path is not None:
+            check_writable_folder(path.parent)
+    if save_embeddings is not None:
+        check_writable_folder(save_embeddings)

@@ -39,3 +39,42 @@ def out_of_memory_message(error: BaseException) -> str | None:
     else:
         return None
     return f"out of memory ({detail}): use a smaller --batch-size, input size or network"
+
+
+# What the operating system refuses, as the verb the user reads: the disk or the folder is the problem,
+# not facestra, so one line naming the file is all there is to say.
+_ENVIRONMENT_ERRNOS = {
+    "EROFS": "write",
+    "ENOSPC": "write",
+    "EDQUOT": "write",
+    "EFBIG": "write",
+    "EACCES": "access",
+    "EPERM": "access",
+    "ENAMETOOLONG": "create",
+    "EILSEQ": "create",
+    "ENOTDIR": "create",
+    "EISDIR": "write",
+}
+
+
+def environment_error(error: OSError) -> str | None:
+    """The one line to show for ``error`` when the environment refused a file (a read-only or full disk,
+    a quota, a name the file system cannot hold, a permission), else None (a bug, which keeps its
+    traceback).
+
+    Only errors that carry a file name qualify: without one the user could not act on the line.
+    """
+    import errno as errno_codes
+    import os
+
+    if not isinstance(error, OSError) or error.filename is None or error.errno is None:
+        return None
+    verb = next(
+        (verb for name, verb in _ENVIRONMENT_ERRNOS.items() if getattr(errno_codes, name, None) == error.errno), None
+    )
+    if verb is None:
+        return None
+    filename = error.filename
+    name = os.fsdecode(filename) if isinstance(filename, bytes) else str(filename)
+    reason = error.strerror or os.strerror(error.errno)
+    return f"cannot {verb} {name}: {reason}"

@@ -7,6 +7,8 @@ temporary file next to the target, never a truncated image, matrix or checkpoint
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
 import uuid
 from pathlib import Path
@@ -30,14 +32,45 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
     target.parent.mkdir(parents=True, exist_ok=True)
     # Created with open(..., "x") rather than mkstemp so that the file gets the user's umask, not 0600.
     tmp = Path(temporary_path(target))
-    tmp.open("xb").close()
+    try:
+        tmp.open("xb").close()
+    except OSError as error:
+        raise _under_target(error, tmp, target) from None
     published = False
     try:
         yield tmp
         published = _publish(tmp, target, overwrite)
+    except OSError as error:
+        raise _under_target(error, tmp, target) from None
+    except RuntimeError as error:
+        # torch.save reports a short write on a full disk as "unexpected pos ...", with no errno: say what it is
+        if _disk_full(target.parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(target)) from error
+        raise
     finally:
         if not published:
             tmp.unlink(missing_ok=True)
+
+
+def _disk_full(folder: str | os.PathLike, margin: int = 1 << 20) -> bool:
+    """Whether the file system of ``folder`` has (nearly) no room left: the explanation of a writer that
+    failed without an errno."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return False
+    return stats.f_bavail * stats.f_frsize < margin
+
+
+def _under_target(error: OSError, tmp: str | os.PathLike, target: str | os.PathLike) -> OSError:
+    """``error`` as the user should read it: about the file they asked for, not our hidden temporary.
+
+    A full disk or read-only folder shows up while the temporary is written (often with no file name at
+    all, as from ``write``); the user knows only the destination, so the message names that.
+    """
+    if error.errno is None or error.filename not in (None, os.fspath(tmp), str(tmp)):
+        return error
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(target))
 
 
 def temporary_path(target: str | os.PathLike) -> str:
@@ -76,10 +109,13 @@ def write_bytes_atomic(
     tmp = temporary_path(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        descriptor = os.open(tmp, flags, 0o666)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        descriptor = os.open(tmp, flags, 0o666)
+        try:
+            descriptor = os.open(tmp, flags, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+            descriptor = os.open(tmp, flags, 0o666)
+    except OSError as error:
+        raise _under_target(error, tmp, target) from None
     published = False
     try:
         try:
@@ -89,14 +125,81 @@ def write_bytes_atomic(
         finally:
             os.close(descriptor)
         published = _publish(tmp, target, overwrite)
+    except OSError as error:
+        raise _under_target(error, tmp, target) from None
     finally:
         if not published:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def reserve_space(path: str | os.PathLike, nbytes: int, *, name: str | os.PathLike | None = None) -> None:
+    """Allocate ``nbytes`` of disk for the existing file ``path`` now, so that a full disk is an OSError
+    (ENOSPC, naming ``name`` or ``path``) before the work, not a SIGBUS when a memory map later writes into
+    a hole the disk cannot fill.
+
+    Where the file system cannot preallocate (EOPNOTSUPP, EINVAL, or no ``posix_fallocate`` at all) this
+    does nothing: the write then fails as it would have.
+    """
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is None or nbytes <= 0:
+        return
+    descriptor = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    try:
+        allocate(descriptor, 0, nbytes)
+    except OSError as error:
+        if error.errno in (errno.EOPNOTSUPP, errno.EINVAL, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.ENOSYS):
+            return
+        raise OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(name if name is not None else path)) from None
+    finally:
+        os.close(descriptor)
+
+
+def open_reserved_memmap(
+    path: str | os.PathLike, *, shape: tuple[int, ...] | None = None, dtype: type = np.float32, name: str | os.PathLike
+) -> np.memmap:
+    """A ``.npy`` memory map at ``path`` whose every byte is on disk already: a new one of ``shape`` and
+    ``dtype``, or (``shape`` None) the existing file opened for update.
+
+    Writing through a memory map into a file the disk cannot hold kills the process with SIGBUS and no
+    message; reserving first turns a full disk into an OSError naming ``name`` (the output the user asked
+    for, not our hidden partial file). A new file that cannot be reserved is removed.
+    """
+    created = shape is not None
+    try:
+        if created:
+            matrix = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        else:
+            matrix = np.lib.format.open_memmap(path, mode="r+")
+        reserve_space(path, os.path.getsize(path), name=name)
+    except OSError as error:
+        if created:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if error.errno is None or error.filename not in (None, os.fspath(path)):
+            raise
+        raise OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(name)) from None
+    return matrix
+
+
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Make ``folder`` (and its parents) if needed and prove it takes a new file, before the long work
+    whose result goes there: a read-only or missing-permission folder found after an hour of embedding
+    would cost the hour. Raises a UserError ``cannot write FOLDER: reason``."""
+    folder = os.fspath(folder) or "."
+    probe = os.path.join(folder, f".facestra-write-test.{uuid.uuid4().hex[:12]}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as error:
+        raise UserError(f"cannot write {folder}: {error.strerror or error}") from None
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
 def text_lines(text: str) -> list[str]:
@@ -108,6 +211,74 @@ def text_lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A text input (list file, landmarks, pairs) as every reader takes it: UTF-8 with an optional
+    byte-order mark dropped, and bytes that are not UTF-8 kept as ``surrogateescape`` characters, so a list
+    of file names that are not UTF-8 (``ls > list.txt`` on such a folder) still names those files."""
+    return read_file(path).decode("utf-8-sig", "surrogateescape")
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """:func:`read_text` split by :func:`text_lines`: BOM and CRLF read like a plain file."""
+    return text_lines(read_text(path))
+
+
+def format_path_line(path: str | os.PathLike) -> str:
+    """One line of a path listing (``paths.txt``) for ``path``, read back exactly by :func:`parse_path_line`.
+
+    A name that reads unambiguously is written as it is. Any other (one holding a line break, tab or other
+    control or non-printable character, bytes that are not UTF-8, leading or trailing spaces, or starting
+    with ``"``) is written as a JSON string literal, which starts with ``"``: rows and names then always
+    correspond, whatever the file system allows in a name. The line is plain UTF-8 either way.
+    """
+    name = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
+    if name and name.isprintable() and name == name.strip() and not name.startswith('"'):
+        return name
+    quoted = json.dumps(name, ensure_ascii=False)
+    return "".join(_escape_unprintable(char) for char in quoted)
+
+
+def _escape_unprintable(char: str) -> str:
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if code > 0xFFFF:  # JSON writes a character beyond the BMP as its UTF-16 surrogate pair
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def parse_path_line(line: str) -> str:
+    """The name a line of a path listing holds: a JSON string literal if the line starts with ``"``
+    (ValueError if it is not a valid one), else the line without surrounding spaces."""
+    stripped = line.strip()
+    if not stripped.startswith('"'):
+        return stripped
+    name = json.loads(stripped)
+    if not isinstance(name, str):
+        raise ValueError("not a quoted name")
+    return name
+
+
+def read_path_lines(path: str | os.PathLike) -> list[str]:
+    """The names of a path listing (see :func:`format_path_line`), blank lines skipped; a line that starts
+    with ``"`` but is no valid quoted name is a UserError naming the file and the line."""
+    names = []
+    for number, line in enumerate(read_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            names.append(parse_path_line(line))
+        except ValueError as error:
+            raise UserError(f"{os.fspath(path)}: line {number}: not a valid quoted file name ({error})") from None
+    return names
+
+
+def write_path_lines(path: str | os.PathLike, names: Iterable[str | os.PathLike], *, overwrite: bool = True) -> None:
+    """Write a path listing atomically, one :func:`format_path_line` per name."""
+    write_text_atomic(path, "".join(format_path_line(name) + "\n" for name in names), overwrite=overwrite)
 
 
 def read_file(path: str | os.PathLike) -> bytes:

@@ -15,7 +15,7 @@ from typing import Union
 import numpy as np
 
 from facestra.errors import UserError
-from facestra.io import IMAGE_EXTENSIONS
+from facestra.io import IMAGE_EXTENSIONS, read_text, text_lines
 
 ImageSource = Union[Path, bytes]
 
@@ -115,9 +115,9 @@ def resolve_image(path: Path, origin: str) -> Path:
 def read_lines(path: Path) -> list[str]:
     """The non-empty lines of a text file, stripped; a missing or binary file is a :class:`UserError`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)  # the one way facestra reads text: BOM and CRLF like a plain file
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot read as text ({error})") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    except OSError as error:
+        raise UserError(f"{path}: cannot read as text ({error.strerror or error})") from None
+    return [line.strip() for line in text_lines(text) if line.strip()]

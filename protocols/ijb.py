@@ -17,7 +17,9 @@ by numpy's C reader; only when that fails is the file scanned line by line to sa
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from types import MappingProxyType
 import numpy as np
 
 from facestra.errors import UserError
+from facestra.io import read_lines, read_text
 
 IJB_NAMES: tuple[str, ...] = ("ijbb", "ijbc")
 TITLES = MappingProxyType({"ijbb": "IJB-B", "ijbc": "IJB-C"})
@@ -128,11 +131,11 @@ def read_ijb(name: str, root: str | os.PathLike) -> IJBData:
 
 def _lines(path: Path) -> list[str]:
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return read_lines(path)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot read as text ({error})") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read as text ({error.strerror or error})") from None
 
 
 def _read_landmarks(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -188,7 +191,9 @@ def _find_images(folder: Path, image_names: list[str], listed_in: Path) -> tuple
 
 def _read_pairs(path: Path, templates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     try:
-        table = np.loadtxt(path, dtype=np.int64, ndmin=2, comments=None)
+        # streamed, as a pair list has millions of lines; read as every text input is: BOM and CRLF allowed
+        with open(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
+            table = np.loadtxt(handle, dtype=np.int64, ndmin=2, comments=None)
     except (ValueError, OSError) as error:
         raise UserError(_first_bad_pair_line(path) or f"{path}: cannot read as 'template template label' lines ({error})") from None
     if table.size == 0:
@@ -210,8 +215,8 @@ def _read_pairs(path: Path, templates: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _pair_origin(path: Path, row: int) -> str:
     """``file:line`` of pair ``row`` (numpy's reader skips blank lines, so count the others)."""
     seen = -1
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
+    with contextlib.suppress(OSError):
+        for number, line in enumerate(read_lines(path), start=1):
             if line.strip():
                 seen += 1
                 if seen == row:
@@ -222,28 +227,26 @@ def _pair_origin(path: Path, row: int) -> str:
 def _first_bad_pair_line(path: Path) -> str | None:
     """The message for the first line of a pair list that is not three integers, or None."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                fields = line.split()
-                if not fields:
-                    continue
-                if len(fields) != 3:
-                    return f"{path}:{number}: expected 'template template label' (3 fields), got {len(fields)}"
-                try:
-                    [int(v) for v in fields]
-                except ValueError:
-                    return f"{path}:{number}: template, template and label must be integers, got {line.strip()!r}"
-    except UnicodeDecodeError as error:
-        return f"{path}: cannot read as text ({error})"
+        for number, line in enumerate(read_lines(path), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 3:
+                return f"{path}:{number}: expected 'template template label' (3 fields), got {len(fields)}"
+            try:
+                [int(v) for v in fields]
+            except ValueError:
+                return f"{path}:{number}: template, template and label must be integers, got {line.strip()!r}"
+    except OSError as error:
+        return f"{path}: cannot read as text ({error.strerror or error})"
     return None
 
 
 def _read_subjects(path: Path, known_templates: np.ndarray) -> TemplateSubjects:
     """A 1:N CSV (header, then ``TEMPLATE_ID,SUBJECT_ID,...``): each template once, with its one subject."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        rows = list(csv.reader(io.StringIO(read_text(path), newline="")))
+    except (OSError, csv.Error) as error:
         raise UserError(f"{path}: cannot read as CSV ({error})") from None
     subject_of: dict[int, int] = {}
     for number, row in enumerate(rows[1:], start=2):

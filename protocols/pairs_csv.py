@@ -8,9 +8,11 @@ and those folds are used instead of ten contiguous ones.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from facestra.errors import UserError
+from facestra.io import read_text
 from facestra.protocols.benchmark import Benchmark, from_path_pairs, resolve_image
 
 PAIRS_CSV = "pairs.csv"
@@ -23,11 +25,11 @@ def read_pairs_csv(path: str | Path, name: str = "pairs") -> Benchmark:
     path = Path(path)
     csv_file = path / PAIRS_CSV if path.is_dir() else path
     try:
-        with open(csv_file, newline="", encoding="utf-8") as handle:
-            rows = [(number, row) for number, row in enumerate(csv.reader(handle), start=1) if any(f.strip() for f in row)]
+        handle = io.StringIO(read_text(csv_file), newline="")  # BOM and CRLF read like a plain file
+        rows = [(number, row) for number, row in enumerate(csv.reader(handle), start=1) if any(f.strip() for f in row)]
     except FileNotFoundError:
         raise UserError(f"{csv_file}: no such file") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+    except (OSError, csv.Error) as error:
         raise UserError(f"{csv_file}: cannot read as CSV ({error})") from None
     if rows and len(rows[0][1]) >= 3 and _label(rows[0][1][2]) is None:
         rows = rows[1:]  # a header

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from facestra.errors import UserError
-from facestra.io import text_lines
+from facestra.io import read_text, text_lines
 
 FORMATS = ("csv", "jsonl", "lst")
 PATH_KEYS = ("path", "image", "file")
@@ -66,11 +66,9 @@ def read_landmarks(path: str | os.PathLike, fmt: str | None = None) -> list[Land
     """All rows of the landmark file ``path`` (format guessed unless ``fmt`` is one of :data:`FORMATS`)."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = read_text(path)  # as every text input: BOM, CRLF, and names that are not UTF-8 kept as bytes
     except OSError as error:
         raise UserError(f"{path}: cannot read landmarks ({error.strerror or error})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: landmarks file is not UTF-8 text") from None
     fmt = fmt or detect_format(path, text)
     if fmt not in FORMATS:
         raise UserError(f"{path}: unknown landmarks format {fmt!r}; expected one of {', '.join(FORMATS)}")

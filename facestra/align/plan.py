@@ -15,7 +15,7 @@ from facestra.align.records import (
     BAD_LANDMARKS, MISSING_IMAGE, NAME_CLASH, NO_LANDMARKS, AlignSettings, AlignTask, FaceRecord,
 )
 from facestra.errors import UserError
-from facestra.io import list_image_paths, text_lines
+from facestra.io import list_image_paths, parse_path_line, read_lines
 
 
 def resolve_input(path: Path) -> tuple[Path, list[str], dict[str, str]]:
@@ -29,16 +29,22 @@ def resolve_input(path: Path) -> tuple[Path, list[str], dict[str, str]]:
     if path.is_file():
         root = path.absolute().parent
         try:
-            lines = text_lines(path.read_bytes().decode("utf-8-sig"))
-        except (OSError, UnicodeDecodeError) as error:
+            lines = read_lines(path)  # the one way facestra reads text: BOM, CRLF, names that are not UTF-8
+        except OSError as error:
             raise UserError(f"{path}: cannot read the image list ({error})") from None
         listed: dict[str, None] = {}  # ordered and without repeats
         problems: dict[str, str] = {}
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             written = line.strip()
-            if written != line and written and os.path.lexists(os.path.join(root, line)):
+            quoted = written.startswith('"')
+            if quoted:  # one quoted name, as facestra's listings write awkward names
+                try:
+                    written = parse_path_line(written)
+                except ValueError:
+                    raise UserError(f"{path}: line {number}: not a valid quoted file name") from None
+            elif written != line and written and os.path.lexists(os.path.join(root, line)):
                 written = line  # a name that starts or ends with spaces, as the folder holds it
-            if not written or written.startswith("#"):
+            if not written or (written.startswith("#") and not quoted):
                 continue
             relative, problem = _relative_path(root, written)
             if problem is not None:

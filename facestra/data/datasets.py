@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, Sampler
 
 from facestra.errors import UserError
 from facestra.data.images import load_pixels, normalize
-from facestra.io import IMAGE_EXTENSIONS, list_images
+from facestra.io import IMAGE_EXTENSIONS, list_images, read_lines
 
 RECORDIO_MAGIC = 0xCED7230A
 _RECORD_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2 (insightface / MXNet IRHeader)
@@ -191,8 +191,8 @@ def read_index(idx_path: Path) -> dict[int, int]:
     """``key -> byte offset`` from an MXNet ``.idx`` file (``key<TAB>offset`` per line)."""
     offsets: dict[int, int] = {}
     try:
-        lines = idx_path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as error:
+        lines = read_lines(idx_path)
+    except OSError as error:
         raise UserError(f"{idx_path}: cannot read the RecordIO index ({error})") from None
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -308,8 +308,8 @@ def open_image_folder(root: Path, input_size: tuple[int, int]) -> FileDataset:
 def open_list_file(list_path: Path, input_size: tuple[int, int]) -> FileDataset:
     """``path,label`` lines (a ``path,label`` header line is allowed); paths relative to the file's folder."""
     try:
-        lines = list_path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
+        lines = read_lines(list_path)  # BOM and CRLF read like a plain file
+    except OSError as error:
         raise UserError(f"{list_path}: cannot read the list file ({error})") from None
     entries: list[tuple[Path, str]] = []
     for number, line in enumerate(lines, 1):

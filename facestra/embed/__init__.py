@@ -19,6 +19,7 @@ _LAZY = {
     "embed_images": "facestra.embed.inference",
     "iter_embeddings": "facestra.embed.inference",
     "load_for_inference": "facestra.embed.inference",
+    "read_paths": "facestra.embed.paths",
 }
 
 __all__ = ["InferenceOptions", *_LAZY]

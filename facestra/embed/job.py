@@ -23,7 +23,17 @@ from torch import nn
 
 from facestra.embed.inference import ImageFailure, InferenceOptions, Progress, embedding_dim, iter_embeddings, raise_for
 from facestra.errors import UserError
-from facestra.io import IMAGE_EXTENSIONS, input_at, list_images, write_text_atomic
+from facestra.io import (
+    IMAGE_EXTENSIONS,
+    check_writable_folder,
+    input_at,
+    list_images,
+    open_reserved_memmap,
+    parse_path_line,
+    read_lines,
+    write_path_lines,
+    write_text_atomic,
+)
 
 JOURNAL_INTERVAL_S = 2.0  # how much work an interruption may cost, at most
 
@@ -44,7 +54,9 @@ def input_images(path: str | os.PathLike) -> list[Path]:
     """The images ``facestra embed`` takes: every image under a folder (sorted), or the lines of a list file.
 
     List entries are relative to the list's folder unless absolute; a line ``path label`` whose whole text
-    is not a file is read as its first field.
+    is not a file is read as its first field. A line starting with ``"`` is one quoted name, as
+    ``<out>.paths.txt`` writes names with line breaks, tabs or edge spaces, so a listing embed wrote can be
+    fed back. A byte-order mark and CRLF line ends read like a plain file.
     """
     path = Path(path)
     if path.is_dir():
@@ -53,14 +65,25 @@ def input_images(path: str | os.PathLike) -> list[Path]:
             raise UserError(f"{path}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
         return images
     try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot read as a list of image paths ({error})") from None
+        lines = read_lines(path)
+    except OSError as error:
+        raise UserError(f"{path}: cannot read as a list of image paths ({error.strerror or error})") from None
     images = []
-    for line in lines:
-        candidate = path.parent / line
-        if not candidate.exists() and len(line.split()) > 1:
-            candidate = path.parent / line.split()[0]
+    for number, line in enumerate(lines, 1):
+        written = line.strip()
+        if not written:
+            continue
+        if written.startswith('"'):
+            try:
+                images.append(path.parent / parse_path_line(written))
+            except ValueError as error:
+                raise UserError(f"{path}: line {number}: not a valid quoted file name ({error})") from None
+            continue
+        if written != line and os.path.lexists(path.parent / line):
+            written = line  # a name that starts or ends with spaces, as the folder holds it
+        candidate = path.parent / written
+        if not candidate.exists() and len(written.split()) > 1:
+            candidate = path.parent / written.split()[0]
         images.append(candidate)
     if not images:
         raise UserError(f"{path}: the list holds no image paths")
@@ -137,7 +160,7 @@ def embed_to_file(
     check_outputs(out, overwrite=overwrite, inputs=sources)
     if not sources:
         raise UserError("no images to embed")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(out.parent)
     names = [str(s) for s in sources]
     shape = (len(sources), embedding_dim(model, options.flip))
     # "fit" (not True): a partial file of 0.1, whose --resize stretched images, is not continued
@@ -147,9 +170,9 @@ def embed_to_file(
     state = _load_journal(journal, partial, fingerprint, shape)
     if state is None:
         state = {"fingerprint": fingerprint, "done": 0, "skipped": []}
-        matrix = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
+        matrix = open_reserved_memmap(partial, shape=shape, name=out)
     else:
-        matrix = np.lib.format.open_memmap(partial, mode="r+")
+        matrix = open_reserved_memmap(partial, name=out)
     resumed_from = state["done"]
     skipped = [ImageFailure(**failure) for failure in state["skipped"]]
     if progress is not None and resumed_from:
@@ -185,19 +208,19 @@ def embed_to_file(
     skipped_indices = {failure.index for failure in skipped}
     kept = [name for index, name in enumerate(names) if index not in skipped_indices]
     if skipped:
-        _truncate_rows(partial, len(kept))
-    write_text_atomic(paths_file, "".join(name + "\n" for name in kept))
+        _truncate_rows(partial, len(kept), out)
+    write_path_lines(paths_file, kept)  # names that could break a line are quoted: rows and names correspond
     os.replace(partial, out)
     journal.unlink(missing_ok=True)
     return EmbedReport(out, paths_file, len(kept), shape[1], skipped, resumed_from)
 
 
-def _truncate_rows(path: Path, rows: int, chunk: int = 65536) -> None:
+def _truncate_rows(path: Path, rows: int, name: Path, chunk: int = 65536) -> None:
     """Keep the first ``rows`` rows of the ``.npy`` at ``path``, copying through a second memmap."""
     full = np.load(path, mmap_mode="r")
     shorter_path = path.with_name(path.name + ".rows")
     try:
-        shorter = np.lib.format.open_memmap(shorter_path, mode="w+", dtype=full.dtype, shape=(rows,) + full.shape[1:])
+        shorter = open_reserved_memmap(shorter_path, shape=(rows,) + full.shape[1:], dtype=full.dtype, name=name)
         for begin in range(0, rows, chunk):
             end = min(begin + chunk, rows)
             shorter[begin:end] = full[begin:end]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from facestra.errors import UserError
-from facestra.io import atomic_write, write_text_atomic
+from facestra.io import atomic_write, write_path_lines, write_text_atomic
 from facestra.train import distributed, shard_files
 from facestra.train.partial_fc import ShardedClassifierHead
 
@@ -237,4 +237,5 @@ class Checkpointer:
 
             models.save(backbone, self.run_dir / MODEL)
         if every_skipped:
-            write_text_atomic(self.run_dir / SKIPPED, "".join(self.dataset.describe(i) + "\n" for i in every_skipped))
+            # a path listing: a name with a line break or bytes that are not UTF-8 stays one quoted line
+            write_path_lines(self.run_dir / SKIPPED, (self.dataset.describe(i) for i in every_skipped))

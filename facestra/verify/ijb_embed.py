@@ -29,7 +29,7 @@ from facestra.data.images import normalize as normalize_pixels
 from facestra.embed.inference import InferenceOptions, Progress, embed_batch, resolve_device
 from facestra.embed.job import JOURNAL_INTERVAL_S, _fingerprint, _load_journal
 from facestra.errors import UserError
-from facestra.io import read_file, write_text_atomic
+from facestra.io import open_reserved_memmap, read_file, write_text_atomic
 from facestra.protocols.ijb import IJBData
 
 
@@ -110,10 +110,10 @@ def embed_ijb(
     work.mkdir(parents=True, exist_ok=True)
     state = _load_journal(journal, partial, fingerprint, shape)  # an interrupted run of this very job, or None
     if state is None:
-        matrix = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
+        matrix = open_reserved_memmap(partial, shape=shape, name=out)
         done = 0
     else:
-        matrix = np.lib.format.open_memmap(partial, mode="r+")
+        matrix = open_reserved_memmap(partial, name=out)
         done = int(state.get("done", 0))
     resumed_from = done
     if progress is not None and done:
