@@ -34,13 +34,15 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
         template_options = TemplateOptions(ijb_flip, ijb_norm, ijb_detector_score)
         return verify_ijb_command(checkpoint, arch, names, data, json_path, roc_path, work, template_options, inference)
     from facestra.embed.inference import InferenceOptions, load_for_inference
-    from facestra.verify.benchmarks import select_each, verify_each
+    from facestra.verify.benchmarks import check_each, select_each, verify_each
     from facestra.verify.report import format_table, report_dict, write_json
     from facestra.verify.figures import figure_format, plot_roc
 
     if roc_path:
         figure_format(roc_path)  # refuse a bad figure name now, not after the embeddings
     benchmarks, missing, failures = select_each(names, data, data_root)
+    benchmarks, refused = check_each(benchmarks)  # before the model loads: a bad benchmark costs nothing
+    failures += refused
     for name in missing:
         click.echo(f"note: {name} not found under {data_root}; skipped", err=True)
     outcomes = []

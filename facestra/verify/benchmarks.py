@@ -94,6 +94,21 @@ def select_each(
     return benchmarks, missing, failures
 
 
+def check_each(benchmarks: Sequence[Benchmark]) -> tuple[list[Benchmark], list[BenchmarkFailure]]:
+    """The benchmarks that :func:`facestra.verify.checks.check_benchmark` accepts, and those it refuses as
+    failures: cheap, so a command runs it before loading a model or embedding anything."""
+    accepted: list[Benchmark] = []
+    failures: list[BenchmarkFailure] = []
+    for benchmark in benchmarks:
+        try:
+            check_benchmark(benchmark)
+        except UserError as error:
+            failures.append(BenchmarkFailure(benchmark.name, str(error), error.exit_code))
+        else:
+            accepted.append(benchmark)
+    return accepted, failures
+
+
 def verify_model(
     model: nn.Module,
     benchmarks: Sequence[Benchmark],
