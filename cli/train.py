@@ -49,7 +49,7 @@ def train(resume_dir: str | None, preset: str | None, quiet: bool, **options) ->
 
     is_main = int(os.environ.get("RANK", "0")) == 0
     with _ProgressBar(enabled=is_main and not quiet) as bar:
-        result = run_training(config, progress=bar.update)
+        result = run_training(config, progress=bar.update, warn=lambda line: click.echo(f"warning: {line}", err=True))
     if not is_main:
         return
     click.echo(

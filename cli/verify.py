@@ -34,27 +34,42 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
         template_options = TemplateOptions(ijb_flip, ijb_norm, ijb_detector_score)
         return verify_ijb_command(checkpoint, arch, names, data, json_path, roc_path, work, template_options, inference)
     from facestra.embed.inference import InferenceOptions, load_for_inference
-    from facestra.verify.benchmarks import select_benchmarks, verify_model
+    from facestra.verify.benchmarks import check_each, select_each, verify_each
     from facestra.verify.report import format_table, report_dict, write_json
     from facestra.verify.figures import figure_format, plot_roc
 
     if roc_path:
         figure_format(roc_path)  # refuse a bad figure name now, not after the embeddings
     check_output_folders(json_path, roc_path, save_embeddings)
-    benchmarks, missing = select_benchmarks(names, data, data_root)
+    benchmarks, missing, failures = select_each(names, data, data_root)
+    benchmarks, refused = check_each(benchmarks)  # before the model loads: a bad benchmark costs nothing
+    failures += refused
     for name in missing:
         click.echo(f"note: {name} not found under {data_root}; skipped", err=True)
-    options = InferenceOptions(**inference)
-    model = load_for_inference(checkpoint, options.device, arch=arch)
-    with progress_bar(sum(len(b.images) for b in benchmarks), "verify") as bar:
-        outcomes = verify_model(model, benchmarks, options, save_embeddings=save_embeddings, progress=bar.update)
-    click.echo(format_table(outcomes, model.arch))
-    if json_path:
-        write_json(report_dict(outcomes, checkpoint=str(checkpoint), network=model.arch, flip=options.flip), json_path)
-        click.echo(f"wrote {json_path}")
-    if roc_path:
-        plot_roc({o.benchmark.title: o.result for o in outcomes}, roc_path)
-        click.echo(f"wrote {roc_path}")
+    outcomes = []
+    if benchmarks:
+        options = InferenceOptions(**inference)
+        model = load_for_inference(checkpoint, options.device, arch=arch)
+        with progress_bar(sum(len(b.images) for b in benchmarks), "verify") as bar:
+            outcomes, failed = verify_each(model, benchmarks, options, save_embeddings=save_embeddings, progress=bar.update)
+        failures += failed
+    if outcomes:  # the benchmarks that worked are reported whatever happened to the others
+        for outcome in outcomes:
+            for warning in outcome.warnings:
+                click.echo(f"warning: {warning}", err=True)
+        click.echo(format_table(outcomes, model.arch))
+        if json_path:
+            report = report_dict(outcomes, checkpoint=str(checkpoint), network=model.arch, flip=options.flip, failures=failures)
+            write_json(report, json_path)
+            click.echo(f"wrote {json_path}")
+        if roc_path:
+            plot_roc({o.benchmark.title: o.result for o in outcomes}, roc_path)
+            click.echo(f"wrote {roc_path}")
+    if failures:
+        for failure in failures:
+            click.echo(f"error: {failure.error}", err=True)
+        # 1 when every failure is a broken data set (an unreadable image), as a single verify exits; else 2
+        click.get_current_context().exit(max(failure.exit_code for failure in failures))
 
 
 def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path | None, json_path: Path | None, roc_path: Path | None,

@@ -149,7 +149,7 @@ def test_bad_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="one label per pair"):
         evaluate(np.zeros((20, 2)), np.zeros((20, 2)), [True] * 19)
     with pytest.raises(ValueError, match="cannot be split"):
-        evaluate(np.zeros((5, 2)), np.zeros((5, 2)), [True] * 5)
+        evaluate(np.zeros((5, 2)), np.zeros((5, 2)), [True, False] * 2 + [True])
 
 
 def test_result_to_dict_holds_every_figure() -> None:

@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -59,9 +59,10 @@ class TrainResult:
     num_identities: int
     skipped_images: int
     elapsed_s: float
+    val_warnings: tuple[str, ...] = ()  # what checking the --val benchmarks warned of (rank 0)
 
 
-def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResult:
+def train(config: TrainConfig, *, progress: Progress | None = None, warn: Callable[[str], None] | None = None) -> TrainResult:
     """Train a backbone and head as ``config`` says; return where the results are and how it ended.
 
     Inputs are checked before anything is written: a bad dataset, option or run folder raises a
@@ -79,6 +80,9 @@ def train(config: TrainConfig, *, progress: Progress | None = None) -> TrainResu
     backbone = build_backbone(config, process)
     head = _build_head(config, process, dataset.num_classes)
     validation = BestValidation(config.val, run_dir, process, batch_size=config.val_batch_size)
+    for warning in validation.warnings:  # now, before training, not only in the result
+        if warn is not None:
+            warn(warning)
     distributed.start(process)
     threads_before = torch.get_num_threads()
     if config.threads:
@@ -199,6 +203,7 @@ class _Loop:
             num_identities=self.dataset.num_classes,
             skipped_images=len(self.skipped),
             elapsed_s=time.monotonic() - started,
+            val_warnings=tuple(self.validation.warnings),
         )
 
     def _loader(self) -> torch.utils.data.DataLoader:

@@ -21,6 +21,7 @@ from torch import nn
 from facestra.errors import UserError
 from facestra.train import distributed
 from facestra.train.checkpoint import BEST
+from facestra.verify.checks import check_benchmark, check_images
 
 
 def _check_exists(paths: Sequence[str]) -> None:
@@ -43,6 +44,12 @@ class Validator:
         names = [b.name for b in self.benchmarks]
         if len(set(names)) != len(names):
             raise UserError(f"--val names the same benchmark twice ({', '.join(names)})")
+        # Everything a validation needs is checked now, before the run folder or the first step: a
+        # benchmark that cannot be evaluated, or an image that cannot be decoded, costs no training.
+        self.warnings: list[str] = []
+        for benchmark in self.benchmarks:
+            self.warnings += check_benchmark(benchmark)
+            check_images(benchmark)
 
     @staticmethod
     def check_only(paths: Sequence[str]) -> None:
@@ -82,10 +89,12 @@ class BestValidation:
         self.best_path = run_dir / BEST
         self.best_accuracy: float | None = None
         self.validator: Validator | None = None
+        self.warnings: list[str] = []
         if not self.enabled:
             return
         if process.is_main:
             self.validator = Validator(paths, batch_size=batch_size, device=process.device)
+            self.warnings = list(self.validator.warnings)
         else:  # every process checks the benchmarks exist, so that a missing file stops all of them before training
             Validator.check_only(paths)
 

@@ -153,6 +153,14 @@ def evaluate_distances(
         if not np.isin(same, (0, 1)).all():
             raise ValueError("issame must hold booleans (or 0/1)")
         same = same.astype(bool)
+    # A NaN distance would count as "different" at every threshold, and one kind of pair makes every
+    # threshold right: both give a number that means nothing, so refuse them (check_benchmark says why
+    # in the user's terms before any embedding).
+    if np.isnan(dist).any():
+        raise ValueError(f"{int(np.count_nonzero(np.isnan(dist)))} of {len(dist)} distances are NaN")
+    num_same = int(np.count_nonzero(same))
+    if num_same in (0, len(same)):
+        raise ValueError(f"need both same and different pairs, got {num_same} same of {len(same)}")
     fold_ids = _fold_ids(folds, len(dist))
     accuracies, thresholds = _cross_validated_accuracy(dist, same, fold_ids)
     roc = roc_curve(dist, same)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from facestra.io import write_text_atomic
-from facestra.verify.benchmarks import BenchmarkOutcome
+from facestra.verify.benchmarks import BenchmarkFailure, BenchmarkOutcome
 
 
 def format_table(outcomes: Sequence[BenchmarkOutcome], network: str) -> str:
@@ -48,8 +48,9 @@ def format_table(outcomes: Sequence[BenchmarkOutcome], network: str) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def report_dict(outcomes: Sequence[BenchmarkOutcome], *, checkpoint: str, network: str, flip: str) -> dict[str, Any]:
-    """Every figure, JSON-ready."""
+def report_dict(outcomes: Sequence[BenchmarkOutcome], *, checkpoint: str, network: str, flip: str,
+                failures: Sequence[BenchmarkFailure] = ()) -> dict[str, Any]:
+    """Every figure, JSON-ready; benchmarks that gave none are listed under ``errors`` with their message."""
     return {
         "checkpoint": checkpoint,
         "network": network,
@@ -59,10 +60,12 @@ def report_dict(outcomes: Sequence[BenchmarkOutcome], *, checkpoint: str, networ
                 "title": o.benchmark.title,
                 "source": str(o.benchmark.source),
                 **({"embeddings": str(o.embeddings_file)} if o.embeddings_file else {}),
+                "warnings": list(o.warnings),
                 **o.result.to_dict(),
             }
             for o in outcomes
         },
+        "errors": [{"benchmark": f.name, "error": f.error} for f in failures],
     }
 
 
