@@ -12,7 +12,6 @@ and prints both and their ratio, then the time of ``check_benchmark`` (pairs and
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import cv2
@@ -20,6 +19,8 @@ import numpy as np
 
 from facestra.protocols.benchmark import Benchmark
 from facestra.verify.checks import check_benchmark, check_images
+
+from _timing import best_time  # bench/ is this script's folder, first on sys.path
 
 
 def make_benchmark(num_images: int, size: int, seed: int) -> Benchmark:
@@ -46,15 +47,6 @@ def plain_loop(benchmark: Benchmark) -> None:
     for data in benchmark.images:
         if cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) is None:
             raise SystemExit("an image did not decode")
-
-
-def best_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

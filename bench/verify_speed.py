@@ -9,11 +9,12 @@ and thresholds are identical to the last bit, then prints the ratio of the best-
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 from facestra.verify.pairs import evaluate, reference_fold_accuracies
+
+from _timing import best_time  # bench/ is this script's folder, first on sys.path
 
 
 def plain_loop(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray, num_folds: int = 10) -> tuple[list[float], list[float]]:
@@ -22,15 +23,6 @@ def plain_loop(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray, num_folds
     tests = np.array_split(np.arange(len(dist)), num_folds)  # contiguous, the first n % k one longer (KFold)
     splits = [(np.setdiff1d(np.arange(len(dist)), test), test) for test in tests]
     return reference_fold_accuracies(dist, issame, splits)
-
-
-def best_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def random_pairs(rng: np.random.Generator, num_pairs: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

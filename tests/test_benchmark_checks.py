@@ -14,13 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from _train_shapes import make_image_folder, make_pairs
 from click.testing import CliRunner
 from test_protocols import make_bin, make_lfw, write_image
 from test_train import SMALL_CLI
+from test_verify_cli import INPUT, checkpoint  # noqa: F401  (the tiny model file, a fixture)
 
-from facestra import models
 from facestra.cli.main import main
 from facestra.errors import UserError
 from facestra.protocols import load_benchmark, write_bin
@@ -28,15 +27,6 @@ from facestra.protocols.benchmark import Benchmark
 from facestra.verify.checks import check_benchmark, check_images
 from facestra.verify.pairs import evaluate_distances
 
-INPUT = (32, 32)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    models.save(models.create("resnet18", width=0.125, input_size=INPUT), path)
-    return path
 
 
 def write_csv(root: Path, rows: list[tuple[int, int, int] | tuple[int, int, int, int]]) -> Path:
