@@ -65,3 +65,8 @@ def make_pairs(identities: list[int], num_pairs: int, *, seed: int = 1, size: in
         second.append(draw_identity(b, rng, size))
         same.append(is_same)
     return first, second, np.array(same)
+
+
+def encode_pairs(first: list[np.ndarray], second: list[np.ndarray]) -> list[bytes]:
+    """The images of ``make_pairs`` as a ``.bin`` holds them: PNG bytes, the two of each pair in turn."""
+    return [cv2.imencode(".png", image)[1].tobytes() for pair in zip(first, second) for image in pair]

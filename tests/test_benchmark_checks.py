@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _train_shapes import make_image_folder, make_pairs
+from _train_shapes import encode_pairs, make_image_folder, make_pairs
 from click.testing import CliRunner
 from test_protocols import make_bin, make_lfw, write_image
 from test_train import SMALL_CLI
@@ -216,9 +216,7 @@ def train_data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("shapes")
     data = make_image_folder(root / "train", range(8), 4)
     first, second, same = make_pairs(list(range(8, 12)), 40)
-    images = []
-    for a, b in zip(first, second):
-        images += [cv2.imencode(".png", a)[1].tobytes(), cv2.imencode(".png", b)[1].tobytes()]
+    images = encode_pairs(first, second)
     return {"data": data, "images": images, "same": same}
 
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from _train_shapes import make_image_folder, make_pairs
+from _train_shapes import encode_pairs, make_image_folder, make_pairs
 from click.testing import CliRunner
 
 from facestra import models
@@ -34,9 +34,7 @@ def shapes(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("shapes")
     data = make_image_folder(root / "train", range(16), 8)
     first, second, same = make_pairs(list(range(16, 24)), 400)
-    images = []
-    for a, b in zip(first, second):
-        images += [cv2.imencode(".png", a)[1].tobytes(), cv2.imencode(".png", b)[1].tobytes()]
+    images = encode_pairs(first, second)
     write_bin(root / "heldout.bin", images, same)
     return {"data": data, "val": root / "heldout.bin"}
 
