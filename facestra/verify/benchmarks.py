@@ -40,6 +40,11 @@ class BenchmarkFailure:
     error: str
     exit_code: int = 2
 
+    @classmethod
+    def from_error(cls, name: str, error: UserError) -> BenchmarkFailure:
+        """The failure a refused benchmark becomes: its line and exit code, as the program would report them."""
+        return cls(name, str(error), error.exit_code)
+
 
 def guess_name(data: Path) -> str:
     """``cfp_fp.bin`` -> ``cfp-fp``, ``data/lfw/`` -> ``lfw``: the benchmark a path most likely holds."""
@@ -90,7 +95,7 @@ def select_each(
         try:
             benchmarks.append(load_benchmark(name, path))
         except UserError as error:
-            failures.append(BenchmarkFailure(canonical_name(name), str(error), error.exit_code))
+            failures.append(BenchmarkFailure.from_error(canonical_name(name), error))
     return benchmarks, missing, failures
 
 
@@ -103,7 +108,7 @@ def check_each(benchmarks: Sequence[Benchmark]) -> tuple[list[Benchmark], list[B
         try:
             check_benchmark(benchmark)
         except UserError as error:
-            failures.append(BenchmarkFailure(benchmark.name, str(error), error.exit_code))
+            failures.append(BenchmarkFailure.from_error(benchmark.name, error))
         else:
             accepted.append(benchmark)
     return accepted, failures
@@ -143,7 +148,7 @@ def verify_each(
         try:
             outcomes.append(verify_one(model, benchmark, options, save_embeddings=save_embeddings, progress=progress))
         except UserError as error:
-            failures.append(BenchmarkFailure(benchmark.name, str(error), error.exit_code))
+            failures.append(BenchmarkFailure.from_error(benchmark.name, error))
     return outcomes, failures
 
 
