@@ -181,9 +181,7 @@ def open_reserved_memmap(
         if created:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-        if error.errno is None or error.filename not in (None, os.fspath(path)):
-            raise
-        raise OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(name)) from None
+        raise _under_target(error, path, name) from None
     return matrix
 
 
