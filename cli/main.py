@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "verify": "facestra.cli.verify:verify",
     "embed": "facestra.cli.embed:embed",
     "compare": "facestra.cli.compare:compare",
+    "calibrate": "facestra.cli.calibrate:calibrate",
     "export": "facestra.cli.export:export",
     "pack": "facestra.cli.pack:pack",
     "demo": "facestra.cli.demo:demo",

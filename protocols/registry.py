@@ -92,6 +92,13 @@ def load_benchmark(name: str, path: str | Path) -> Benchmark:
     raise UserError(f"{path}: no such file or folder")
 
 
+def benchmark_markers() -> list[str]:
+    """File names whose presence makes a folder a benchmark rather than a tree of images: the pair files
+    and layout markers of every layout :func:`load_benchmark` reads."""
+    markers = [PAIRS_CSV, LFW_PAIRS_FILE] + [spec.layout_marker for spec in STANDARD if spec.layout_marker]
+    return list(dict.fromkeys(markers + [spec.bin_name for spec in STANDARD]))
+
+
 def _expected(spec: BenchmarkSpec | None) -> str:
     options = ["a .bin", f"a folder with {PAIRS_CSV}"]
     if spec is not None and spec.layout_marker is not None:

@@ -105,9 +105,10 @@ def save(model: Network, path: str | os.PathLike) -> None:
         "input": getattr(model, "input_convention", FACESTRA_INPUT).as_dict(),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
-    verification = getattr(model, "verification", None)
-    if verification:
-        payload["verification"] = _plain(verification)
+    for record in ("verification", "calibration"):  # what training's --val measured; facestra calibrate's figures
+        value = getattr(model, record, None)
+        if value:
+            payload[record] = _plain(value)
     with atomic_write(path) as tmp:
         torch.save(payload, tmp)
 
@@ -151,8 +152,9 @@ def _from_model_file(payload: dict, path: Path) -> Network:
     except RuntimeError as error:
         raise UserError(f"{path}: weights do not match architecture {payload['arch']} ({str(error).splitlines()[0]})") from None
     model.input_convention = _convention(payload.get("input"), path)
-    if isinstance(payload.get("verification"), dict):
-        model.verification = payload["verification"]
+    for record in ("verification", "calibration"):
+        if isinstance(payload.get(record), dict):
+            setattr(model, record, payload[record])
     return model
 
 

@@ -1,0 +1,63 @@
+"""``facestra calibrate``: thresholds at chosen false accept rates, with intervals and P(same), on your photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from facestra.cli.options import dataclass_options, inference_options, progress_bar
+from facestra.verify.calibration import CalibrationOptions
+
+
+@click.command()
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="Labelled faces: a folder of aligned faces with one sub-folder per identity, or any benchmark verify reads.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The calibration (JSON).")
+@click.option("--save-model", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a copy of the model file that carries this calibration (the checkpoint itself is never changed).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out or --save-model.")
+@dataclass_options(CalibrationOptions)
+@inference_options
+def calibrate(checkpoint: Path, arch: str | None, data: Path, out: Path, save_model: Path | None, overwrite: bool,
+              far: tuple[float, ...], prior: float, bootstrap: int, max_pairs: int, held_out: float, seed: int, **inference) -> None:
+    """Calibrate the operating points of a model on labelled faces.
+
+    For each target false accept rate: the threshold (cosine, and the protocol's distance 2 - 2 cos), the true
+    accept rate there, and 95% intervals of both from a bootstrap over identities; the EER and best-accuracy
+    thresholds; a logistic P(same) with its calibration error on held-out identities. `facestra compare
+    --calibration OUT --far F` then decides at that operating point.
+    """
+    from facestra.embed.inference import InferenceOptions, load_for_inference
+    from facestra.io import check_writable_folder, input_at
+    from facestra.verify.calibrate import calibrate as run_calibration
+    from facestra.verify.calibrate import read_source, save_calibrated_model, write_calibration
+    from facestra.verify.calibration_report import format_calibration
+
+    try:
+        options = CalibrationOptions(far, prior, bootstrap, max_pairs, held_out, seed)
+    except ValueError as error:
+        raise click.UsageError(f"--{str(error).split()[0].replace('_', '-')}: {error}") from None
+    inference_options_ = InferenceOptions(**inference)
+    outputs = [("--out", out)] + ([("--save-model", save_model)] if save_model is not None else [])
+    if save_model is not None and save_model.resolve() == out.resolve():
+        raise click.UsageError(f"--save-model {save_model}: is the same file as --out")
+    for flag, path in outputs:
+        if input_at(path, [checkpoint, data]) is not None or (data.is_dir() and data.resolve() in path.resolve().parents):
+            raise click.UsageError(f"{flag} {path}: is one of the inputs or inside --data; choose another output")
+        if path.exists() and not overwrite:
+            raise click.UsageError(f"{flag} {path}: already exists; choose another path or pass --overwrite")
+        check_writable_folder(path.parent)
+    source = read_source(data)  # a bad source costs nothing: before the model loads
+    model = load_for_inference(checkpoint, inference_options_.device, arch=arch)
+    with progress_bar(len(source.images), "calibrate") as bar:
+        calibration = run_calibration(model, data, options, inference_options_, progress=bar.update, source=source,
+                                      checkpoint=checkpoint)
+    for warning in calibration.result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(format_calibration(calibration))
+    write_calibration(calibration, out, overwrite=overwrite)
+    click.echo(f"wrote {out}")
+    if save_model is not None:
+        save_calibrated_model(model, calibration, save_model, overwrite=overwrite)
+        click.echo(f"wrote {save_model} (a copy of the model carrying this calibration)")

@@ -1,0 +1,49 @@
+"""What ``facestra calibrate`` prints: the operating points as a table, then EER, best accuracy and P(same)."""
+
+from __future__ import annotations
+
+from facestra.verify.calibrate import Calibration
+
+
+def _percent(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _span(bounds: tuple[float, float] | None, digits: int = 2) -> str:
+    return "-" if bounds is None else f"{_percent(bounds[0], digits)}-{_percent(bounds[1], digits)}"
+
+
+def format_calibration(calibration: Calibration) -> str:
+    """The table of operating points (a FAR the data cannot measure says so) and the summary lines."""
+    result = calibration.result
+    source = calibration.source
+    sampled = " (a seeded sample)" if source["sampled"] else ""
+    lines = [
+        f"{source['path']}: {result.num_genuine:,} genuine and {result.num_impostor:,} impostor pairs scored{sampled}, "
+        f"{result.num_identities:,} identities; intervals: 95%, {result.bootstrap} bootstrap draws over identities",
+        "",
+    ]
+    header = ["FAR target", "cosine >=", "distance <=", "TAR %", "TAR 95% CI", "FAR achieved %", "FAR 95% CI"]
+    rows = [header]
+    for point in result.points:
+        if not point.supported:
+            rows.append([f"{point.far_target:g}", "-", "-", "-", "-", "-", "not supported (too few impostor pairs)"])
+            continue
+        rows.append([
+            f"{point.far_target:g}", f"{point.threshold:.4f}", f"{point.distance_threshold:.4f}", _percent(point.tar),
+            _span(point.tar_interval), _percent(point.far, 5), _span(point.far_interval, 5),
+        ])
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(header))]
+    lines += ["".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    eer, best, fit = result.eer_point, result.best_accuracy, result.probability
+    ece = "not measured (too few held-out identities)" if fit.ece is None else f"{100 * fit.ece:.2f}% on {fit.ece_pairs:,} held-out pairs"
+    lines += [
+        "",
+        f"EER {100 * result.eer:.2f}% at cosine {eer.threshold:.4f}",
+        f"best accuracy {100 * best.accuracy:.2f}% (balanced {100 * best.balanced_accuracy:.2f}%) at cosine {best.threshold:.4f}",
+        f"P(same) = sigmoid({fit.coef:.3f} * cosine + {fit.intercept:.3f}) at prior {fit.prior:g}; calibration error {ece}",
+    ]
+    for point in result.points:
+        if not point.supported:
+            lines.append(f"FAR {point.far_target:g}: {point.reason}")
+    return "\n".join(lines)
