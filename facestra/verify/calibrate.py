@@ -197,7 +197,6 @@ def score_source(model: nn.Module, source: IdentityFolder | Benchmark, options: 
                  inference: InferenceOptions, *, progress: Any = None) -> ScoredPairs:
     """Embed the source's images once and score its pairs."""
     from facestra.embed.inference import embed_benchmark, embed_images
-    from facestra.verify.checks import check_benchmark
     from facestra.verify.scoring import image_key, score_benchmark_pairs, score_identities
 
     if isinstance(source, IdentityFolder):
@@ -206,7 +205,6 @@ def score_source(model: nn.Module, source: IdentityFolder | Benchmark, options: 
             raise UserError(f"{source.root}: every identity has one image, so there is no genuine pair to calibrate with")
         embeddings = embed_images(model, list(source.images), inference, progress=progress)
         return score_identities(embeddings, source.labels, max_pairs=options.max_pairs, seed=options.seed)
-    check_benchmark(source)
     emb1, emb2 = embed_benchmark(model, source, inference, progress=progress)
     keys = [image_key(image) for image in source.images]
     return score_benchmark_pairs(emb1, emb2, source.issame, source.pairs, keys)
@@ -231,17 +229,19 @@ def calibrate(
     came from, recorded in the result."""
     from facestra.embed.inference import load_for_inference
     from facestra.models.fingerprint import weights_sha256
+    from facestra.verify.checks import check_benchmark
 
     if isinstance(model, (str, Path)):
         checkpoint = model
         model = load_for_inference(model, inference.device, arch=arch)
     source = read_source(data) if source is None else source
+    checked = [] if isinstance(source, IdentityFolder) else check_benchmark(source)  # refuses a benchmark that cannot be scored
     pairs = score_source(model, source, options, inference, progress=progress)
     if len(pairs.genuine) == 0 or len(pairs.impostor) == 0:
         raise UserError(f"{data}: has {len(pairs.genuine)} genuine and {len(pairs.impostor)} impostor pairs; "
                         "calibration needs both")
     result = calibrate_scores(pairs, options)
-    warnings = list(result.warnings) + balance_warnings(len(pairs.genuine), len(pairs.impostor), kind=_kind(source))
+    warnings = checked + list(result.warnings)
     result = CalibrationResult(**{**result.__dict__, "warnings": tuple(warnings)})
     described = {
         "weights_sha256": weights_sha256(model), "network": str(getattr(model, "arch", type(model).__name__)),
@@ -252,18 +252,6 @@ def calibrate(
 
 def _kind(source: IdentityFolder | Benchmark) -> str:
     return "identity folder" if isinstance(source, IdentityFolder) else "benchmark"
-
-
-def balance_warnings(num_genuine: int, num_impostor: int, *, kind: str) -> list[str]:
-    """A warning when the pairs are far from balanced (the minority under a quarter): the best-accuracy
-    threshold then follows the majority (90 % accuracy by answering "different" to a list with 10 %
-    genuine pairs). A folder of identities is always unbalanced and calibrates FARs, which do not care."""
-    total = num_genuine + num_impostor
-    minority = min(num_genuine, num_impostor) / total
-    if kind == "identity folder" or minority >= 0.25:
-        return []
-    return [f"only {100 * num_genuine / total:.1f}% of the {total:,} pairs are genuine: the best-accuracy threshold and "
-            "accuracy follow the majority; read the balanced accuracy, the EER and the TAR at each FAR instead"]
 
 
 def _describe_source(data: str | Path, source: IdentityFolder | Benchmark, pairs: ScoredPairs) -> dict[str, Any]:

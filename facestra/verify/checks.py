@@ -35,7 +35,8 @@ def check_benchmark(benchmark: Benchmark, folds: int = 10) -> list[str]:
             f"{source}: all {num_pairs} pairs are {kind} pairs; verification needs both same and different pairs"
         )
     fold_ids = _fold_ids(benchmark, folds)
-    return _fold_warnings(benchmark, fold_ids) + _pair_warnings(benchmark)
+    balance = balance_warning(int(np.count_nonzero(benchmark.issame)), int(np.count_nonzero(~benchmark.issame)), str(benchmark.source))
+    return _fold_warnings(benchmark, fold_ids) + _pair_warnings(benchmark) + ([balance] if balance else [])
 
 
 def _fold_ids(benchmark: Benchmark, folds: int) -> np.ndarray:
@@ -87,6 +88,22 @@ def _fold_warnings(benchmark: Benchmark, fold_ids: np.ndarray) -> list[str]:
 def _first_fold(benchmark: Benchmark) -> int:
     """The id the benchmark itself gives its first fold, for messages."""
     return 1 if benchmark.folds is not None and int(np.min(benchmark.folds)) == 1 else 0
+
+
+#: Below this share of either kind of pair, the best-accuracy threshold follows the majority.
+BALANCE_WARNING = 0.25
+
+
+def balance_warning(num_genuine: int, num_impostor: int, source: str) -> str | None:
+    """A warning when the pairs are far from balanced: accuracy, and the threshold chosen for it, then
+    reward answering the majority (90 % on a list with 10 % genuine pairs by answering "different" to all)."""
+    total = num_genuine + num_impostor
+    if total == 0 or min(num_genuine, num_impostor) / total >= BALANCE_WARNING:
+        return None
+    majority = 100 * max(num_genuine, num_impostor) / total
+    return (f"{source}: only {100 * num_genuine / total:.1f}% of the {total:,} pairs are genuine: answering "
+            f"'{'same' if num_genuine > num_impostor else 'different'}' to every pair scores {majority:.1f}% accuracy; "
+            "read the balanced accuracy, the EER and TAR at FAR instead")
 
 
 def _pair_warnings(benchmark: Benchmark) -> list[str]:

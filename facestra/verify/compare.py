@@ -6,15 +6,19 @@ crop and its mirror are embedded, concatenated and L2-normalised. The score is t
 the squared Euclidean distance of the two unit vectors (``2 - 2 cos``, in [0, 4]); "same" means
 ``distance < threshold``, exactly as the 10-fold protocol predicts a pair.
 
-The threshold is, in this order: the one given; the one the model file recorded from the ``--val`` of the
-run that trained it (the mean best threshold of its folds); else :data:`DEFAULT_THRESHOLD`.
+The operating point is, in this order: the threshold given; a calibration (a file from ``facestra
+calibrate``, or the one the model file carries) at the chosen false accept rate, which decides
+``cosine >= threshold`` and gives P(same); the threshold the model file recorded from the ``--val`` of the
+run that trained it (the mean best threshold of its folds, an operating point that assumes half of all
+comparisons are genuine); else :data:`DEFAULT_THRESHOLD`. The last two are uncalibrated, and the result
+says so. Many pairs are compared in one run by :func:`compare_pairs`: each photo detected and embedded once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -25,10 +29,14 @@ from facestra.fields import documented
 if TYPE_CHECKING:
     from torch import nn
 
+    from facestra.verify.calibrate import StoredCalibration
+
 #: Distance below which two faces are called the same person when the model file records no threshold:
 #: cosine similarity 0.3, about where ArcFace-trained networks separate LFW's pairs. A model file that
 #: recorded its own (from training's --val) is better; ``--threshold`` overrides both.
 DEFAULT_THRESHOLD = 1.4
+#: The false accept rate a calibrated compare decides at when none is chosen: 1 in 1,000.
+DEFAULT_FAR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -39,8 +47,49 @@ class CompareOptions:
         None, "Distance below which the faces are the same person (default: the model file's recorded "
         f"threshold, else {DEFAULT_THRESHOLD}).", minimum=0.0, maximum=4.0,
     )
+    far: float | None = documented(
+        None, f"False accept rate to decide at, from the calibration (default {DEFAULT_FAR:g}).", positive=True, maximum=1.0,
+    )
+    prior: float | None = documented(
+        None, "Prior probability that a comparison is genuine, for P(same) (default: the calibration's).", minimum=0.0, maximum=1.0,
+    )
+    force: bool = documented(False, "Use a calibration measured with other weights or another flip mode.")
     aligned: bool = documented(False, "The photos are already aligned crops of the model's input size: skip detection.")
     min_score: float = documented(0.5, "Detector confidence a face needs (0-1).", minimum=0.0, maximum=1.0)
+
+    def __post_init__(self) -> None:
+        if self.far is not None and not 0.0 < self.far < 1.0:
+            raise ValueError(f"far {self.far:g} is outside (0, 1)")
+        if self.prior is not None and not 0.0 < self.prior < 1.0:
+            raise ValueError(f"prior {self.prior:g} is outside (0, 1)")
+        if self.threshold is not None and self.far is not None:
+            raise ValueError("far and threshold both choose the operating point: give one")
+
+
+@dataclass(frozen=True)
+class OperatingRule:
+    """How a score becomes a decision: a calibrated cosine threshold at a FAR (with P(same)), or an
+    uncalibrated distance threshold."""
+
+    threshold: float  # squared distance of unit vectors
+    source: str
+    cosine_threshold: float | None = None  # calibrated: same when cosine >= this
+    far: float | None = None
+    tar: float | None = None
+    calibration: StoredCalibration | None = None
+    prior: float | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        return self.cosine_threshold is not None
+
+    def same(self, cosine: float, distance: float) -> bool:
+        return cosine >= self.cosine_threshold if self.calibrated else distance < self.threshold
+
+    def probability(self, cosine: float) -> float | None:
+        if self.calibration is None:
+            return None
+        return float(self.calibration.probability.probability(cosine, self.prior))
 
 
 @dataclass(frozen=True)
@@ -63,23 +112,76 @@ class Comparison:
     threshold_source: str
     same: bool
     faces: tuple[FaceFound, FaceFound]
+    cosine_threshold: float | None = None
+    far: float | None = None
+    probability: float | None = None
+    prior: float | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        return self.cosine_threshold is not None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "same_person": self.same, "distance": self.distance, "cosine_similarity": self.cosine,
-            "threshold": self.threshold, "threshold_source": self.threshold_source,
+            "threshold": self.threshold, "threshold_source": self.threshold_source, "calibrated": self.calibrated,
+            "threshold_cosine": self.cosine_threshold, "far": self.far, "p_same": self.probability, "prior": self.prior,
             "images": [vars(face) for face in self.faces],
         }
 
 
 def choose_threshold(model: nn.Module, given: float | None) -> tuple[float, str]:
-    """The threshold to decide with and where it comes from (see the module's docstring)."""
+    """The uncalibrated threshold and where it comes from: given, recorded by training's --val, or the default."""
     if given is not None:
         return float(given), "given"
     record = getattr(model, "verification", None)
     if isinstance(record, dict) and isinstance(record.get("threshold"), (int, float)):
         return float(record["threshold"]), f"model file ({record.get('benchmark', 'validation')})"
     return DEFAULT_THRESHOLD, "default"
+
+
+def choose_rule(model: nn.Module, options: CompareOptions, flip: str,
+                calibration: StoredCalibration | str | Path | None = None) -> OperatingRule:
+    """The operating point to decide with (see the module's docstring). A calibration of other weights or
+    another flip mode is refused unless ``options.force``; ``far`` or ``prior`` without any calibration
+    are refused rather than ignored."""
+    from facestra.verify.calibrate import carried_calibration, load_calibration
+
+    if options.threshold is not None:
+        if options.prior is not None:
+            raise UserError("prior: P(same) needs a calibration, and a given threshold decides without one")
+        return OperatingRule(float(options.threshold), "given")
+    if isinstance(calibration, (str, Path)):
+        calibration = load_calibration(calibration)
+    if calibration is None:
+        calibration = carried_calibration(model)
+    if calibration is None:
+        if options.far is not None or options.prior is not None:
+            raise UserError(f"{'far' if options.far is not None else 'prior'}: needs a calibration (a file from "
+                            "facestra calibrate, or a model file that carries one)")
+        return OperatingRule(*choose_threshold(model, None))
+    calibration.check_model(model, flip, force=options.force)
+    far = DEFAULT_FAR if options.far is None else options.far
+    cosine, tar = calibration.threshold_at(far)
+    prior = calibration.probability.prior if options.prior is None else options.prior
+    return OperatingRule(2.0 - 2.0 * cosine, f"FAR {far:g} from {calibration.origin}", cosine, far, tar, calibration, prior)
+
+
+def decide(rule: OperatingRule, first: np.ndarray, second: np.ndarray) -> tuple[float, float, bool, float | None]:
+    """``(distance, cosine, same, P(same))`` of two unit embeddings under ``rule``, in float64."""
+    a, b = first.astype(np.float64), second.astype(np.float64)
+    cosine = float(np.clip(np.dot(a, b), -1.0, 1.0))
+    distance = float(np.sum(np.square(a - b)))
+    return distance, cosine, rule.same(cosine, distance), rule.probability(cosine)
+
+
+class PhotoError(UserError):
+    """A photo that gives no face to compare; ``status`` names why, as a row of ``compare --pairs`` shows it
+    (``unreadable``, ``no_face``, ``bad_landmarks``, ``not_aligned``)."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message, exit_code=2)
+        self.status = status
 
 
 def _aligned_crop(path: Path, model_size: tuple[int, int], options: CompareOptions, detector: Any) -> tuple[bytes, FaceFound]:
@@ -90,21 +192,24 @@ def _aligned_crop(path: Path, model_size: tuple[int, int], options: CompareOptio
     from facestra.align.geometry import LandmarkError, warp_face
     from facestra.data.images import read_image
 
-    image = read_image(path)  # a UserError naming the file when it cannot be decoded
+    try:
+        image = read_image(path)  # a UserError naming the file when it cannot be decoded
+    except UserError as error:
+        raise PhotoError(str(error), "unreadable") from None
     if options.aligned:
         if image.shape[:2] != tuple(model_size):
-            raise UserError(f"{path}: is {image.shape[1]}x{image.shape[0]}, not an aligned {model_size[1]}x{model_size[0]} crop "
-                            "(leave out --aligned to detect the face)")
+            raise PhotoError(f"{path}: is {image.shape[1]}x{image.shape[0]}, not an aligned {model_size[1]}x{model_size[0]} crop "
+                             "(leave out --aligned to detect the face)", "not_aligned")
         return cv2.imencode(".png", image)[1].tobytes(), FaceFound(str(path), None, None, None)
     faces = rank_faces(detector(image), image.shape)
     if not faces:
-        raise UserError(f"{path}: no face found (confidence at least {options.min_score:g}; "
-                        "if it is an aligned crop, pass --aligned)")
+        raise PhotoError(f"{path}: no face found (confidence at least {options.min_score:g}; "
+                         "if it is an aligned crop, pass --aligned)", "no_face")
     face = faces[0]
     try:
         crop, _, _ = warp_face(image, face.landmarks, model_size)
     except LandmarkError as error:
-        raise UserError(f"{path}: the face's landmarks cannot be aligned ({error})") from None
+        raise PhotoError(f"{path}: the face's landmarks cannot be aligned ({error})", "bad_landmarks") from None
     found = FaceFound(str(path), round(face.score, 4), [round(float(v), 1) for v in face.box], len(faces))
     return cv2.imencode(".png", crop)[1].tobytes(), found
 
@@ -117,16 +222,18 @@ def compare_images(
     inference: InferenceOptions = InferenceOptions(workers=0),
     *,
     arch: str | None = None,
+    calibration: StoredCalibration | str | Path | None = None,
 ) -> Comparison:
     """Compare the faces of two photos with ``model`` (a loaded network, or the path of any file
-    ``--checkpoint`` takes, with ``arch`` for a bare state dict); see the module's docstring. A photo that
-    cannot be read or shows no face is a :class:`UserError` (exit 2) naming it."""
+    ``--checkpoint`` takes, with ``arch`` for a bare state dict) at the operating point of
+    :func:`choose_rule` (``calibration``: a calibration file or one already loaded). A photo that cannot be
+    read or shows no face is a :class:`UserError` (exit 2) naming it."""
     from facestra.align.detect import load_detector
     from facestra.embed.inference import embed_images, load_for_inference
 
     if isinstance(model, (str, Path)):
         model = load_for_inference(model, inference.device, arch=arch)
-
+    rule = choose_rule(model, options, inference.flip, calibration)
     detector = None if options.aligned else load_detector("yunet", min_score=options.min_score)
     size = tuple(int(v) for v in model.input_size)
     crops, faces = zip(*(_aligned_crop(Path(p), size, options, detector) for p in (first, second)))
@@ -134,7 +241,117 @@ def compare_images(
         embeddings = embed_images(model, list(crops), inference, names=[str(first), str(second)])
     except UserError as error:
         raise UserError(str(error), exit_code=2) from None
-    cosine = float(np.clip(np.dot(embeddings[0].astype(np.float64), embeddings[1].astype(np.float64)), -1.0, 1.0))
-    distance = float(np.sum(np.square(embeddings[0].astype(np.float64) - embeddings[1].astype(np.float64))))
-    threshold, source = choose_threshold(model, options.threshold)
-    return Comparison(distance, cosine, threshold, source, distance < threshold, (faces[0], faces[1]))
+    distance, cosine, same, probability = decide(rule, embeddings[0], embeddings[1])
+    return _comparison(rule, distance, cosine, same, probability, (faces[0], faces[1]))
+
+
+def _comparison(rule: OperatingRule, distance: float, cosine: float, same: bool, probability: float | None,
+                faces: tuple[FaceFound, FaceFound]) -> Comparison:
+    return Comparison(distance, cosine, rule.threshold, rule.source, same, faces, rule.cosine_threshold, rule.far,
+                      probability, rule.prior if probability is not None else None)
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """One row of :func:`compare_pairs`: the comparison, or why a photo of the pair gave none."""
+
+    first: str
+    second: str
+    status: str  # "ok", or the PhotoError status of the first photo that failed
+    comparison: Comparison | None = None
+    message: str | None = None
+
+
+def compare_pairs(
+    model: nn.Module | str | Path,
+    pairs: Sequence[tuple[str | Path, str | Path]],
+    options: CompareOptions = CompareOptions(),
+    inference: InferenceOptions = InferenceOptions(workers=0),
+    *,
+    arch: str | None = None,
+    calibration: StoredCalibration | str | Path | None = None,
+    progress: Any = None,
+) -> list[PairOutcome]:
+    """Compare many pairs in one run: the model loaded once, each distinct photo detected, aligned and
+    embedded once. A photo that is unreadable or shows no face makes its pairs' rows carry that status;
+    the other pairs go on."""
+    from facestra.align.detect import load_detector
+    from facestra.embed.inference import embed_images, load_for_inference
+
+    if isinstance(model, (str, Path)):
+        model = load_for_inference(model, inference.device, arch=arch)
+    rule = choose_rule(model, options, inference.flip, calibration)
+    detector = None if options.aligned else load_detector("yunet", min_score=options.min_score)
+    size = tuple(int(v) for v in model.input_size)
+    photos = list(dict.fromkeys(str(path) for pair in pairs for path in pair))
+    crops: dict[str, tuple[bytes, FaceFound]] = {}
+    failed: dict[str, PhotoError] = {}
+    for photo in photos:
+        try:
+            crops[photo] = _aligned_crop(Path(photo), size, options, detector)
+        except PhotoError as error:
+            failed[photo] = error
+        if progress is not None:
+            progress(1)
+    names = list(crops)
+    try:
+        embedded = embed_images(model, [crops[name][0] for name in names], inference, names=names)
+    except UserError as error:
+        raise UserError(str(error), exit_code=2) from None
+    row_of = {name: index for index, name in enumerate(names)}
+    outcomes = []
+    for first, second in pairs:
+        first, second = str(first), str(second)
+        broken = next((failed[p] for p in (first, second) if p in failed), None)
+        if broken is not None:
+            outcomes.append(PairOutcome(first, second, broken.status, None, str(broken)))
+            continue
+        distance, cosine, same, probability = decide(rule, embedded[row_of[first]], embedded[row_of[second]])
+        faces = (crops[first][1], crops[second][1])
+        outcomes.append(PairOutcome(first, second, "ok", _comparison(rule, distance, cosine, same, probability, faces)))
+    return outcomes
+
+
+def read_pair_list(path: str | Path) -> list[tuple[Path, Path]]:
+    """Pairs of photo paths from a CSV file, one pair a line (``first,second``; a header line is allowed).
+    A relative path is relative to the list file's folder, as facestra's other list files are."""
+    import csv
+
+    from facestra.io import read_text, text_lines
+
+    path = Path(path)
+    try:
+        text = read_text(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such pair list") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read ({error.strerror or error})") from None
+    pairs: list[tuple[Path, Path]] = []
+    for number, row in enumerate(csv.reader(text_lines(text)), start=1):
+        cells = [cell.strip() for cell in row]
+        if not any(cells):
+            continue
+        if len(cells) != 2 or not all(cells):
+            raise UserError(f"{path}:{number}: expected two photo paths separated by a comma, got {len(cells)} field(s)")
+        first, second = (Path(cell) if Path(cell).is_absolute() else path.parent / cell for cell in cells)
+        if not pairs and number == 1 and not first.exists() and not second.exists() and not any(
+                Path(cell).suffix for cell in cells):
+            continue  # a header such as "first,second"
+        pairs.append((first, second))
+    if not pairs:
+        raise UserError(f"{path}: lists no pair of photos")
+    return pairs
+
+
+def pair_rows(outcomes: Sequence[PairOutcome]) -> list[list[str]]:
+    """The CSV rows of :func:`compare_pairs`' outcomes, header first."""
+    rows = [["first", "second", "status", "same_person", "cosine", "distance", "p_same", "message"]]
+    for outcome in outcomes:
+        result = outcome.comparison
+        if result is None:
+            rows.append([outcome.first, outcome.second, outcome.status, "", "", "", "", outcome.message or ""])
+            continue
+        probability = "" if result.probability is None else f"{result.probability:.6f}"
+        rows.append([outcome.first, outcome.second, "ok", "1" if result.same else "0", f"{result.cosine:.6f}",
+                     f"{result.distance:.6f}", probability, ""])
+    return rows

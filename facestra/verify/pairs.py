@@ -56,6 +56,9 @@ class VerificationResult:
     num_pairs: int
     num_same: int
     fold_ids: np.ndarray = field(repr=False)
+    #: Mean over folds of (TPR + TNR) / 2 at each fold's chosen threshold: unlike the accuracy, answering
+    #: "different" to every pair of a list with 10 % genuine pairs scores 50 % here, not 90 %.
+    balanced_accuracy: float = float("nan")
 
     @property
     def threshold(self) -> float:
@@ -67,6 +70,7 @@ class VerificationResult:
         out: dict[str, Any] = {
             "accuracy": self.accuracy,
             "accuracy_std": self.accuracy_std,
+            "balanced_accuracy": self.balanced_accuracy,
             "fold_accuracies": self.fold_accuracies.tolist(),
             "best_thresholds": self.best_thresholds.tolist(),
             "threshold": self.threshold,
@@ -162,7 +166,7 @@ def evaluate_distances(
     if num_same in (0, len(same)):
         raise ValueError(f"need both same and different pairs, got {num_same} same of {len(same)}")
     fold_ids = _fold_ids(folds, len(dist))
-    accuracies, thresholds = _cross_validated_accuracy(dist, same, fold_ids)
+    accuracies, thresholds, balanced = _cross_validated_accuracy(dist, same, fold_ids)
     roc = roc_curve(dist, same)
     return VerificationResult(
         accuracy=float(np.mean(accuracies)),
@@ -176,6 +180,7 @@ def evaluate_distances(
         num_pairs=int(len(dist)),
         num_same=int(np.count_nonzero(same)),
         fold_ids=fold_ids,
+        balanced_accuracy=balanced,
     )
 
 
@@ -196,31 +201,37 @@ def _counts_below(sorted_values: np.ndarray, thresholds: np.ndarray) -> np.ndarr
     return np.searchsorted(sorted_values, thresholds, side="left").astype(np.int64)
 
 
-def _cross_validated_accuracy(dist: np.ndarray, same: np.ndarray, fold_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out accuracy and chosen threshold of each fold, from integer counts per (fold, threshold)."""
+def _cross_validated_accuracy(dist: np.ndarray, same: np.ndarray, fold_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Held-out accuracy and chosen threshold of each fold, from integer counts per (fold, threshold), and
+    the mean held-out balanced accuracy (over the folds holding both kinds of pair)."""
     thresholds = protocol_thresholds()
     num_folds = int(fold_ids.max()) + 1
     # true positives (same pairs below t) and true negatives (different pairs not below t) per fold
     tp = np.empty((num_folds, len(thresholds)), dtype=np.int64)
     tn = np.empty_like(tp)
-    sizes = np.empty(num_folds, dtype=np.int64)
+    positives = np.empty(num_folds, dtype=np.int64)
+    negatives = np.empty(num_folds, dtype=np.int64)
     for k in range(num_folds):
         in_fold = fold_ids == k
         same_d = np.sort(dist[in_fold & same])
         diff_d = np.sort(dist[in_fold & ~same])
         tp[k] = _counts_below(same_d, thresholds)
         tn[k] = len(diff_d) - _counts_below(diff_d, thresholds)
-        sizes[k] = len(same_d) + len(diff_d)
+        positives[k], negatives[k] = len(same_d), len(diff_d)
+    sizes = positives + negatives
     correct = tp + tn
     correct_total = correct.sum(axis=0)
     accuracies = np.empty(num_folds, dtype=np.float64)
     best = np.empty(num_folds, dtype=np.float64)
+    balanced = []
     for k in range(num_folds):
         train_accuracy = (correct_total - correct[k]) / (sizes.sum() - sizes[k])
         index = int(np.argmax(train_accuracy))  # the first threshold on ties
         best[k] = thresholds[index]
         accuracies[k] = correct[k, index] / sizes[k]
-    return accuracies, best
+        if positives[k] and negatives[k]:
+            balanced.append((tp[k, index] / positives[k] + tn[k, index] / negatives[k]) / 2.0)
+    return accuracies, best, float(np.mean(balanced)) if balanced else float("nan")
 
 
 def reference_fold_accuracies(

@@ -26,7 +26,7 @@ def format_table(outcomes: Sequence[BenchmarkOutcome], network: str) -> str:
         "",
     ]
     fars = sorted({far for o in outcomes for far in o.result.tar_at_far}, reverse=True)
-    header = ["Benchmark", "Pairs", "Folds", "Acc %", "Std %", "Threshold", "AUC", "EER %"] + [f"TAR@FAR={far:g} %" for far in fars]
+    header = ["Benchmark", "Pairs", "Folds", "Acc %", "Std %", "Bal. acc %", "Threshold", "AUC", "EER %"] + [f"TAR@FAR={far:g} %" for far in fars]
     rows = [header]
     for o in outcomes:
         r = o.result
@@ -37,6 +37,7 @@ def format_table(outcomes: Sequence[BenchmarkOutcome], network: str) -> str:
                 str(len(r.fold_accuracies)),
                 f"{100 * r.accuracy:.2f}",
                 f"{100 * r.accuracy_std:.2f}",
+                f"{100 * r.balanced_accuracy:.2f}",
                 f"{r.threshold:.3f}",
                 f"{r.auc:.4f}",
                 f"{100 * r.eer:.2f}",
