@@ -30,8 +30,8 @@ def calibrate(checkpoint: Path, arch: str | None, data: Path, out: Path, save_mo
     """
     from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.io import check_writable_folder, input_at
-    from facestra.verify.calibrate import calibrate as run_calibration
-    from facestra.verify.calibrate import read_source, save_calibrated_model, write_calibration
+    from facestra.verify.calibration_job import calibrate as run_calibration
+    from facestra.verify.calibration_job import read_source, save_calibrated_model, write_calibration
     from facestra.verify.calibration_report import format_calibration
 
     try:

@@ -1,4 +1,4 @@
-"""``facestra verify``: the 10-fold pair protocol, benchmark runs, reports and figures; ``compare``.
+"""``facestra verify``: the 10-fold pair protocol, benchmark runs, reports and figures; ``compare``; ``calibrate``.
 
 Names are imported on first use, since most load torch: ``facestra --help`` and ``facestra compare --help``
 build their options from :class:`CompareOptions` without importing it.
@@ -25,6 +25,13 @@ _LAZY = {
     "CompareOptions": "facestra.verify.compare",
     "Comparison": "facestra.verify.compare",
     "compare_images": "facestra.verify.compare",
+    "compare_pairs": "facestra.verify.compare",
+    "CalibrationOptions": "facestra.verify.calibration",
+    "calibrate_scores": "facestra.verify.calibration",
+    "calibrate": "facestra.verify.calibration_job",
+    "load_calibration": "facestra.verify.calibration_job",
+    "save_calibrated_model": "facestra.verify.calibration_job",
+    "write_calibration": "facestra.verify.calibration_job",
 }
 
 __all__ = list(_LAZY)

@@ -357,7 +357,7 @@ def fit_logistic(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     labels = np.asarray(labels, dtype=bool)
     positives = int(np.count_nonzero(labels))
     weights = np.where(labels, 0.5 / positives, 0.5 / (len(labels) - positives)) * len(labels)
-    model = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000)
+    model = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-10, max_iter=200)
     model.fit(np.asarray(scores, dtype=np.float64).reshape(-1, 1), labels, sample_weight=weights)
     return float(model.coef_[0, 0]), float(model.intercept_[0])
 

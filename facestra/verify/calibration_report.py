@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from facestra.verify.calibrate import Calibration
+from facestra.verify.calibration_job import Calibration
 
 
 def _percent(value: float | None, digits: int = 2) -> str:

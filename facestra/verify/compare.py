@@ -29,7 +29,7 @@ from facestra.fields import documented
 if TYPE_CHECKING:
     from torch import nn
 
-    from facestra.verify.calibrate import StoredCalibration
+    from facestra.verify.calibration_job import StoredCalibration
 
 #: Distance below which two faces are called the same person when the model file records no threshold:
 #: cosine similarity 0.3, about where ArcFace-trained networks separate LFW's pairs. A model file that
@@ -145,7 +145,7 @@ def choose_rule(model: nn.Module, options: CompareOptions, flip: str,
     """The operating point to decide with (see the module's docstring). A calibration of other weights or
     another flip mode is refused unless ``options.force``; ``far`` or ``prior`` without any calibration
     are refused rather than ignored."""
-    from facestra.verify.calibrate import carried_calibration, load_calibration
+    from facestra.verify.calibration_job import carried_calibration, load_calibration
 
     if options.threshold is not None:
         if options.prior is not None:
