@@ -28,7 +28,8 @@ import torch
 from facestra.data.datasets import EpochBatchSampler, FaceDataset, open_dataset
 from facestra.errors import UserError
 from facestra.train import distributed
-from facestra.train.checkpoint import LAST, MODEL, Checkpointer, Position, check_run_dir, load_training_state, prepare_run_dir
+from facestra.train.checkpoint import Checkpointer, Position, load_training_state, prepare_run_dir
+from facestra.train.run_folder import LAST, MODEL, check_run_dir
 from facestra.train.config import TrainConfig, check_config
 from facestra.train.heads import ClassifierHead
 from facestra.train.metrics import MetricsLog, Progress, RunLog
