@@ -40,7 +40,7 @@ def test_stra_replaces_exactly_the_stage4_blocks() -> None:
     model = models.create("resnet50_stra", **SMALL)
     blocks = [block for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for block in stage]
     assert [type(block).__name__ for block in blocks] == ["Bottleneck"] * 16
-    assert [type(getattr(block, block.mid_name)).__name__ for block in blocks] == ["Conv2d"] * 13 + ["StRA"] * 3
+    assert [type(block.mid).__name__ for block in blocks] == ["Conv2d"] * 13 + ["StRA"] * 3
     assert model.layer4[0].stra.local.stride == 2 and model.layer4[1].stra.local.stride == 1
 
 

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from facestra.models.stages import (
-    CONV3X3, Block, FaceNetwork, MidLayer, conv3x3, halve_four_times, make_stages, round_channels, with_diversity,
-)
+from facestra.models.stages import CONV3X3, FaceNetwork, MidLayer, ResidualBlock, conv3x3, with_diversity
 
 
-class IBasicBlock(nn.Module):
+class IBasicBlock(ResidualBlock):
     """arcface_torch's block: BN, 3×3 conv, BN, PReLU, the middle layer (a strided 3×3 conv, or StRA), BN,
     plus the shortcut."""
 
@@ -40,61 +37,36 @@ class IBasicBlock(nn.Module):
         self.conv1 = conv3x3(inplanes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.prelu = nn.PReLU(planes)
-        self.mid_name = mid_layer.name
-        self.add_module(mid_layer.name, mid_layer.factory(planes, stride=stride))
+        self.add_mid_layer(mid_layer, planes, stride)
         self.bn3 = nn.BatchNorm2d(planes)
         self.downsample = downsample
 
     def forward_with_diversity(self, x: Tensor) -> tuple[Tensor, Tensor]:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.prelu(self.bn2(self.conv1(self.bn1(x))))
-        out, diversity = with_diversity(getattr(self, self.mid_name), out)
+        out, diversity = with_diversity(self.mid, self.prelu(self.bn2(self.conv1(self.bn1(x)))))
         return self.bn3(out) + identity, diversity
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_with_diversity(x)[0]
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.bn3.weight)
 
 
 class IResNet(FaceNetwork):
-    """arcface_torch's IResNet producing an ``embedding_size`` vector (its ``num_features``).
+    """arcface_torch's IResNet producing an ``embedding_size`` vector (its ``num_features``; see
+    :class:`FaceNetwork` for the arguments). Its residual branches start from their initial weights, as
+    arcface_torch's (``zero_init_residual=False``)."""
 
-    ``mid_layers`` fills the middle slot of each stage's blocks (the strided 3×3 convolution by default), so
-    that StRA enters as the middle layer of stage 4. arcface_torch starts its residual branches at their
-    initial values (``zero_init_residual=False``), and so does ``zero_init_last`` by default.
-    """
+    def make_stem(self, channels: int) -> None:
+        self.conv1 = conv3x3(3, channels)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.prelu = nn.PReLU(channels)
 
-    def __init__(
-        self,
-        block: Block,
-        layers: Sequence[int],
-        *,
-        mid_layers: Sequence[MidLayer] = (CONV3X3,) * 4,
-        width: float = 1.0,
-        embedding_size: int = 512,
-        input_size: tuple[int, int] = (112, 112),
-        dropout: float = 0.0,
-        zero_init_last: bool = False,
-    ) -> None:
-        super().__init__()
-        self.embedding_size = embedding_size
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        stem_channels = round_channels(64 * width)
-        self.conv1 = conv3x3(3, stem_channels)
-        self.bn1 = nn.BatchNorm2d(stem_channels)
-        self.prelu = nn.PReLU(stem_channels)
-        stages, channels = make_stages(block, layers, width=width, mid_layers=mid_layers)
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        out_h, out_w = (halve_four_times(side) for side in self.input_size)
+    def make_head(self, channels: int, spatial: tuple[int, int], dropout: float) -> None:
         self.bn2 = nn.BatchNorm2d(channels)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(channels * out_h * out_w, embedding_size)
-        self.features = nn.BatchNorm1d(embedding_size)
-        self._init_weights(zero_init_last)
+        self.fc = nn.Linear(channels * spatial[0] * spatial[1], self.embedding_size)
+        self.features = nn.BatchNorm1d(self.embedding_size)
 
-    def _init_weights(self, zero_init_last: bool) -> None:
+    def init_weights(self) -> None:
         # arcface_torch's initialisation: N(0, 0.1) convolutions, unit BatchNorms, and the embedding BN's
         # scale fixed at one (it is a buffer-like parameter there too, so the state dict keeps its name).
         for module in self.modules():
@@ -105,8 +77,6 @@ class IResNet(FaceNetwork):
                 nn.init.zeros_(module.bias)
         nn.init.ones_(self.features.weight)
         self.features.weight.requires_grad = False
-        if zero_init_last:
-            self.zero_init_residuals()
 
     def stage_modules(self) -> dict[str, list[nn.Module]]:
         """The stages :func:`facestra.models.complexity` reports, named as for the face ResNets."""

@@ -27,14 +27,11 @@ from facestra.io import atomic_write
 from facestra.models.iresnet import IRESNET_LAYERS, IBasicBlock, IResNet
 from facestra.models.memory import check_fits
 from facestra.models.resnet import BasicBlock, Bottleneck, FaceResNet
-from facestra.models.stages import CONV3X3, Block
+from facestra.models.stages import CONV3X3, Block, FaceNetwork
 from facestra.models.state_dicts import backbone_tensors, infer_iresnet, load_strict
 from facestra.models.stra import StRAOptions, stra_mid_layer
 
 CHECKPOINT_FORMAT = "facestra-model/1"
-
-
-Network = FaceResNet | IResNet
 
 
 @dataclass(frozen=True)
@@ -42,12 +39,12 @@ class Architecture:
     """One entry of :func:`names`: the network, its block, the blocks per stage, and whether StRA fills the
     middle slot of the stage-4 blocks."""
 
-    network: type[Network]
+    network: type[FaceNetwork]
     block: Block
     layers: tuple[int, int, int, int]
     stra: bool = False
 
-    def build(self, **kwargs: Any) -> Network:
+    def build(self, **kwargs: Any) -> FaceNetwork:
         """The network with ``kwargs`` (width, embedding_size, input_size, dropout and, with StRA, the
         :class:`StRAOptions` switches given)."""
         switches = {name: kwargs.pop(name) for name in StRAOptions.names() if name in kwargs}
@@ -79,7 +76,7 @@ def names() -> list[str]:
     return list(_ARCHITECTURES)
 
 
-def create(name: str, *, memory_copies: int = 1, **kwargs: Any) -> Network:
+def create(name: str, *, memory_copies: int = 1, **kwargs: Any) -> FaceNetwork:
     """Build architecture ``name``; kwargs: width, embedding_size, input_size, dropout and, for *_stra,
     groups, kernel_size, mode_attention, mode_interaction, gate. It takes facestra's input convention.
 
@@ -102,7 +99,7 @@ def create(name: str, *, memory_copies: int = 1, **kwargs: Any) -> Network:
     return model
 
 
-def save(model: Network, path: str | os.PathLike) -> None:
+def save(model: FaceNetwork, path: str | os.PathLike) -> None:
     """Write architecture, arguments, embedding size, input convention and weights to ``path`` (atomically)."""
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -140,7 +137,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, a
     return model.to(map_location).eval()
 
 
-def _from_model_file(payload: dict, path: Path) -> Network:
+def _from_model_file(payload: dict, path: Path) -> FaceNetwork:
     """The network of a facestra model file; a file with missing or unknown entries is not one."""
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not isinstance(payload.get("kwargs"), dict) or not isinstance(payload.get("arch"), str):
@@ -175,7 +172,7 @@ def _convention(entry: Any, path: Path) -> InputConvention:
         raise UserError(f"{path}: not a facestra model file: unreadable input convention {entry!r}") from None
 
 
-def _from_state_dict(payload: Any, path: Path, arch: str | None) -> Network:
+def _from_state_dict(payload: Any, path: Path, arch: str | None) -> FaceNetwork:
     """An arcface_torch ``backbone.pth`` (or any bare state dict of a network :func:`create` builds)."""
     tensors = backbone_tensors(payload)
     if tensors is None:

@@ -8,16 +8,12 @@ face each feature was seen.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from torch import Tensor, nn
 
-from facestra.models.stages import (
-    CONV3X3, Block, FaceNetwork, MidLayer, conv1x1, conv3x3, halve_four_times, make_stages, round_channels, with_diversity,
-)
+from facestra.models.stages import CONV3X3, FaceNetwork, MidLayer, ResidualBlock, conv1x1, conv3x3, with_diversity
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(ResidualBlock):
     """3×3 conv (strided), BN, ReLU, the middle layer (a 3×3 conv), BN, plus the shortcut, ReLU."""
 
     expansion = 1
@@ -27,27 +23,21 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.mid_name = mid_layer.name
-        self.add_module(mid_layer.name, mid_layer.factory(planes, stride=1))
+        self.add_mid_layer(mid_layer, planes, stride=1)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
     def forward_with_diversity(self, x: Tensor) -> tuple[Tensor, Tensor]:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out, diversity = with_diversity(getattr(self, self.mid_name), out)
-        out = self.bn2(out)
-        return self.relu(out + identity), diversity
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_with_diversity(x)[0]
+        out, diversity = with_diversity(self.mid, self.relu(self.bn1(self.conv1(x))))
+        return self.relu(self.bn2(out) + identity), diversity
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.bn2.weight)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """1×1 conv, BN, ReLU, the middle layer (a strided 3×3 conv, or StRA: paper §3.3), BN, ReLU, 1×1 conv
     expanding ×4, BN, plus the shortcut, ReLU."""
 
@@ -58,8 +48,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         self.conv1 = conv1x1(inplanes, planes)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.mid_name = mid_layer.name
-        self.add_module(mid_layer.name, mid_layer.factory(planes, stride=stride))
+        self.add_mid_layer(mid_layer, planes, stride)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -68,58 +57,33 @@ class Bottleneck(nn.Module):
 
     def forward_with_diversity(self, x: Tensor) -> tuple[Tensor, Tensor]:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out, diversity = with_diversity(getattr(self, self.mid_name), out)
-        out = self.relu(self.bn2(out))
-        out = self.bn3(self.conv3(out))
+        out, diversity = with_diversity(self.mid, self.relu(self.bn1(self.conv1(x))))
+        out = self.bn3(self.conv3(self.relu(self.bn2(out))))
         return self.relu(out + identity), diversity
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_with_diversity(x)[0]
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.bn3.weight)
 
 
 class FaceResNet(FaceNetwork):
-    """A ResNet for aligned faces producing an ``embedding_size`` vector.
+    """A ResNet for aligned faces producing an ``embedding_size`` vector (see :class:`FaceNetwork` for the
+    arguments); every residual branch starts at zero, so deep models train from scratch at lr 0.1."""
 
-    ``mid_layers`` fills the middle slot of each stage's blocks (a 3×3 convolution by default), so that StRA
-    enters as the middle layer of stage 4 rather than as a block type of its own.
-    """
+    zero_init_residuals = True
 
-    def __init__(
-        self,
-        block: Block,
-        layers: Sequence[int],
-        *,
-        mid_layers: Sequence[MidLayer] = (CONV3X3,) * 4,
-        width: float = 1.0,
-        embedding_size: int = 512,
-        input_size: tuple[int, int] = (112, 112),
-        dropout: float = 0.0,
-        zero_init_last: bool = True,
-    ) -> None:
-        super().__init__()
-        self.embedding_size = embedding_size
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        stem_channels = round_channels(64 * width)
-        self.stem = nn.Sequential(conv3x3(3, stem_channels), nn.BatchNorm2d(stem_channels), nn.PReLU(stem_channels))
-        stages, channels = make_stages(block, layers, width=width, mid_layers=mid_layers)
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        out_h, out_w = (halve_four_times(side) for side in self.input_size)
-        self.head = EmbeddingHead(channels, (out_h, out_w), embedding_size, dropout)
-        self._init_weights(zero_init_last)
+    def make_stem(self, channels: int) -> None:
+        self.stem = nn.Sequential(conv3x3(3, channels), nn.BatchNorm2d(channels), nn.PReLU(channels))
 
-    def _init_weights(self, zero_init_last: bool) -> None:
+    def make_head(self, channels: int, spatial: tuple[int, int], dropout: float) -> None:
+        self.head = EmbeddingHead(channels, spatial, self.embedding_size, dropout)
+
+    def init_weights(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)) and module.affine:
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        if zero_init_last:  # every residual branch starts at zero, so deep models train from scratch at lr 0.1
-            self.zero_init_residuals()
 
     def run_stem(self, x: Tensor) -> Tensor:
         return self.stem(x)

@@ -16,7 +16,7 @@ network); :func:`with_diversity` calls it, or the plain ``forward`` with zeros f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 from torch import Tensor, nn
 
@@ -64,13 +64,34 @@ def run_blocks(blocks: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Tensor]:
     return x, diversity
 
 
-class Block(Protocol):
-    """The constructor every residual block of these networks has (``expansion``: output / ``planes``)."""
+class ResidualBlock(nn.Module):
+    """A residual block with a middle slot: the subclasses build their layers (placing the slot's with
+    :meth:`add_mid_layer`) and define :meth:`forward_with_diversity` and ``zero_init_last`` (zero the last
+    BatchNorm, so that the block starts as its shortcut); ``forward`` returns the features alone."""
 
-    expansion: int
+    expansion: int = 1
+    mid_name: str
 
-    def __call__(self, inplanes: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
-                 mid_layer: MidLayer = CONV3X3) -> nn.Module: ...
+    def add_mid_layer(self, mid_layer: MidLayer, channels: int, stride: int) -> None:
+        self.mid_name = mid_layer.name
+        self.add_module(mid_layer.name, mid_layer.factory(channels, stride=stride))
+
+    @property
+    def mid(self) -> nn.Module:
+        """The module in the middle slot (``conv2`` or ``stra``)."""
+        return getattr(self, self.mid_name)
+
+    def forward_with_diversity(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_diversity(x)[0]
+
+    def zero_init_last(self) -> None:
+        raise NotImplementedError
+
+
+Block = type[ResidualBlock]
 
 
 def make_stage(block: Block, inplanes: int, planes: int, depth: int, *, mid_layer: MidLayer = CONV3X3) -> nn.Sequential:
@@ -112,21 +133,52 @@ def halve_four_times(side: int) -> int:
 
 
 class FaceNetwork(nn.Module):
-    """A stem, four stages ``layer1`` … ``layer4`` and an embedding head; the subclasses build the three parts
-    (their attribute names are their state-dict names) and say how the stem and head run.
+    """A stem, four stages ``layer1`` … ``layer4`` of ``block`` and an embedding head of ``embedding_size``.
 
+    The subclasses build and run the stem and the head (their attribute names are state-dict names) and
+    initialise the weights; ``mid_layers`` fills the middle slot of each stage's blocks (a 3×3 convolution
+    by default), so that StRA enters as the middle layer of stage 4 rather than as a block of its own.
     ``forward`` returns the embeddings (B, embedding_size); :meth:`forward_with_diversity` also each
     sample's diversity loss L_d summed over the StRA units, the one path by which training sees L_d (zeros
     for networks without StRA). Under DistributedDataParallel call it through a wrapper module's
     ``forward``, as facestra's training does, so that DDP sees the call.
     """
 
-    embedding_size: int
-    input_size: tuple[int, int]
-    layer1: nn.Sequential
-    layer2: nn.Sequential
-    layer3: nn.Sequential
-    layer4: nn.Sequential
+    #: Whether every residual branch starts at zero (each block's ``zero_init_last``).
+    zero_init_residuals = False
+
+    def __init__(
+        self,
+        block: Block,
+        layers: Sequence[int],
+        *,
+        mid_layers: Sequence[MidLayer] = (CONV3X3,) * 4,
+        width: float = 1.0,
+        embedding_size: int = 512,
+        input_size: tuple[int, int] = (112, 112),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.embedding_size = embedding_size
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.make_stem(round_channels(STAGE_PLANES[0] * width))
+        stages, channels = make_stages(block, layers, width=width, mid_layers=mid_layers)
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.make_head(channels, (halve_four_times(self.input_size[0]), halve_four_times(self.input_size[1])), dropout)
+        self.init_weights()
+        if self.zero_init_residuals:
+            for module in self.modules():
+                if isinstance(module, ResidualBlock):
+                    module.zero_init_last()
+
+    def make_stem(self, channels: int) -> None:
+        raise NotImplementedError
+
+    def make_head(self, channels: int, spatial: tuple[int, int], dropout: float) -> None:
+        raise NotImplementedError
+
+    def init_weights(self) -> None:
+        raise NotImplementedError
 
     def run_stem(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -142,12 +194,6 @@ class FaceNetwork(nn.Module):
         """Embeddings and each sample's diversity loss L_d summed over the StRA units, shape (B,)."""
         features, diversity = self._trunk(x)
         return self.run_head(features), diversity
-
-    def zero_init_residuals(self) -> None:
-        """Start every residual branch at zero: each block zeroes its last BatchNorm (timm's ``zero_init_last``)."""
-        for module in self.modules():
-            if hasattr(module, "zero_init_last"):
-                module.zero_init_last()
 
     def _trunk(self, x: Tensor) -> tuple[Tensor, Tensor]:
         blocks = [block for stage in (self.layer1, self.layer2, self.layer3, self.layer4) for block in stage]
