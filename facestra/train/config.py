@@ -23,8 +23,8 @@ from facestra.embed.options import DEVICES
 from facestra.errors import UserError
 from facestra.fields import IMAGE_SIDES, MAX_WORKERS, documented
 from facestra.models.stra import StRAOptions
-from facestra.train.run_folder import CONFIG, check_run_dir
 from facestra.train.heads import LOSSES
+from facestra.train.run_folder import CONFIG, check_run_dir
 
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
 # Options that define the network or the data; a resumed run must keep them.

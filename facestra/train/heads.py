@@ -67,9 +67,11 @@ class MarginSpec:
     @property
     def margins(self) -> tuple[float, float, float]:
         """``(m1, m2, m3)`` of the combined margin ``cos(m1·θ_y + m2) − m3``."""
+        if self.loss == "arcface":
+            return 1.0, self.margin, 0.0
         if self.loss == "cosface":
             return 1.0, 0.0, self.margin
-        return 1.0, self.margin if self.angular else 0.0, 0.0
+        return 1.0, 0.0, 0.0
 
 
 def margin_logits(cosine: Tensor, labels: Tensor, spec: MarginSpec) -> Tensor:
@@ -99,8 +101,9 @@ def margin_logits(cosine: Tensor, labels: Tensor, spec: MarginSpec) -> Tensor:
 def classifier_logits(embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor,
                       spec: MarginSpec) -> tuple[Tensor, Tensor]:
     """(training logits, with the margin on each row's true class, and plain logits for predictions) of
-    ``embeddings`` against the class rows ``weight`` (and ``bias``, softmax only), in float32; ``labels`` as
-    in :func:`margin_logits`."""
+    ``embeddings`` against the class rows ``weight`` (and ``bias``, softmax only); ``labels`` as in
+    :func:`margin_logits`. The inputs are cast to float32, but under an enclosing autocast the products run
+    at its precision: the replicated head is called under ``--amp``, the sharded head turns autocast off."""
     if not spec.normalised:
         logits = F.linear(embeddings.float(), weight.float(), None if bias is None else bias.float())
         return logits, logits
