@@ -19,7 +19,7 @@ import torch
 
 from facestra import models
 from facestra.allocator import reuse_freed_memory
-from facestra.models.resnet import run_blocks
+from facestra.models.stages import run_blocks
 
 
 def _synchronize(device: str) -> None:

@@ -206,6 +206,7 @@ def _train_and_verify(config: AblationConfig, work: Path, data: str, val: tuple[
     from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.verify.benchmarks import guess_name, verify_model
     from facestra.protocols import load_benchmark
+    from facestra.models.stra import StRAOptions
     from facestra.train import TrainConfig, resume_config, train
 
     if config.threads:
@@ -214,7 +215,7 @@ def _train_and_verify(config: AblationConfig, work: Path, data: str, val: tuple[
     run_dir = _run_dir(work, name, seed)
     train_config = TrainConfig(
         data=data, out=str(run_dir), arch=variant.arch, width=config.width, embedding_size=config.embedding_size,
-        input_size=tuple(config.input_size), stra_options=dict(variant.stra), loss=config.loss,
+        input_size=tuple(config.input_size), stra_options=StRAOptions(**variant.stra) if variant.stra else None, loss=config.loss,
         diversity_weight=config.diversity_weight, epochs=config.epochs, lr_steps=tuple(config.lr_steps),
         warmup_epochs=config.warmup_epochs, batch_size=config.batch_size, workers=config.loader_workers,
         threads=config.threads, seed=seed, device=config.device, amp=config.amp, log_every=50,

@@ -99,8 +99,9 @@ def test_model_files_record_their_input_convention(tmp_path) -> None:
 
 def test_stra_enters_stage4_in_place_of_the_second_convolution_and_info_costs_it(tmp_path) -> None:
     model = models.create("iresnet50_stra", width=0.25)
-    kinds = [type(b).__name__ for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for b in stage]
-    assert kinds == ["IBasicBlock"] * 21 + ["IStRABlock"] * 3
+    blocks = [b for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for b in stage]
+    assert [type(b).__name__ for b in blocks] == ["IBasicBlock"] * 24
+    assert [type(b.mid).__name__ for b in blocks] == ["Conv2d"] * 21 + ["StRA"] * 3
     assert not hasattr(model.layer4[0], "conv2") and model.layer4[0].stra.local.stride == 2
     out = tmp_path / "info.json"
     result = CliRunner().invoke(main, ["info", "--arch", "iresnet50", "--arch", "iresnet50_stra", "--json", str(out)])

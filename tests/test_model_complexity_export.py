@@ -12,7 +12,7 @@ from torch import nn
 
 from facestra import models
 from facestra.cli.main import main
-from facestra.models.stra import StRA
+from facestra.models.stra import StRA, StRAOptions
 
 
 class _Tiny(nn.Module):
@@ -46,10 +46,10 @@ def test_stra_block_macs_match_a_hand_count() -> None:
 
         def __init__(self):
             super().__init__()
-            self.stra = nn.Sequential(nn.Conv2d(3, 32, 1, bias=False), StRA(32, groups=4, kernel_size=3))
+            self.stra = nn.Sequential(nn.Conv2d(3, 32, 1, bias=False), StRA(32, options=StRAOptions(groups=4, kernel_size=3)))
 
         def forward(self, x):
-            return self.stra(x)[0]
+            return self.stra(x)
 
     c, g, k, n = 32, 4, 3, 36  # C', modes, window, nodes (6x6)
     per_mode = c // g

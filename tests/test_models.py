@@ -3,13 +3,15 @@ in test_stra.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 from facestra import models
 from facestra.errors import UserError
-from facestra.models.stra import StRA
+from facestra.models.stra import StRA, StRAOptions
 
 SMALL = {"width": 0.125, "input_size": (32, 32)}
 
@@ -36,14 +38,31 @@ def test_every_architecture_embeds_and_backpropagates(name: str) -> None:
 
 def test_stra_replaces_exactly_the_stage4_blocks() -> None:
     model = models.create("resnet50_stra", **SMALL)
-    kinds = [type(block).__name__ for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for block in stage]
-    assert kinds == ["Bottleneck"] * 13 + ["StRABottleneck"] * 3
+    blocks = [block for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for block in stage]
+    assert [type(block).__name__ for block in blocks] == ["Bottleneck"] * 16
+    assert [type(block.mid).__name__ for block in blocks] == ["Conv2d"] * 13 + ["StRA"] * 3
     assert model.layer4[0].stra.local.stride == 2 and model.layer4[1].stra.local.stride == 1
+
+
+# Every tensor name and shape of resnet50_stra and iresnet50_stra (width 0.125, 32x32 inputs, 16-d
+# embeddings) as facestra 0.2 saved them, captured from 0.2 with ``model.state_dict()``.
+STATE_DICTS_0_2 = Path(__file__).with_name("state_dicts_0.2.txt")
+
+
+def test_the_tensors_are_named_and_shaped_as_in_the_model_files_of_0_2() -> None:
+    """Model files and run folders of 0.2 load strictly only while every name and shape stays."""
+    expected = [line.split(" ") for line in STATE_DICTS_0_2.read_text().splitlines()]
+    built = []
+    for arch in ("resnet50_stra", "iresnet50_stra"):
+        model = models.create(arch, width=0.125, embedding_size=16, input_size=(32, 32))
+        built += [[arch, name, "x".join(map(str, tensor.shape)) or "-"] for name, tensor in model.state_dict().items()]
+    assert len(expected) == 1010
+    assert built == expected
 
 
 def _outputs(variant: dict, reference_state: dict | None = None) -> tuple[torch.Tensor, dict]:
     torch.manual_seed(0)
-    block = StRA(32, groups=4, **variant).eval()
+    block = StRA(32, options=StRAOptions(groups=4, **variant)).eval()
     if reference_state is not None:
         block.load_state_dict(reference_state, strict=False)
     # non-trivial BN statistics so that every branch contributes
@@ -51,7 +70,7 @@ def _outputs(variant: dict, reference_state: dict | None = None) -> tuple[torch.
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
     x = torch.randn(2, 32, 6, 6, generator=torch.Generator().manual_seed(3))
-    return block(x)[0], block.state_dict()
+    return block(x), block.state_dict()
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from facestra import models
-from facestra.models.stra import StRA, diversity_loss
+from facestra.models.stra import StRA, StRAOptions, diversity_loss
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:
@@ -148,10 +148,10 @@ def reference_mode_attention(block: StRA, s: np.ndarray, training: bool) -> tupl
     return y.reshape(b, c, h, w), masks.reshape(b, g, h, w)
 
 
-def _randomised_block(channels: int, groups: int, **options) -> StRA:
+def _randomised_block(channels: int, groups: int, *, stride: int = 1, **options) -> StRA:
     """A block whose BatchNorms have non-trivial affine weights and running statistics."""
     torch.manual_seed(0)
-    block = StRA(channels, groups=groups, **options)
+    block = StRA(channels, stride=stride, options=StRAOptions(groups=groups, **options))
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for module in block.modules():
@@ -171,7 +171,7 @@ def _randomised_block(channels: int, groups: int, **options) -> StRA:
 def test_block_matches_the_equations_node_by_node(kernel_size: int, stride: int, size: tuple, training: bool) -> None:
     block = _randomised_block(16, 4, kernel_size=kernel_size, stride=stride).train(training)
     x = torch.randn(2, 16, *size, generator=torch.Generator().manual_seed(2))
-    out, masks = block(x)
+    out, masks = block.forward_with_masks(x)
     s_expected = reference_local_attention(block, _array(x), training)
     y_expected, masks_expected = reference_mode_attention(block, s_expected, training)
     assert out.shape == (2, 16, (size[0] - 1) // stride + 1, (size[1] - 1) // stride + 1)
@@ -186,7 +186,7 @@ def test_block_matches_the_equations_node_by_node(kernel_size: int, stride: int,
 def test_every_gate_and_the_interaction_switch_match_the_equations(options: dict) -> None:
     block = _randomised_block(12, 3, kernel_size=3, **options).train()
     x = torch.randn(3, 12, 5, 6, generator=torch.Generator().manual_seed(4))
-    out, _ = block(x)
+    out, _ = block.forward_with_masks(x)
     expected, _ = reference_mode_attention(block, reference_local_attention(block, _array(x), True), True)
     np.testing.assert_allclose(_array(out), expected, rtol=0, atol=1e-5)
 
@@ -194,7 +194,7 @@ def test_every_gate_and_the_interaction_switch_match_the_equations(options: dict
 def test_local_attention_only_returns_no_masks() -> None:
     block = _randomised_block(8, 2, mode_attention=False).eval()
     x = torch.randn(1, 8, 5, 5)
-    out, masks = block(x)
+    out, masks = block.forward_with_masks(x)
     assert masks is None
     np.testing.assert_allclose(_array(out), reference_local_attention(block, _array(x), False), rtol=0, atol=1e-5)
 

@@ -20,8 +20,9 @@ from click.testing import CliRunner
 from facestra import models
 from facestra.cli.main import main
 from facestra.errors import UserError
+from facestra.models import StRAOptions
 from facestra.protocols import write_bin
-from facestra.train import TrainConfig, resume_config, train
+from facestra.train import TrainConfig, build_config, resume_config, train
 from facestra.train.optim import paper_lr_factor
 
 SMALL = dict(arch="resnet18", width=0.125, input_size=(32, 32), embedding_size=32, workers=0, log_every=1, device="cpu", threads=1)
@@ -231,10 +232,29 @@ def test_presets_and_explicit_options(tmp_path):
     assert (medium.epochs, medium.lr_steps, medium.batch_size, medium.lr) == (20, (8, 12), 512, 0.1)
     vgg = build_config({"data": "d", "out": "o", "epochs": 3, "groups": 4}, "paper-vggface2")
     assert (vgg.epochs, vgg.lr_steps, vgg.input_size) == (3, (20, 30, 38, 44, 48), (224, 192))
-    assert vgg.stra_options == {"groups": 4}
+    assert vgg.stra_options == StRAOptions(groups=4)
     assert (vgg.momentum, vgg.weight_decay, vgg.diversity_weight) == (0.9, 5e-4, 0.1)
     with pytest.raises(UserError, match="missing --out"):
         build_config({"data": "d"})
+
+
+def test_config_json_round_trips_the_stra_options_and_reads_those_of_0_2(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"")  # resume_config reads only config.json
+    config = TrainConfig(data=str(tmp_path), out=str(run), arch="resnet50_stra", stra_options=StRAOptions(groups=4, gate="tanh"))
+    written = json.loads(json.dumps(config.to_json()))
+    assert written["stra_options"] == {"groups": 4, "kernel_size": 3, "mode_attention": True, "mode_interaction": True, "gate": "tanh"}
+    assert TrainConfig.from_json(written) == config
+    # facestra 0.2 wrote a dict of the switches given, {} for none
+    for saved, expected in (({"groups": 4, "gate": "tanh"}, StRAOptions(groups=4, gate="tanh")), ({}, None), (None, None)):
+        (run / "config.json").write_text(json.dumps({**written, "stra_options": saved}))
+        assert resume_config(run).stra_options == expected
+    (run / "config.json").write_text(json.dumps({**written, "stra_options": {"groups": 0}}))
+    with pytest.raises(UserError, match=r"run/config.json: not a run configuration facestra can resume \(groups must be positive, got 0\)"):
+        resume_config(run)
+    with pytest.raises(UserError, match=r"^kernel_size must be odd, 1 to 15, got 4$"):
+        build_config({"data": "d", "out": "o", "kernel_size": 4})
 
 
 def test_stra_switches_reach_the_network_and_are_refused_for_plain_resnets(shapes, tmp_path):

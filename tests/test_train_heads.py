@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facestra.train.heads import ClassifierHead, arcface_logits, cosface_logits
+from facestra.train.heads import ClassifierHead, MarginSpec, margin_logits
 
 
 def _numpy_cosines(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -29,10 +29,10 @@ def _head(loss: str, **kwargs) -> tuple[ClassifierHead, np.ndarray, np.ndarray, 
 
 
 def test_paper_defaults_and_overrides():
-    assert (ClassifierHead(4, 3, loss="cosface").scale, ClassifierHead(4, 3, loss="cosface").margin) == (20.0, 0.2)
-    assert (ClassifierHead(4, 3, loss="arcface").scale, ClassifierHead(4, 3, loss="arcface").margin) == (20.0, 0.15)
+    assert (ClassifierHead(4, 3, loss="cosface").spec.scale, ClassifierHead(4, 3, loss="cosface").spec.margin) == (20.0, 0.2)
+    assert (ClassifierHead(4, 3, loss="arcface").spec.scale, ClassifierHead(4, 3, loss="arcface").spec.margin) == (20.0, 0.15)
     head = ClassifierHead(4, 3, loss="arcface", scale=64, margin=0.5)
-    assert (head.scale, head.margin) == (64.0, 0.5)
+    assert (head.spec.scale, head.spec.margin) == (64.0, 0.5)
     with pytest.raises(ValueError, match="unknown loss"):
         ClassifierHead(4, 3, loss="sphereface")
 
@@ -64,19 +64,20 @@ def test_arcface_fallback_beyond_pi():
     angles = np.array([0.1, 1.0, math.pi - 0.6, math.pi - 0.4, math.pi - 0.05])
     cosine = torch.tensor(np.cos(angles), dtype=torch.float64).unsqueeze(1).repeat(1, 2)
     labels = torch.zeros(len(angles), dtype=torch.long)
-    target = arcface_logits(cosine, labels, scale=scale, margin=margin)[:, 0].numpy()
+    arcface = MarginSpec("arcface", scale, margin)
+    target = margin_logits(cosine, labels, arcface)[:, 0].numpy()
     expected = np.where(angles + margin <= math.pi, np.cos(angles + margin), np.cos(angles) - margin * math.sin(margin))
     np.testing.assert_allclose(target, scale * expected, rtol=1e-9, atol=1e-9)
     # The non-target column is untouched, and the target logit keeps falling as the angle grows.
-    np.testing.assert_allclose(arcface_logits(cosine, labels, scale=scale, margin=margin)[:, 1].numpy(), scale * np.cos(angles))
+    np.testing.assert_allclose(margin_logits(cosine, labels, arcface)[:, 1].numpy(), scale * np.cos(angles))
     grid = torch.tensor(np.cos(np.linspace(0, math.pi, 2001)), dtype=torch.float64).unsqueeze(1)
-    curve = arcface_logits(grid, torch.zeros(len(grid), dtype=torch.long), scale=1.0, margin=margin)[:, 0].numpy()
+    curve = margin_logits(grid, torch.zeros(len(grid), dtype=torch.long), MarginSpec("arcface", 1.0, margin))[:, 0].numpy()
     assert np.all(np.diff(curve) <= 1e-12)
 
 
 def test_cosface_function_only_touches_target():
     cosine = torch.tensor([[0.5, 0.2, -0.1]])
-    out = cosface_logits(cosine, torch.tensor([2]), scale=2.0, margin=0.3)
+    out = margin_logits(cosine, torch.tensor([2]), MarginSpec("cosface", 2.0, 0.3))
     np.testing.assert_allclose(out.numpy(), [[1.0, 0.4, -0.8]], atol=1e-6)
 
 
@@ -100,3 +101,30 @@ def test_margin_heads_are_scale_invariant_in_the_embedding():
     a, _ = head(x, torch.from_numpy(labels))
     b, _ = head(7.5 * x, torch.from_numpy(labels))
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["cosface", "arcface"])
+def test_a_label_of_minus_one_leaves_its_row_without_margin(loss: str) -> None:
+    """arcface_torch's convention, which the sharded head relies on: -1 = the class is in another shard."""
+    cosine = torch.tensor([[0.3, 0.8, -0.2], [0.6, 0.1, 0.9], [1.0000001, 0.2, 0.4]], dtype=torch.float64)
+    spec = MarginSpec.of(loss)
+    out = margin_logits(cosine, torch.tensor([1, -1, 0]), spec).numpy()
+    c = np.clip(cosine.numpy(), -1, 1) if loss == "arcface" else cosine.numpy()
+    target = np.cos(np.arccos(c[0, 1]) + 0.15) if loss == "arcface" else c[0, 1] - 0.2
+    edge = np.cos(np.arccos(c[2, 0]) + 0.15) if loss == "arcface" else c[2, 0] - 0.2
+    expected = 20.0 * np.array([[c[0, 0], target, c[0, 2]], c[1], [edge, c[2, 1], c[2, 2]]])
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_margin_specifications_are_arcface_torchs_combined_margins_and_check_themselves() -> None:
+    assert MarginSpec.of("arcface", margin=0.5).margins == (1.0, 0.5, 0.0)
+    assert MarginSpec.of("cosface", margin=0.35).margins == (1.0, 0.0, 0.35)
+    assert MarginSpec.of("softmax") == MarginSpec("softmax", 1.0, 0.0)
+    with pytest.raises(ValueError, match="plain softmax has neither"):
+        MarginSpec.of("softmax", scale=30.0)
+    with pytest.raises(ValueError, match="scale must be positive, got 0.0"):
+        MarginSpec.of("cosface", scale=0.0)
+    with pytest.raises(ValueError, match="margin must not be negative, got -0.1"):
+        MarginSpec.of("arcface", margin=-0.1)
+    with pytest.raises(ValueError, match="unknown loss 'sphereface'"):
+        MarginSpec.of("sphereface")

@@ -3,20 +3,25 @@
 from facestra.models.complexity import Complexity, complexity
 from facestra.models.masks import mode_masks
 from facestra.models.registry import create, load, names, save
-from facestra.models.resnet import BasicBlock, Bottleneck, EmbeddingHead, FaceResNet, StRABottleneck
-from facestra.models.stra import StRA, LocalAttention, ModeAttention, ModeMasks, StRAOptions, diversity_loss
+from facestra.models.iresnet import IBasicBlock, IResNet
+from facestra.models.resnet import BasicBlock, Bottleneck, EmbeddingHead, FaceResNet
+from facestra.models.stages import CONV3X3, MidLayer
+from facestra.models.stra import StRA, LocalAttention, ModeAttention, ModeMasks, StRAOptions, diversity_loss, stra_mid_layer
 
 __all__ = [
     "BasicBlock",
     "Bottleneck",
+    "CONV3X3",
     "Complexity",
     "EmbeddingHead",
     "FaceResNet",
+    "IBasicBlock",
+    "IResNet",
     "LocalAttention",
+    "MidLayer",
     "ModeAttention",
     "ModeMasks",
     "StRA",
-    "StRABottleneck",
     "StRAOptions",
     "complexity",
     "create",
@@ -25,4 +30,5 @@ __all__ = [
     "mode_masks",
     "names",
     "save",
+    "stra_mid_layer",
 ]

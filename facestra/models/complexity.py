@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from facestra.models.stra import StRA
+
 
 @dataclass
 class Complexity:
@@ -77,8 +79,6 @@ def complexity(model: nn.Module, input_size: tuple[int, int] | None = None) -> C
         name: {"params": sum(p.numel() for part in parts for p in part.parameters()), "macs": stage_macs[name]}
         for name, parts in stage_parts.items()
     }
-    from facestra.models.stra import StRA
-
     return Complexity(
         params=sum(p.numel() for p in model.parameters()),
         macs=sum(stage_macs.values()),

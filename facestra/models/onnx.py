@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from facestra.data.images import ARCFACE_INPUT, FACESTRA_INPUT, RAW_INPUT, InputConvention
 from facestra.errors import UserError
-from facestra.io import atomic_write
+from facestra.io import atomic_write, input_at
+from facestra.models.registry import load
 
 INPUT_NAME = "data"
 OUTPUT_NAME = "embedding"
@@ -230,9 +231,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
                       opset: int = DEFAULT_OPSET, overwrite: bool = False) -> ExportReport:
     """``facestra export``: the model in ``checkpoint`` (facestra model file or backbone.pth) as ONNX at
     ``out``. An existing ``out`` is kept unless ``overwrite``, and never when it is the checkpoint itself."""
-    from facestra import models
-    from facestra.io import input_at
-
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--onnx {out}: the output must end in .onnx")
@@ -243,6 +241,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise UserError(f"{checkpoint}: is already an ONNX model")
     _onnx_packages()
-    model = models.load(checkpoint, arch=arch)
+    model = load(checkpoint, arch=arch)
     written = export_onnx(model, out, opset=opset)
     return ExportReport(out, model.arch, tuple(model.input_size), int(model.embedding_size), baked=written == RAW_INPUT)

@@ -14,9 +14,9 @@ are :mod:`facestra.models.onnx`.
 from __future__ import annotations
 
 import os
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,54 +24,59 @@ from torch import nn
 from facestra.data.images import ARCFACE_INPUT, FACESTRA_INPUT, InputConvention
 from facestra.errors import UserError
 from facestra.io import atomic_write
-from facestra.models.iresnet import IRESNET_LAYERS, IBasicBlock, IResNet, IStRABlock
+from facestra.models.iresnet import IRESNET_LAYERS, IBasicBlock, IResNet
 from facestra.models.memory import check_fits
-from facestra.models.resnet import BasicBlock, Bottleneck, FaceResNet, StRABottleneck
+from facestra.models.resnet import BasicBlock, Bottleneck, FaceResNet
+from facestra.models.stages import CONV3X3, Block, FaceNetwork
 from facestra.models.state_dicts import backbone_tensors, infer_iresnet, load_strict
-from facestra.models.stra import StRAOptions
+from facestra.models.stra import StRAOptions, stra_mid_layer
 
 CHECKPOINT_FORMAT = "facestra-model/1"
-STRA_OPTIONS = StRAOptions.names()
 
 
-Network = FaceResNet | IResNet
+@dataclass(frozen=True)
+class Architecture:
+    """One entry of :func:`names`: the network, its block, the blocks per stage, and whether StRA fills the
+    middle slot of the stage-4 blocks."""
+
+    network: type[FaceNetwork]
+    block: Block
+    layers: tuple[int, int, int, int]
+    stra: bool = False
+
+    def build(self, **kwargs: Any) -> FaceNetwork:
+        """The network with ``kwargs`` (width, embedding_size, input_size, dropout and, with StRA, the
+        :class:`StRAOptions` switches given)."""
+        switches = {name: kwargs.pop(name) for name in StRAOptions.names() if name in kwargs}
+        if switches and not self.stra:
+            raise ValueError(f"StRA options {sorted(switches)} only apply to *_stra architectures")
+        stage4 = stra_mid_layer(StRAOptions(**switches)) if self.stra else CONV3X3
+        return self.network(self.block, self.layers, mid_layers=(CONV3X3, CONV3X3, CONV3X3, stage4), **kwargs)
 
 
-def _build(network: type[Network], block: type[nn.Module], stra_block: type[nn.Module] | None, layers: list[int],
-           **kwargs: Any) -> Network:
-    """``network`` with ``block`` in every stage, or ``stra_block`` (given the StRA switches) in stage 4."""
-    stra_kwargs = {key: kwargs.pop(key) for key in STRA_OPTIONS if key in kwargs}
-    if stra_kwargs and stra_block is None:
-        raise ValueError(f"StRA options {sorted(stra_kwargs)} only apply to *_stra architectures")
-    if stra_block is not None:
-        StRAOptions(**stra_kwargs)  # one clear error for a bad switch before any layer is built
-    stage_blocks = [block, block, block, stra_block or block]
-    block_kwargs = [{}, {}, {}, stra_kwargs]
-    return network(stage_blocks, layers, block_kwargs=block_kwargs, **kwargs)
+def _iresnet(name: str, *, stra: bool = False) -> Architecture:
+    return Architecture(network=IResNet, block=IBasicBlock, layers=IRESNET_LAYERS[name], stra=stra)
 
 
-_resnet = partial(_build, FaceResNet)
-_iresnet = partial(_build, IResNet, IBasicBlock)
-
-_BUILDERS: dict[str, Callable[..., Network]] = {
-    "resnet18": partial(_resnet, BasicBlock, None, [2, 2, 2, 2]),
-    "resnet34": partial(_resnet, BasicBlock, None, [3, 4, 6, 3]),
-    "resnet50": partial(_resnet, Bottleneck, None, [3, 4, 6, 3]),
-    "resnet101": partial(_resnet, Bottleneck, None, [3, 4, 23, 3]),
-    "resnet50_stra": partial(_resnet, Bottleneck, StRABottleneck, [3, 4, 6, 3]),
-    "resnet101_stra": partial(_resnet, Bottleneck, StRABottleneck, [3, 4, 23, 3]),
-    **{name: partial(_iresnet, None, layers) for name, layers in IRESNET_LAYERS.items()},
-    "iresnet50_stra": partial(_iresnet, IStRABlock, IRESNET_LAYERS["iresnet50"]),
-    "iresnet100_stra": partial(_iresnet, IStRABlock, IRESNET_LAYERS["iresnet100"]),
+_ARCHITECTURES: dict[str, Architecture] = {
+    "resnet18": Architecture(network=FaceResNet, block=BasicBlock, layers=(2, 2, 2, 2)),
+    "resnet34": Architecture(network=FaceResNet, block=BasicBlock, layers=(3, 4, 6, 3)),
+    "resnet50": Architecture(network=FaceResNet, block=Bottleneck, layers=(3, 4, 6, 3)),
+    "resnet101": Architecture(network=FaceResNet, block=Bottleneck, layers=(3, 4, 23, 3)),
+    "resnet50_stra": Architecture(network=FaceResNet, block=Bottleneck, layers=(3, 4, 6, 3), stra=True),
+    "resnet101_stra": Architecture(network=FaceResNet, block=Bottleneck, layers=(3, 4, 23, 3), stra=True),
+    **{name: _iresnet(name) for name in IRESNET_LAYERS},
+    "iresnet50_stra": _iresnet("iresnet50", stra=True),
+    "iresnet100_stra": _iresnet("iresnet100", stra=True),
 }
 
 
 def names() -> list[str]:
     """Architecture names that :func:`create` and every ``--arch`` option accept."""
-    return list(_BUILDERS)
+    return list(_ARCHITECTURES)
 
 
-def create(name: str, *, memory_copies: int = 1, **kwargs: Any) -> Network:
+def create(name: str, *, memory_copies: int = 1, **kwargs: Any) -> FaceNetwork:
     """Build architecture ``name``; kwargs: width, embedding_size, input_size, dropout and, for *_stra,
     groups, kernel_size, mode_attention, mode_interaction, gate. It takes facestra's input convention.
 
@@ -80,21 +85,21 @@ def create(name: str, *, memory_copies: int = 1, **kwargs: Any) -> Network:
     (training makes its own, activations included). Under ``with torch.device("meta")`` (``facestra
     info``) nothing is allocated and nothing is refused.
     """
-    if name not in _BUILDERS:
+    if name not in _ARCHITECTURES:
         raise UserError(f"unknown architecture {name!r}; choose one of {', '.join(names())}")
     if "input_size" in kwargs:
         kwargs["input_size"] = tuple(int(v) for v in kwargs["input_size"])
     if memory_copies and torch.get_default_device().type != "meta":
         with torch.device("meta"):
-            check_fits(_BUILDERS[name](**kwargs), name, copies=memory_copies)
-    model = _BUILDERS[name](**kwargs)
+            check_fits(_ARCHITECTURES[name].build(**kwargs), name, copies=memory_copies)
+    model = _ARCHITECTURES[name].build(**kwargs)
     model.arch = name
     model.arch_kwargs = dict(kwargs)
     model.input_convention = FACESTRA_INPUT
     return model
 
 
-def save(model: Network, path: str | os.PathLike) -> None:
+def save(model: FaceNetwork, path: str | os.PathLike) -> None:
     """Write architecture, arguments, embedding size, input convention and weights to ``path`` (atomically)."""
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -133,7 +138,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, a
     return model.to(map_location).eval()
 
 
-def _from_model_file(payload: dict, path: Path) -> Network:
+def _from_model_file(payload: dict, path: Path) -> FaceNetwork:
     """The network of a facestra model file; a file with missing or unknown entries is not one."""
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not isinstance(payload.get("kwargs"), dict) or not isinstance(payload.get("arch"), str):
@@ -141,7 +146,7 @@ def _from_model_file(payload: dict, path: Path) -> Network:
     if any(".stra.local.omega." in key for key in state):
         raise UserError(f"{path}: holds the StRA block of facestra 0.1, whose mode gates had no BatchNorm and saturated; "
                         "its weights do not fit the authors' block that facestra now builds: retrain the model")
-    if payload["arch"] not in _BUILDERS:
+    if payload["arch"] not in _ARCHITECTURES:
         raise UserError(f"{path}: not a facestra model file: unknown architecture {payload['arch']!r}")
     try:
         model = create(payload["arch"], **payload["kwargs"])
@@ -169,7 +174,7 @@ def _convention(entry: Any, path: Path) -> InputConvention:
         raise UserError(f"{path}: not a facestra model file: unreadable input convention {entry!r}") from None
 
 
-def _from_state_dict(payload: Any, path: Path, arch: str | None) -> Network:
+def _from_state_dict(payload: Any, path: Path, arch: str | None) -> FaceNetwork:
     """An arcface_torch ``backbone.pth`` (or any bare state dict of a network :func:`create` builds)."""
     tensors = backbone_tensors(payload)
     if tensors is None:

@@ -56,7 +56,7 @@ def infer_iresnet(tensors: Mapping[str, torch.Tensor]) -> tuple[str, dict[str, A
         if match:
             stage, block = int(match.group(1)) - 1, int(match.group(2))
             depth[stage] = max(depth[stage], block + 1)
-    name = next((arch for arch, layers in IRESNET_LAYERS.items() if layers == depth), None)
+    name = next((arch for arch, layers in IRESNET_LAYERS.items() if layers == tuple(depth)), None)
     if name is None:
         return None
     if any(".stra." in key for key in tensors):

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facestra.fields import documented
+from facestra.models.stages import MidLayer
 
 GATES = ("sigmoid", "softmax", "tanh")
 # The paper tries K = 3, 5, 7 (Table 4). Stage 4 of a 112x112 network is 7x7, so K = 13 already reaches
@@ -77,6 +79,13 @@ def diversity_loss(masks: Tensor) -> Tensor:
     return groups - masks.amax(dim=1).flatten(1).sum(dim=1)
 
 
+def _modes(channels: int, options: StRAOptions) -> int:
+    """The number of modes G, which must divide the channels (each mode holds C'/G of them)."""
+    if channels % options.groups:
+        raise ValueError(f"channels ({channels}) must be divisible by the number of modes ({options.groups})")
+    return options.groups
+
+
 def _grouped_mlp(in_channels: int, hidden_channels: int, out_channels: int, groups: int) -> nn.Sequential:
     """Grouped 1×1 conv, BN, tanh, grouped 1×1 conv, BN (Fig. 7's "GC" pairs; no bias before a BN)."""
     return nn.Sequential(
@@ -97,14 +106,9 @@ def _window(padded: Tensor, index: int, kernel_size: int, stride: int, h_out: in
 class LocalAttention(nn.Module):
     """Eq. 3 with per-mode K×K softmasks; ``stride`` 2 samples the output nodes on the stride grid."""
 
-    def __init__(
-        self, channels: int, *, groups: int = 8, kernel_size: int = 3, stride: int = 1, reduction: int = 4
-    ) -> None:
+    def __init__(self, channels: int, *, options: StRAOptions, stride: int = 1, reduction: int = 4) -> None:
         super().__init__()
-        if channels % groups:
-            raise ValueError(f"channels ({channels}) must be divisible by the number of modes ({groups})")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+        groups, kernel_size = _modes(channels, options), options.kernel_size
         if stride < 1:
             raise ValueError(f"stride must be positive, got {stride}")
         self.groups = groups
@@ -159,19 +163,17 @@ class ModeMasks(nn.Module):
 
 
 class ModeAttention(nn.Module):
-    """Eq. 5–6: modal vectors from spatial masks, BN-normalised gated context added in one or two stages."""
+    """Eq. 5–6: modal vectors from spatial masks, BN-normalised gated context added in one or two stages
+    (the second with ``options.mode_interaction``)."""
 
-    def __init__(self, channels: int, *, groups: int = 8, gate: str = "sigmoid", interaction: bool = True) -> None:
+    def __init__(self, channels: int, *, options: StRAOptions) -> None:
         super().__init__()
-        if gate not in GATES:
-            raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
-        if channels % groups:
-            raise ValueError(f"channels ({channels}) must be divisible by the number of modes ({groups})")
+        groups = _modes(channels, options)
         self.groups = groups
-        self.gate = gate
+        self.gate = options.gate
         self.masks = ModeMasks(channels, groups)
         self.gate_norm = nn.BatchNorm2d(groups)
-        self.interaction_gate_norm = nn.BatchNorm2d(groups) if interaction else None
+        self.interaction_gate_norm = nn.BatchNorm2d(groups) if options.mode_interaction else None
 
     @property
     def interaction(self) -> bool:
@@ -214,31 +216,20 @@ class ModeAttention(nn.Module):
 
 
 class StRA(nn.Module):
-    """Local attention followed by mode attention: the drop-in replacement of a bottleneck's 3×3 conv.
+    """Local attention followed by mode attention: the layer in the middle slot of a block (in place of its
+    3×3 convolution), mapping (B, C, H, W) to (B, C, H/stride, W/stride) as that convolution does.
 
-    ``forward`` returns ``(features, masks)``; masks are None when mode attention is switched off (the
-    "local attention only" row of Table 2).
+    ``forward`` returns the features; :meth:`forward_with_masks` also the mode masks (None when mode
+    attention is switched off, the "local attention only" row of Table 2), and
+    :meth:`forward_with_diversity` each sample's diversity loss of those masks (zeros without them).
     """
 
-    def __init__(
-        self,
-        channels: int,
-        *,
-        stride: int = 1,
-        groups: int = 8,
-        kernel_size: int = 3,
-        mode_attention: bool = True,
-        mode_interaction: bool = True,
-        gate: str = "sigmoid",
-    ) -> None:
+    def __init__(self, channels: int, *, stride: int = 1, options: StRAOptions) -> None:
         super().__init__()
-        StRAOptions(groups, kernel_size, mode_attention, mode_interaction, gate)  # the switches' one set of checks
-        self.local = LocalAttention(channels, groups=groups, kernel_size=kernel_size, stride=stride)
-        self.mode = (
-            ModeAttention(channels, groups=groups, gate=gate, interaction=mode_interaction) if mode_attention else None
-        )
+        self.local = LocalAttention(channels, options=options, stride=stride)
+        self.mode = ModeAttention(channels, options=options) if options.mode_attention else None
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward_with_masks(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         # Channels innermost: every window term then reads C'/G contiguous values per node and its one weight,
         # which vectorises (the stride-2 block ran about 1.5x faster on CPU than on NCHW's strided rows); a
         # no-op on GPUs, whose networks run channels-last already.
@@ -246,3 +237,15 @@ class StRA(nn.Module):
         if self.mode is None:
             return s, None
         return self.mode(s)
+
+    def forward_with_diversity(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        out, masks = self.forward_with_masks(x)
+        return out, x.new_zeros(x.shape[0]) if masks is None else diversity_loss(masks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_masks(x)[0]
+
+
+def stra_mid_layer(options: StRAOptions) -> MidLayer:
+    """StRA with ``options`` in the middle slot of a block, kept as its ``stra`` (the name in model files)."""
+    return MidLayer("stra", partial(StRA, options=options))

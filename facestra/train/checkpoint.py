@@ -1,4 +1,4 @@
-"""The training run's folder: which files make a run, and the resumable ``last.pt`` checkpoint.
+"""The resumable ``last.pt`` checkpoint of a training run, and the run's ``config.json`` and ``identities.json``.
 
 ``last.pt`` holds everything that decides the next step (weights, head, optimiser, scheduler, AMP scaler,
 every random generator of every process, and the position in the epoch), so that a resumed CPU run
@@ -16,34 +16,25 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from facestra import models
+from facestra.data.datasets import FaceDataset
 from facestra.errors import UserError
 from facestra.io import atomic_write, write_path_lines, write_text_atomic
 from facestra.train import distributed, shard_files
+from facestra.train.config import TrainConfig
+from facestra.train.network import TrainingNetwork
+from facestra.train.optim import Optimisation
 from facestra.train.partial_fc import ShardedClassifierHead
-
-if TYPE_CHECKING:
-    from facestra.data.datasets import FaceDataset
-    from facestra.train.config import TrainConfig
-    from facestra.train.network import TrainingNetwork
-    from facestra.train.optim import Optimisation
+from facestra.train.run_folder import CONFIG, IDENTITIES, LAST, MODEL, SKIPPED, clear_run, failed_start
 
 log = logging.getLogger(__name__)
 
 TRAIN_CHECKPOINT_FORMAT = "facestra-train/1"
-LAST = "last.pt"
-BEST = "best.pt"
-MODEL = "model.pt"
-CONFIG = "config.json"
-IDENTITIES = "identities.json"
-METRICS = "metrics.jsonl"
-SKIPPED = "skipped.txt"
-TENSORBOARD = "tensorboard"
-RUN_FILES = (LAST, BEST, MODEL, CONFIG, IDENTITIES, METRICS, SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -53,44 +44,6 @@ class Position:
     epoch: int = 0
     step_in_epoch: int = 0
     global_step: int = 0
-
-
-#: What makes a folder worth keeping: trained weights. A start that failed before its first save leaves only
-#: its settings and log, and may be started again without --overwrite.
-SAVED_FILES = (LAST, BEST, MODEL)
-
-
-def holds_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a run that saved weights."""
-    return run_dir.is_dir() and any((run_dir / name).exists() for name in SAVED_FILES)
-
-
-def failed_start(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds only what a run writes before its first save (it stopped before one)."""
-    return not holds_run(run_dir) and any((run_dir / name).exists() for name in RUN_FILES)
-
-
-def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to start over an earlier run (unless asked to), or to resume where there is nothing."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"{run_dir}: exists and is not a folder")
-    if resume:
-        if not (run_dir / LAST).is_file():
-            advice = "; its run stopped before saving anything: start it again without --resume" if failed_start(run_dir) else ""
-            raise UserError(f"{run_dir}: no {LAST} to resume from{advice}")
-    elif holds_run(run_dir) and not overwrite:
-        raise UserError(f"{run_dir}: already holds a training run; use --resume {run_dir} to continue it or --overwrite to replace it")
-
-
-def clear_run(run_dir: Path) -> None:
-    """Remove an earlier run's files (only the files a run writes; anything else in the folder stays)."""
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    shard_files.remove_all(run_dir)
-    board = run_dir / TENSORBOARD
-    if board.is_dir():
-        for event_file in board.glob("events.out.tfevents.*"):
-            event_file.unlink()
 
 
 def capture_rng() -> dict[str, Any]:
@@ -233,8 +186,6 @@ class Checkpointer:
         }
         save_training_state(self.path, payload)
         if model_too:
-            from facestra import models
-
             models.save(backbone, self.run_dir / MODEL)
         if every_skipped:
             # a path listing: a name with a line break or bytes that are not UTF-8 stays one quoted line

@@ -23,8 +23,8 @@ from facestra.embed.options import DEVICES
 from facestra.errors import UserError
 from facestra.fields import IMAGE_SIDES, MAX_WORKERS, documented
 from facestra.models.stra import StRAOptions
-from facestra.train.checkpoint import CONFIG, check_run_dir
 from facestra.train.heads import LOSSES
+from facestra.train.run_folder import CONFIG, check_run_dir
 
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
 # Options that define the network or the data; a resumed run must keep them.
@@ -32,7 +32,6 @@ FIXED_ON_RESUME: tuple[str, ...] = (
     "data", "arch", "width", "embedding_size", "input_size", "dropout", "stra_options", "loss", "scale", "margin",
     "sample_rate", "batch_size", "grad_accum", "seed", "flip", "lr", "momentum", "weight_decay",
 )
-STRA_OPTION_NAMES: tuple[str, ...] = StRAOptions.names()
 
 
 @dataclass
@@ -46,8 +45,8 @@ class TrainConfig:
     embedding_size: int = documented(512, "Length of the face embedding.", minimum=1, maximum=16384)
     input_size: tuple[int, int] = documented((112, 112), "Network input HxW.")
     dropout: float = documented(0.0, "Dropout rate before the embedding layer.", minimum=0.0, maximum=1.0)
-    # the StRA switches given (StRAOptions names); the command line has one option per switch
-    stra_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # the StRA switches (None: not given, the *_stra architectures' defaults); one command-line option each
+    stra_options: StRAOptions | None = None
     loss: str = documented("softmax", "Classification head: plain softmax or a margin loss.", choices=LOSSES)
     scale: float | None = documented(None, "Feature scale s (CosFace/ArcFace default 20).", positive=True, maximum=1024.0)
     margin: float | None = documented(
@@ -94,11 +93,15 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> TrainConfig:
+        """The config :meth:`to_json` wrote, or facestra 0.2 (whose ``stra_options`` held only the switches
+        given: ``{}`` for none); a bad StRA switch is a ValueError or TypeError."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
         for name in ("input_size", "lr_steps", "val"):
             if name in values and values[name] is not None:
                 values[name] = tuple(values[name])
+        if isinstance(values.get("stra_options"), Mapping):
+            values["stra_options"] = StRAOptions(**values["stra_options"]) if values["stra_options"] else None
         return cls(**values)
 
 
@@ -114,7 +117,7 @@ def check_config(config: TrainConfig) -> None:
         raise UserError(f"--amp must be one of {', '.join(AMP_MODES)}")
     for spec in dataclasses.fields(config):
         value = getattr(config, spec.name)
-        if value is None or isinstance(value, (bool, str, tuple, dict)):
+        if value is None or isinstance(value, (bool, str, tuple, StRAOptions)):
             continue
         minimum, maximum = spec.metadata.get("minimum"), spec.metadata.get("maximum")
         if spec.metadata.get("positive") and not value > 0:
@@ -148,7 +151,10 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
         saved = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise UserError(f"{path}: cannot read the run's configuration ({error})") from None
-    config = TrainConfig.from_json(saved)
+    try:
+        config = TrainConfig.from_json(saved)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{path}: not a run configuration facestra can resume ({error})") from None
     for key, value in (overrides or {}).items():
         if not hasattr(config, key):
             raise UserError(f"{run_dir}: {_option(key)} cannot change when resuming")
@@ -176,16 +182,20 @@ PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
 
 
 def build_config(options: dict[str, Any], preset: str | None = None) -> TrainConfig:
-    """A config from explicit ``options`` over ``preset`` over the defaults; StRA switches are gathered
-    into ``stra_options`` (only those given, so plain ResNets accept the defaults)."""
+    """A config from explicit ``options`` over ``preset`` over the defaults; StRA switches given are gathered
+    into ``stra_options`` (None when none is, so plain ResNets accept the defaults)."""
     if preset is not None and preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     values: dict[str, Any] = dict(PRESETS[preset]) if preset else {}
     options = dict(options)
-    stra = {key: options.pop(key) for key in STRA_OPTION_NAMES if key in options}
+    switches = {key: options.pop(key) for key in StRAOptions.names() if key in options}
     values.update(options)
-    if stra:
-        values["stra_options"] = {**values.get("stra_options", {}), **stra}
+    if switches:
+        given = values.get("stra_options")
+        try:
+            values["stra_options"] = StRAOptions(**switches) if given is None else dataclasses.replace(given, **switches)
+        except ValueError as error:
+            raise UserError(str(error)) from None
     missing = [name for name in ("data", "out") if not values.get(name)]
     if missing:
         raise UserError(f"missing {' and '.join('--' + m for m in missing)} (or give --resume RUN_DIR)")

@@ -5,47 +5,110 @@ network is rewarded for angular separation, which is exactly what verification m
 applied to the true class only, during training; :meth:`ClassifierHead.forward` also returns the logits
 without margin, which are what "training accuracy" means.
 
-Defaults follow the paper (appendix D): CosFace s=20, m=0.2; ArcFace s=20, m=0.15.
+:class:`MarginSpec` and :func:`margin_logits` are the one definition of the losses, which the sharded head
+(:mod:`facestra.train.partial_fc`) applies to its own shard's columns. Defaults follow the paper (appendix D):
+CosFace s=20, m=0.2; ArcFace s=20, m=0.15.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 LOSSES = ("softmax", "cosface", "arcface")
-DEFAULT_SCALE = {"softmax": 1.0, "cosface": 20.0, "arcface": 20.0}
-DEFAULT_MARGIN = {"softmax": 0.0, "cosface": 0.2, "arcface": 0.15}
+# (scale, margin) when not given: the paper's (appendix D); softmax has neither.
+_DEFAULTS = {"softmax": (1.0, 0.0), "cosface": (20.0, 0.2), "arcface": (20.0, 0.15)}
 
 
-def cosface_logits(cosine: Tensor, labels: Tensor, *, scale: float, margin: float) -> Tensor:
-    """``s · (cos θ_j − m·[j = y])``: CosFace's large-margin cosine logits."""
-    one_hot = F.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
-    return scale * (cosine - margin * one_hot)
+@dataclass(frozen=True)
+class MarginSpec:
+    """How a classifier turns embeddings into logits, shared by the replicated and the sharded head.
 
-
-def arcface_logits(cosine: Tensor, labels: Tensor, *, scale: float, margin: float) -> Tensor:
-    """``s · cos(θ_y + m)`` for the true class, ``s · cos θ_j`` elsewhere (ArcFace).
-
-    ``cos(θ + m)`` stops decreasing once θ + m passes π, which would reward pushing a sample *away* from its
-    class; there the usual fallback ``cos θ − m·sin m`` keeps the target logit monotonic in θ.
+    Softmax is a linear layer with a bias. CosFace and ArcFace score the cosines between L2-normalised
+    embeddings and class weights, scaled by ``scale``, with a margin on the true class; both are cases of
+    arcface_torch's combined margin ``s · (cos(m1·θ_y + m2) − m3)`` (:attr:`margins`): ArcFace is
+    ``(1, m, 0)``, CosFace ``(1, 0, m)``. :meth:`of` fills the defaults; the constructor checks.
     """
-    cosine = cosine.clamp(-1.0, 1.0)
-    one_hot = F.one_hot(labels, cosine.shape[1]).bool()
-    return scale * torch.where(one_hot, arcface_target(cosine, margin), cosine)
+
+    loss: str
+    scale: float
+    margin: float
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"scale must be positive, got {self.scale}")
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise ValueError(f"margin must not be negative, got {self.margin}")
+        if not self.normalised and (self.scale, self.margin) != _DEFAULTS[self.loss]:
+            raise ValueError("scale and margin apply to cosface and arcface; plain softmax has neither")
+
+    @classmethod
+    def of(cls, loss: str, *, scale: float | None = None, margin: float | None = None) -> MarginSpec:
+        """The specification of ``loss`` with the paper's scale and margin where they are not given."""
+        default_scale, default_margin = _DEFAULTS.get(loss, (1.0, 0.0))
+        return cls(loss, float(default_scale if scale is None else scale), float(default_margin if margin is None else margin))
+
+    @property
+    def normalised(self) -> bool:
+        """Whether the logits are scaled cosines (CosFace, ArcFace) rather than a linear layer's (softmax)."""
+        return self.loss != "softmax"
+
+    @property
+    def angular(self) -> bool:
+        """Whether the margin acts on the angle θ, which needs cosines clamped to [-1, 1] (ArcFace)."""
+        return self.loss == "arcface"
+
+    @property
+    def margins(self) -> tuple[float, float, float]:
+        """``(m1, m2, m3)`` of the combined margin ``cos(m1·θ_y + m2) − m3``."""
+        if self.loss == "arcface":
+            return 1.0, self.margin, 0.0
+        if self.loss == "cosface":
+            return 1.0, 0.0, self.margin
+        return 1.0, 0.0, 0.0
 
 
-def arcface_target(cosine: Tensor, margin: float) -> Tensor:
-    """ArcFace's true-class cosine ``cos(θ + m)``, with its monotonic fallback past θ + m = π (see
-    :func:`arcface_logits`); shared with the sharded head, which applies it to its own shard's columns."""
-    cosine = cosine.clamp(-1.0, 1.0)
-    sine = torch.sqrt((1.0 - cosine * cosine).clamp_min(0.0))
-    with_margin = cosine * math.cos(margin) - sine * math.sin(margin)
-    threshold = math.cos(math.pi - margin)  # cos θ > threshold  <=>  θ + m < π
-    return torch.where(cosine > threshold, with_margin, cosine - margin * math.sin(margin))
+def margin_logits(cosine: Tensor, labels: Tensor, spec: MarginSpec) -> Tensor:
+    """``s · (cos(m1·θ_y + m2) − m3)`` in each row's true-class column ``y = labels[row]``, ``s · cos θ_j``
+    elsewhere (for ``spec.margins``; m1 is 1 for every loss so far).
+
+    As in arcface_torch, a label of -1 says that the row's class is none of these columns (another shard of
+    a sharded classifier holds it): that row gets no margin here. ArcFace's ``cos(θ + m)`` stops decreasing
+    once θ + m passes π, which would reward pushing a sample *away* from its class; there the usual
+    fallback ``cos θ − m·sin m`` keeps the target logit monotonic in θ.
+    """
+    _, m2, m3 = spec.margins
+    if spec.angular:
+        cosine = cosine.clamp(-1.0, 1.0)  # the whole row, as θ is read from it
+    owned = labels >= 0
+    column = labels.clamp_min(0).unsqueeze(1)
+    target = cosine.gather(1, column)
+    if spec.angular:
+        sine = torch.sqrt((1.0 - target * target).clamp_min(0.0))
+        threshold = math.cos(math.pi - m2)  # cos θ > threshold  <=>  θ + m2 < π
+        target = torch.where(target > threshold, target * math.cos(m2) - sine * math.sin(m2), target - m2 * math.sin(m2))
+    target = target - m3
+    mask = torch.zeros_like(cosine, dtype=torch.bool).scatter_(1, column, owned.unsqueeze(1))
+    return spec.scale * torch.where(mask, target.expand_as(cosine), cosine)
+
+
+def classifier_logits(embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor,
+                      spec: MarginSpec) -> tuple[Tensor, Tensor]:
+    """(training logits, with the margin on each row's true class, and plain logits for predictions) of
+    ``embeddings`` against the class rows ``weight`` (and ``bias``, softmax only); ``labels`` as in
+    :func:`margin_logits`. The inputs are cast to float32, but under an enclosing autocast the products run
+    at its precision: the replicated head is called under ``--amp``, the sharded head turns autocast off."""
+    if not spec.normalised:
+        logits = F.linear(embeddings.float(), weight.float(), None if bias is None else bias.float())
+        return logits, logits
+    cosine = F.linear(F.normalize(embeddings.float(), dim=1), F.normalize(weight.float(), dim=1))
+    return margin_logits(cosine, labels, spec), spec.scale * cosine
 
 
 class ClassifierHead(nn.Module):
@@ -61,29 +124,14 @@ class ClassifierHead(nn.Module):
         margin: float | None = None,
     ) -> None:
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-        self.loss = loss
-        self.scale = float(DEFAULT_SCALE[loss] if scale is None else scale)
-        self.margin = float(DEFAULT_MARGIN[loss] if margin is None else margin)
+        self.spec = MarginSpec.of(loss, scale=scale, margin=margin)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         nn.init.normal_(self.weight, std=0.01)
-        self.bias = nn.Parameter(torch.zeros(num_classes)) if loss == "softmax" else None
-
-    def cosine(self, embeddings: Tensor) -> Tensor:
-        """Cosine between each embedding and each class weight (float32 even under autocast)."""
-        return F.linear(F.normalize(embeddings.float(), dim=1), F.normalize(self.weight.float(), dim=1))
+        self.bias = None if self.spec.normalised else nn.Parameter(torch.zeros(num_classes))
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """(training logits with the margin on the true class, plain logits for predictions)."""
-        if self.loss == "softmax":
-            logits = F.linear(embeddings.float(), self.weight.float(), self.bias.float())
-            return logits, logits
-        cosine = self.cosine(embeddings)
-        plain = self.scale * cosine
-        if self.loss == "cosface":
-            return cosface_logits(cosine, labels, scale=self.scale, margin=self.margin), plain
-        return arcface_logits(cosine, labels, scale=self.scale, margin=self.margin), plain
+        return classifier_logits(embeddings, self.weight, self.bias, labels, self.spec)
 
     def loss_and_correct(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Each sample's cross-entropy (with the margin) and whether its plain logits pick its class: what a
@@ -94,4 +142,5 @@ class ClassifierHead(nn.Module):
 
     def extra_repr(self) -> str:
         classes, size = self.weight.shape
-        return f"loss={self.loss}, embedding_size={size}, num_classes={classes}, scale={self.scale}, margin={self.margin}"
+        spec = self.spec
+        return f"loss={spec.loss}, embedding_size={size}, num_classes={classes}, scale={spec.scale}, margin={spec.margin}"

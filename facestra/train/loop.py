@@ -28,13 +28,14 @@ import torch
 from facestra.data.datasets import EpochBatchSampler, FaceDataset, open_dataset
 from facestra.errors import UserError
 from facestra.train import distributed
-from facestra.train.checkpoint import LAST, MODEL, Checkpointer, Position, check_run_dir, load_training_state, prepare_run_dir
+from facestra.train.checkpoint import Checkpointer, Position, load_training_state, prepare_run_dir
 from facestra.train.config import TrainConfig, check_config
 from facestra.train.heads import ClassifierHead
 from facestra.train.metrics import MetricsLog, Progress, RunLog
 from facestra.train.network import build_backbone, place, replicated, seed_everything, uses_channels_last, weights_digest, wrap
 from facestra.train.optim import Optimisation
 from facestra.train.partial_fc import ShardedClassifierHead
+from facestra.train.run_folder import LAST, MODEL, check_run_dir
 from facestra.train.step import accumulate
 from facestra.train.stopping import STOP_COMPLETED, STOP_STEPS, StopRequests, TimeBudget, ignore_sigint, pending_stop
 from facestra.train.validation import BestValidation

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from facestra.io import write_text_atomic
-from facestra.train.checkpoint import METRICS, TENSORBOARD, Position
+from facestra.train.checkpoint import Position
+from facestra.train.run_folder import METRICS, TENSORBOARD
 
 
 @dataclass(frozen=True)

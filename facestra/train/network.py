@@ -9,13 +9,18 @@ between the two steps that place a network: moving it to the device and wrapping
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
+import random
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from facestra import models
 from facestra.errors import UserError
+from facestra.models.memory import activation_bytes, check_fits, device_memory_limit
 from facestra.train import distributed
 from facestra.train.config import TrainConfig
 from facestra.train.heads import ClassifierHead
@@ -26,10 +31,6 @@ Head = ClassifierHead | ShardedClassifierHead
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's global generators."""
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -42,16 +43,11 @@ def build_backbone(config: TrainConfig, process: distributed.Process | None = No
     micro-batch's activations cannot fit on ``process``'s device: a 2048x2048 input is one line, not a
     machine swapping until the kernel kills the run.
     """
-    from facestra import models
-    from facestra.models.memory import activation_bytes, check_fits, device_memory_limit
-
     process = process or distributed.Process()
+    switches = {} if config.stra_options is None else dataclasses.asdict(config.stra_options)
     kwargs = dict(
-        width=config.width,
-        embedding_size=config.embedding_size,
-        input_size=tuple(config.input_size),
-        dropout=config.dropout,
-        **config.stra_options,
+        width=config.width, embedding_size=config.embedding_size, input_size=tuple(config.input_size),
+        dropout=config.dropout, **switches,
     )
     try:
         with torch.device("meta"):

@@ -29,11 +29,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facestra.train import distributed
-from facestra.train.heads import DEFAULT_MARGIN, DEFAULT_SCALE, LOSSES, arcface_target
+from facestra.train.heads import MarginSpec, classifier_logits
 
 #: Rows initialised from one generator: the initial classifier depends on the seed, not on the world size.
 INIT_BLOCK = 4096
@@ -156,15 +155,11 @@ class ShardedClassifierHead(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        self.spec = MarginSpec.of(loss, scale=scale, margin=margin)
         if not 0 < sample_rate <= 1:
             raise ValueError(f"sample_rate must be in (0, 1], not {sample_rate}")
         if num_classes < process.world_size:
             raise ValueError(f"{num_classes} classes cannot be split over {process.world_size} processes")
-        self.loss = loss
-        self.scale = float(DEFAULT_SCALE[loss] if scale is None else scale)
-        self.margin = float(DEFAULT_MARGIN[loss] if margin is None else margin)
         self.sample_rate = float(sample_rate)
         self.process = process
         self.seed = seed
@@ -172,7 +167,7 @@ class ShardedClassifierHead(nn.Module):
         self.start, self.stop = shard_bounds(num_classes, process.world_size, process.rank)
         self.register_buffer("weight", initial_rows(num_classes, embedding_size, self.start, self.stop, seed=seed))
         self.register_buffer("weight_momentum", torch.zeros_like(self.weight))
-        has_bias = loss == "softmax"
+        has_bias = not self.spec.normalised
         self.register_buffer("bias", torch.zeros(self.num_local) if has_bias else None)
         self.register_buffer("bias_momentum", torch.zeros(self.num_local) if has_bias else None)
         self.draws = 0  # forwards so far: seeds the negatives of the next one
@@ -200,7 +195,7 @@ class ShardedClassifierHead(nn.Module):
         scored = self._score(index)
         target_column = local if index is None else torch.where(here, torch.searchsorted(index, local.clamp_min(0)), local)
         with torch.autocast(embeddings.device.type, enabled=False):
-            logits, plain = self._logits(all_embeddings.float(), scored, target_column)
+            logits, plain = classifier_logits(all_embeddings, scored.weight, scored.bias, target_column, self.spec)
             cross_entropy, correct = sharded_cross_entropy(logits, plain, target_column, self.process)
         rows = slice(self.process.rank * len(labels), (self.process.rank + 1) * len(labels))
         return cross_entropy[rows], correct[rows]
@@ -217,26 +212,6 @@ class ShardedClassifierHead(nn.Module):
         if torch.is_grad_enabled():
             self._scored.append(scored)
         return scored
-
-    def _logits(self, embeddings: Tensor, scored: _Scored, target_column: Tensor) -> tuple[Tensor, Tensor]:
-        """(training logits with the margin on the true class where this shard holds it, plain logits)."""
-        if self.loss == "softmax":
-            logits = F.linear(embeddings, scored.weight, scored.bias)
-            return logits, logits
-        cosine = F.linear(F.normalize(embeddings, dim=1), F.normalize(scored.weight, dim=1))
-        plain = self.scale * cosine
-        if self.loss == "arcface":
-            cosine = cosine.clamp(-1.0, 1.0)  # as arcface_logits: the whole row, not only the true class
-        owned = target_column >= 0
-        column = target_column.clamp_min(0).unsqueeze(1)
-        true_cosine = cosine.gather(1, column)
-        if self.loss == "cosface":
-            with_margin = true_cosine - self.margin
-        else:
-            with_margin = arcface_target(true_cosine, self.margin)
-        mask = torch.zeros_like(cosine, dtype=torch.bool).scatter_(1, column, owned.unsqueeze(1))
-        logits = self.scale * torch.where(mask, with_margin.expand_as(cosine), cosine)
-        return logits, plain
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the rows scored since the last step."""
@@ -309,5 +284,6 @@ class ShardedClassifierHead(nn.Module):
             getattr(self, name)[low - self.start:high - self.start] = values[low - start:high - start].to(self.weight.device)
 
     def extra_repr(self) -> str:
-        return (f"loss={self.loss}, embedding_size={self.weight.shape[1]}, classes={self.start}..{self.stop - 1} of "
-                f"{self.num_classes}, sample_rate={self.sample_rate}, scale={self.scale}, margin={self.margin}")
+        spec = self.spec
+        return (f"loss={spec.loss}, embedding_size={self.weight.shape[1]}, classes={self.start}..{self.stop - 1} of "
+                f"{self.num_classes}, sample_rate={self.sample_rate}, scale={spec.scale}, margin={spec.margin}")

@@ -18,9 +18,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from facestra import models
+from facestra.embed.inference import InferenceOptions
 from facestra.errors import UserError
+from facestra.protocols import load_benchmark
 from facestra.train import distributed
-from facestra.train.checkpoint import BEST
+from facestra.train.run_folder import BEST
+from facestra.verify.benchmarks import guess_name, verify_model
 from facestra.verify.checks import check_benchmark, check_images
 
 
@@ -34,9 +38,6 @@ class Validator:
     """The ``--val`` benchmarks and their evaluation for a given backbone."""
 
     def __init__(self, paths: Sequence[str], *, batch_size: int = 128, device: torch.device | None = None) -> None:
-        from facestra.verify.benchmarks import guess_name
-        from facestra.protocols import load_benchmark
-
         _check_exists(paths)
         self.batch_size = batch_size
         self.device = device if device is not None else torch.device("cpu")
@@ -59,9 +60,6 @@ class Validator:
     def evaluate(self, backbone: nn.Module) -> list:
         """One :class:`facestra.verify.benchmarks.BenchmarkOutcome` per benchmark; the backbone keeps its
         train/eval mode."""
-        from facestra.embed.inference import InferenceOptions
-        from facestra.verify.benchmarks import verify_model
-
         # Decoded in this process (workers=0): starting loader processes at every validation costs more
         # than decoding a .bin; images are fitted to the input exactly as the training images are.
         options = InferenceOptions(batch_size=self.batch_size, workers=0, device=str(self.device), resize=True)
@@ -111,8 +109,6 @@ class BestValidation:
         values: dict[str, float | bool] = {**{f"{name}_accuracy": acc for name, acc in accuracies.items()}, "mean_accuracy": mean}
         if self.best_accuracy is None or mean > self.best_accuracy:
             self.best_accuracy = mean
-            from facestra import models
-
             models.save(backbone, self.best_path)
             values["best"] = True
         return values
