@@ -3,8 +3,15 @@ machine, so that two methods timed side by side compare fairly."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Cap the BLAS and OpenMP threads; call it before numpy is imported, which reads these once."""
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(threads)
 
 
 def best_time(function: Callable[[], object], repeats: int) -> float:

@@ -13,7 +13,8 @@ must be equal. BLAS threads are capped at ``--threads`` (2: the goal is under a 
 from __future__ import annotations
 
 import argparse
-import os
+
+from _timing import limit_blas_threads
 
 
 def parse() -> argparse.Namespace:
@@ -29,8 +30,7 @@ def parse() -> argparse.Namespace:
 
 ARGS = parse() if __name__ == "__main__" else None
 if ARGS is not None:  # before numpy loads its BLAS
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(ARGS.threads)
+    limit_blas_threads(ARGS.threads)
 
 import resource  # noqa: E402
 import time  # noqa: E402

@@ -16,6 +16,8 @@ import argparse
 import os
 import sys
 
+from _timing import limit_blas_threads
+
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,8 +33,7 @@ def parse() -> argparse.Namespace:
 
 ARGS = parse() if __name__ == "__main__" else None
 if ARGS is not None:  # before numpy loads its BLAS
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(ARGS.threads)
+    limit_blas_threads(ARGS.threads)
 
 import resource  # noqa: E402
 import time  # noqa: E402
