@@ -298,3 +298,38 @@ def test_the_report_is_written_atomically(tmp_path: Path, monkeypatch) -> None:
             write_report(path, facts(), [section])
     assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(path)
     assert path.read_text() == "the earlier report" and [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_an_ijb_report_shows_the_hardest_template_pairs_at_far_1e_4(checkpoint: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The template pairs listed are those scikit-learn's ROC puts beyond the point nearest FAR 1e-4, ranked
+    by the scores of test_ijb's loop-by-loop recipe; each template is shown by one aligned face."""
+    from sklearn.metrics import roc_curve
+    from test_ijb import expected_figures, make_ijb
+
+    data = tmp_path / "IJBC"
+    made = make_ijb(data, one_to_n=False)
+    report, work = tmp_path / "ijbc.html", tmp_path / "work"
+    args = ["verify", "--checkpoint", str(checkpoint), "--benchmark", "ijbc", "--data", str(data), "--workers", "0",
+            "--device", "cpu", "--work", str(work)]
+    refused = CliRunner().invoke(main, [*args, "--report", str(data / "meta" / "ijbc_template_pair_label.txt")])
+    assert refused.exit_code == 2 and "is one of the inputs" in refused.stderr and not work.exists()
+    result = CliRunner().invoke(main, [*args, "--report", str(report), "--report-pairs", "4"])
+    assert result.exit_code == 0, result.output
+    expected = expected_figures(np.load(work / "ijbc_raw_features.npy"), made)
+    scores, labels = expected["scores"], expected["labels"].astype(bool)
+    fpr, _, thresholds = roc_curve(labels, scores)
+    at = len(fpr) - 1 - int(np.argmin(np.abs(fpr[::-1] - 1e-4)))
+    accepted = scores >= thresholds[at]
+    accepts = sorted((-scores[i], i) for i in np.flatnonzero(accepted & ~labels))
+    rejects = sorted((scores[i], i) for i in np.flatnonzero(~accepted & labels))
+    listed = read_report_data(report)["sections"]["ijbc"]
+    assert listed["num_false_accepts"] == len(accepts) and listed["num_false_rejects"] == len(rejects) > 4
+    for kind, want in (("false_accepts", accepts), ("false_rejects", rejects)):
+        assert [p["pair"] for p in listed[kind]] == [i for _, i in want[:4]]
+        for pair in listed[kind]:
+            a, b, _ = made["pairs"][pair["pair"]]
+            assert pair["first"].startswith(f"template {a}: ") and pair["second"].startswith(f"template {b}: ")
+            assert pair["distance"] == pytest.approx(2 - 2 * scores[pair["pair"]], abs=1e-6) and pair["fold"] is None
+    page = report.read_text()
+    assert page.count('<img src="data:image/jpeg;base64,') == 2 * (len(listed["false_accepts"]) + len(listed["false_rejects"]))
+    assert "1:1 TAR at FAR" in page and page.count("<svg") == 3  # ROC, DET, histograms: no folds in IJB
