@@ -388,7 +388,7 @@ def _report(work: Path, verified: list, raw, config: DemoConfig, command: str) -
     facts = ReportFacts(
         tuple(model_facts(model, outcome.model_path) for outcome, _, model in verified), command,
         describe_device(resolve_device(config.device)), settings,
-        tuple(warning for _, verification, _ in verified for warning in verification.warnings),
+        tuple(dict.fromkeys(warning for _, verification, _ in verified for warning in verification.warnings)),  # one benchmark
     )
     path = work / "report.html"
     write_report(path, facts, sections, title="facestra demo: verification report")

@@ -64,7 +64,7 @@ class ReportOptions:
         None, "Also write one self-contained HTML page: figures, the hardest wrong pairs with their faces, the facts.",
         path="file", metavar="HTML",
     )
-    report_pairs: int = documented(12, "Hardest false accepts and false rejects the report shows per benchmark.", minimum=0)
+    report_pairs: int = documented(12, "Hardest false accepts and false rejects the report shows per benchmark.", minimum=0, maximum=1000)
 
 
 @dataclass(frozen=True)
