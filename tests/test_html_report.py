@@ -7,8 +7,10 @@ from __future__ import annotations
 import html
 import json
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -94,17 +96,18 @@ def assert_not_blank(image: np.ndarray) -> None:
 
 
 @pytest.fixture(scope="module")
-def verified(checkpoint: Path, tmp_path_factory) -> tuple[Path, list, object]:  # noqa: F811
+def verified(checkpoint: Path, tmp_path_factory) -> tuple[Path, list, object, list[str]]:  # noqa: F811
     """``verify --report`` on a 200-pair benchmark that the tiny model gets partly wrong."""
     root = tmp_path_factory.mktemp("report")
     rows = make_pairs_benchmark(root / "bench", num_pairs=200, seed=5)
-    result = CliRunner().invoke(main, [
-        "verify", "--checkpoint", str(checkpoint), "--data", str(root / "bench" / "pairs.csv"), "--benchmark", "toy",
-        "--workers", "0", "--device", "cpu", "--save-embeddings", str(root / "kept"), "--report", str(root / "out" / "report.html"),
-        "--report-pairs", "5",
-    ])
+    args = ["verify", "--checkpoint", str(checkpoint), "--data", str(root / "bench" / "pairs.csv"), "--benchmark", "toy",
+            "--workers", "0", "--device", "cpu", "--save-embeddings", str(root / "kept"), "--report", str(root / "out" / "report.html"),
+            "--report-pairs", "5"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["/usr/local/bin/facestra", *args])  # as a shell would start it
+        result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    return root, rows, result
+    return root, rows, result, args
 
 
 def test_hardest_errors_ranks_by_the_distance_beyond_each_folds_threshold() -> None:
@@ -124,7 +127,7 @@ def test_hardest_errors_ranks_by_the_distance_beyond_each_folds_threshold() -> N
 def test_the_report_lists_the_hardest_pairs_of_the_saved_embeddings(verified) -> None:
     """Distances, thresholds and ranking recomputed here from the .npz: plain numpy, insightface's
     threshold loop (pairs.reference_fold_accuracies) and Python's sorted()."""
-    root, rows, _ = verified
+    root, rows, _, _ = verified
     kept = np.load(root / "kept" / "toy.npz")
     e1, e2 = kept["emb1"].astype(np.float64), kept["emb2"].astype(np.float64)
     dist = np.sum(np.square(e1 - e2), axis=1)
@@ -159,7 +162,7 @@ def test_the_report_states_the_facts(verified, checkpoint: Path) -> None:  # noq
 
     from facestra import __version__, models
 
-    root, _, result = verified
+    root, _, result, args = verified
     facts = read_report_data(root / "out" / "report.html")["facts"]
     model = facts["models"][0]
     assert model["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
@@ -167,7 +170,7 @@ def test_the_report_states_the_facts(verified, checkpoint: Path) -> None:  # noq
     assert (model["arch"], model["params"], model["macs"]) == ("resnet18", expected.params, expected.macs)
     assert model["input"] == "RGB 32x32, (x - 127.5) / 128" and model["embedding_size"] == 512
     assert facts["facestra_version"] == __version__ and facts["torch_version"] == torch.__version__
-    assert facts["device"].startswith("cpu") and facts["command"].startswith("facestra ")
+    assert facts["device"].startswith("cpu (") and facts["command"] == shlex.join(["facestra", *args])
     assert f"wrote {root / 'out' / 'report.html'}" in result.stdout
 
 
@@ -186,7 +189,7 @@ def test_every_warning_of_the_benchmark_checks_is_in_the_report(checkpoint: Path
 
 @needs_browser
 def test_a_browser_shows_every_thumbnail_and_figure_without_errors(verified, tmp_path: Path) -> None:
-    root, _, _ = verified
+    root, _, _, _ = verified
     page = root / "out" / "report.html"
     seen = browse(page, tmp_path)
     assert seen["errors"] == [] and seen["external"] == 0 and seen["missing"] == []
@@ -258,7 +261,7 @@ def test_a_face_that_cannot_be_decoded_is_a_labelled_placeholder(tmp_path: Path)
 
 
 def test_a_report_path_that_is_an_input_or_unwritable_is_refused_before_any_work(verified, checkpoint: Path, tmp_path: Path) -> None:  # noqa: F811
-    root, rows, _ = verified
+    root, rows, _, _ = verified
     bench = root / "bench"
     image = bench / rows[0][0]
     before = {p: p.read_bytes() for p in (checkpoint, bench / "pairs.csv", image)}
