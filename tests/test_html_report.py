@@ -111,17 +111,21 @@ def verified(checkpoint: Path, tmp_path_factory) -> tuple[Path, list, object, li
 
 
 def test_hardest_errors_ranks_by_the_distance_beyond_each_folds_threshold() -> None:
-    distances = np.array([0.1, 0.9, 0.5, 0.45, 1.2, 0.2, 0.8, 0.3, 0.75, 0.5])
+    # values exact in binary, so that the tie below is a tie
+    distances = np.array([0.25, 0.9, 0.5, 0.5, 1.25, 0.0, 0.75, 0.25, 0.75, 0.375])
     issame = np.array([0, 0, 1, 0, 1, 0, 1, 1, 0, 0], dtype=bool)
     folds = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
-    thresholds = np.array([0.6, 0.7])
-    found = hardest_errors(distances, issame, thresholds, folds, 2)
-    # impostors below their fold's threshold: 0 (0.5 beyond), 3 (0.15), 5 (0.5), 9 (0.2): ties in list order
-    assert found.false_accepts.tolist() == [0, 5] and found.num_false_accepts == 4
-    # same pairs at or above it: 4 (0.6 beyond), 6 (0.1)
+    thresholds = np.array([0.75, 0.5])
+    found = hardest_errors(distances, issame, thresholds, folds, 3)
+    # different pairs below their fold's threshold: 0 (0.5 beyond), 3 (0.25), 5 (0.5), 9 (0.125); the tie in list order
+    assert found.false_accepts.tolist() == [0, 5, 3] and found.num_false_accepts == 4
+    # same pairs at or above it: 4 (0.5 beyond), 6 (0.25); 2 and 7 are below theirs
     assert found.false_rejects.tolist() == [4, 6] and found.num_false_rejects == 2
-    assert found.thresholds.tolist() == [0.6] * 5 + [0.7] * 5
+    assert found.thresholds.tolist() == [0.75] * 5 + [0.5] * 5
     assert hardest_errors(distances, issame, thresholds, folds, 0).false_accepts.tolist() == []
+    # a pair exactly at its threshold is judged different (the protocol's "distance < threshold")
+    at = hardest_errors(np.array([0.5, 0.5]), np.array([True, False]), np.array([0.5]), np.zeros(2, int), 5)
+    assert at.false_rejects.tolist() == [0] and at.false_accepts.tolist() == []
 
 
 def test_the_report_lists_the_hardest_pairs_of_the_saved_embeddings(verified) -> None:
@@ -336,3 +340,21 @@ def test_an_ijb_report_shows_the_hardest_template_pairs_at_far_1e_4(checkpoint: 
     page = report.read_text()
     assert page.count('<img src="data:image/jpeg;base64,') == 2 * (len(listed["false_accepts"]) + len(listed["false_rejects"]))
     assert "1:1 TAR at FAR" in page and page.count("<svg") == 3  # ROC, DET, histograms: no folds in IJB
+
+
+def test_svg_axes_place_values_as_the_scales_say_and_curves_stay_small() -> None:
+    from statistics import NormalDist
+
+    from facestra.verify import svg
+
+    log = svg.Axis(1e-3, 1.0, 0.0, 300.0, "log")
+    assert log.place([1e-3, 1e-2, 1.0, 0.0, 5.0]).tolist() == pytest.approx([0, 100, 300, 0, 300])  # 0 and 5: at the edges
+    assert [text for _, text in log.ticks()] == ["1e-3", "1e-2", "1e-1", "1"]
+    probit = svg.Axis(0.01, 0.5, 0.0, 100.0, "probit")
+    z = NormalDist().inv_cdf
+    assert probit.place([0.01, 0.1, 0.5]).tolist() == pytest.approx([0, 100 * (z(0.1) - z(0.01)) / (z(0.5) - z(0.01)), 100])
+    fpr = np.linspace(0, 1, 1_000_001) ** 3
+    figure = svg.roc_svg(fpr, np.sqrt(np.linspace(0, 1, 1_000_001)), [("t", 0.01, 0.5)])
+    points = re.search(r'<polyline points="([^"]+)"', figure).group(1).split()
+    assert figure.count("<polyline") == 1 and len(points) < 2000 and len(figure) < 60_000
+    assert points[-1] == f"{svg.WIDTH - svg.RIGHT:.1f},{svg.TOP:.1f}"  # (1, 1): the top right corner
