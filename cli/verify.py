@@ -76,7 +76,7 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
             click.echo(f"wrote {roc_path}")
         if report:
             from facestra.embed.inference import resolve_device
-            from facestra.verify.html_report import write_verify_report
+            from facestra.verify.report_sections import write_verify_report
 
             write_verify_report(
                 report, outcomes, model=model, checkpoint=checkpoint, command=command_line(),
@@ -132,7 +132,7 @@ def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path
         click.echo(f"wrote {roc_path}")
     if report:
         from facestra.embed.inference import resolve_device
-        from facestra.verify.html_report import write_verify_report
+        from facestra.verify.report_sections import write_verify_report
 
         settings = [("flip", options.flip), *((key, str(value)) for key, value in asdict(template_options).items())]
         write_verify_report(report, [outcome], model=model, checkpoint=checkpoint, command=command_line(),

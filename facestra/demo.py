@@ -374,7 +374,8 @@ def _report(work: Path, verified: list, raw, config: DemoConfig, command: str) -
     from dataclasses import replace
 
     from facestra.embed.inference import resolve_device
-    from facestra.verify.html_report import ReportFacts, Table, benchmark_section, describe_device, model_facts, write_report
+    from facestra.verify.html_report import ReportFacts, Table, write_report
+    from facestra.verify.report_sections import benchmark_section, describe_device, model_facts
 
     floor = Table("The floor: raw aligned pixels on the same pairs", ("accuracy %", "AUC"),
                   ((f"{100 * raw.accuracy:.2f} ± {100 * raw.accuracy_std:.2f}", f"{raw.auc:.4f}"),))

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_verify_cli import INPUT, checkpoint, make_pairs_benchmark  # noqa: F401  (the tiny model file, a fixture)
+from test_verify_cli import checkpoint, make_pairs_benchmark  # noqa: F401  (the tiny model file, a fixture)
 
 from facestra.cli.main import main
 from facestra.verify.hardest import hardest_errors
@@ -27,9 +27,9 @@ from facestra.verify.html_report import (
     Table,
     read_report_data,
     render_report,
-    scores_section,
     write_report,
 )
+from facestra.verify.report_sections import scores_section
 from facestra.verify.pairs import reference_fold_accuracies
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")

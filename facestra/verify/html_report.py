@@ -9,11 +9,11 @@ id="facestra-report">``, data, not code) repeats what the page lists, for progra
 The input is plain data, so other commands reuse the renderer:
 
 * :class:`Section`, one per benchmark: the distances and labels (histograms, ROC, DET), tables, threshold
-  markers, fold accuracies and the hardest pairs to show. :func:`benchmark_section` and
-  :func:`ijb_section` build one from a ``verify`` outcome; :func:`scores_section` from any pair scores.
-  Each takes extra ``markers`` (``(label, squared-distance threshold)``, drawn on the histograms and as
-  operating points on the ROC and DET) and extra ``tables`` (:class:`Table`), e.g. calibrated operating
-  points.
+  markers, fold accuracies and the hardest pairs to show. :mod:`facestra.verify.report_sections` builds
+  them: ``benchmark_section`` and ``ijb_section`` from a ``verify`` outcome, ``scores_section`` from any
+  pair scores, each with extra ``markers`` (``(label, squared-distance threshold)``, drawn on the
+  histograms and as operating points on the ROC and DET) and extra ``tables`` (:class:`Table`), e.g.
+  calibrated operating points.
 * :class:`ReportFacts`: the model(s), command line, versions, device, date, warnings and errors.
 * :func:`write_report` renders both to one file, atomically.
 
@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -38,20 +37,11 @@ from facestra import __version__
 from facestra.errors import UserError
 from facestra.fields import documented
 from facestra.verify import svg
-from facestra.verify.hardest import hardest_errors
 
-if TYPE_CHECKING:
-    from torch import nn
-
-    from facestra.verify.benchmarks import BenchmarkOutcome
-    from facestra.verify.ijb import IJBOutcome
-
-THUMBNAIL_SIDE = 96
 # (longest side, JPEG quality) tried in turn until a thumbnail fits THUMBNAIL_BYTES: a face compresses to
 # a third of that at the first setting; noise would not, and the page's size must not depend on the data.
 THUMBNAIL_SETTINGS = ((96, 85), (96, 60), (96, 40), (72, 40), (56, 30))
 THUMBNAIL_BYTES = 6000
-IJB_REPORT_FAR = 1e-4  # the IJB operating point whose errors are shown, the FAR papers quote most
 
 Marker = tuple[str, float]  # (label, squared-distance threshold: a pair is "same" below it)
 
@@ -153,180 +143,6 @@ def _torch_version() -> str:
     import torch
 
     return str(torch.__version__)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file, read a megabyte at a time (a checkpoint can be gigabytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def model_facts(model: nn.Module, checkpoint: str | os.PathLike) -> ModelFacts:
-    """Architecture, parameters and multiply-adds (not counted for ONNX graphs), input convention and
-    size, embedding size and the checkpoint's SHA-256."""
-    from facestra.data.images import FACESTRA_INPUT
-
-    arch = str(getattr(model, "arch", type(model).__name__))
-    params = macs = None
-    if not arch.startswith("onnx:"):
-        from facestra.models.complexity import complexity
-
-        cost = complexity(model)
-        params, macs = int(cost.params), int(cost.macs)
-    convention = getattr(model, "input_convention", FACESTRA_INPUT)
-    height, width = model.input_size
-    described = f"RGB {height}x{width}, (x - {convention.mean:g}) / {convention.std:g}"
-    return ModelFacts(arch, str(checkpoint), file_sha256(checkpoint), params, macs, described, int(model.embedding_size))
-
-
-def describe_device(device: Any) -> str:
-    """``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu (2 threads)``."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    threads = torch.get_num_threads()
-    return f"{device} ({threads} thread{'s' if threads > 1 else ''})"
-
-
-def scores_section(
-    key: str,
-    title: str,
-    source: str,
-    distances: np.ndarray,
-    issame: np.ndarray,
-    *,
-    thresholds: np.ndarray,
-    fold_ids: np.ndarray,
-    pair_images: Callable[[int], tuple[ReportImage, ReportImage]],
-    judged_by: str,
-    marker: Marker,
-    pairs: int = 12,
-    tables: Sequence[Table] = (),
-    markers: Sequence[Marker] = (),
-    roc: tuple[np.ndarray, np.ndarray] | None = None,
-    fold_accuracies: np.ndarray | None = None,
-    folds_shown: bool = True,
-    warnings: Sequence[str] = (),
-) -> Section:
-    """A section from any pair scores: the ``pairs`` hardest errors judged by ``thresholds[fold_ids]``
-    (:func:`facestra.verify.hardest.hardest_errors`), ``marker`` (the threshold line for them) then
-    ``markers`` on the figures, the ROC given as ``(fpr, tpr)`` or computed from the distances."""
-    from facestra.verify.pairs import roc_curve
-
-    distances = np.asarray(distances, dtype=np.float64)
-    issame = np.asarray(issame, dtype=bool)
-    hardest = hardest_errors(distances, issame, thresholds, fold_ids, pairs)
-    if roc is None:
-        curve = roc_curve(distances, issame)
-        roc = (curve.fpr, curve.tpr)
-
-    def shown(indices: np.ndarray) -> tuple[ShownPair, ...]:
-        out = []
-        for index in indices.tolist():
-            first, second = pair_images(index)
-            fold = int(fold_ids[index]) + 1 if folds_shown else None
-            out.append(ShownPair(index, first, second, float(distances[index]), float(hardest.thresholds[index]), fold))
-        return tuple(out)
-
-    return Section(
-        key=key, title=title, source=source, distances=distances, issame=issame, fpr=np.asarray(roc[0]),
-        tpr=np.asarray(roc[1]), tables=tuple(tables), markers=(marker, *markers),
-        false_accepts=shown(hardest.false_accepts), false_rejects=shown(hardest.false_rejects),
-        num_false_accepts=hardest.num_false_accepts, num_false_rejects=hardest.num_false_rejects,
-        judged_by=judged_by, fold_accuracies=fold_accuracies, warnings=tuple(warnings),
-    )
-
-
-def benchmark_section(outcome: BenchmarkOutcome, *, pairs: int = 12, markers: Sequence[Marker] = (),
-                      tables: Sequence[Table] = ()) -> Section:
-    """The section of one 10-fold benchmark outcome of ``verify``: each pair judged in its held-out fold by
-    the threshold chosen on the other folds, as the protocol judges it."""
-    from facestra.verify.pairs import far_operating_points
-
-    benchmark, result = outcome.benchmark, outcome.result
-    if outcome.distances is None:
-        raise ValueError(f"{benchmark.name}: the outcome holds no pair distances")
-    summary = Table("Summary", ("pairs", "same", "folds", "accuracy %", "threshold (mean of folds)", "AUC", "EER %"), ((
-        str(result.num_pairs), str(result.num_same), str(len(result.fold_accuracies)),
-        f"{100 * result.accuracy:.2f} ± {100 * result.accuracy_std:.2f}", f"{result.threshold:.3f}",
-        f"{result.auc:.4f}", f"{100 * result.eer:.2f}"),))
-    points = far_operating_points(result.roc, result.num_pairs - result.num_same, list(result.tar_at_far))
-    operating = Table("TAR at FAR (all pairs)", ("FAR", "TAR %", "distance threshold (same if ≤)", "cosine"), tuple(
-        (f"{far:g}", f"{100 * tar:.2f}", f"{threshold:.4f}", f"{1 - threshold / 2:.4f}")
-        for far, (tar, threshold) in points.items()))
-    return scores_section(
-        benchmark.name, benchmark.title, str(benchmark.source), outcome.distances, benchmark.issame,
-        thresholds=result.best_thresholds, fold_ids=result.fold_ids,
-        pair_images=lambda index: tuple(benchmark_image(benchmark, int(i)) for i in benchmark.pairs[index]),
-        judged_by="each pair in its held-out fold, by the threshold chosen on the other folds (same if distance < threshold)",
-        marker=("protocol threshold (mean of folds)", result.threshold), pairs=pairs,
-        tables=(summary, operating, *tables), markers=markers, roc=(result.roc.fpr, result.roc.tpr),
-        fold_accuracies=result.fold_accuracies, warnings=outcome.warnings,
-    )
-
-
-def benchmark_image(benchmark: Any, index: int) -> ReportImage:
-    """Image ``index`` of a benchmark, named by its path under the benchmark's folder (or its place in a
-    ``.bin``)."""
-    image = benchmark.images[index]
-    if isinstance(image, bytes):
-        return ReportImage(f"{Path(benchmark.source).name} #{index}", image)
-    root = Path(benchmark.source)
-    root = root if root.is_dir() else root.parent
-    try:
-        name = str(Path(image).relative_to(root))
-    except ValueError:
-        name = str(image)
-    return ReportImage(name, Path(image))
-
-
-def ijb_section(outcome: IJBOutcome, *, pairs: int = 12, far: float = IJB_REPORT_FAR,
-                markers: Sequence[Marker] = (), tables: Sequence[Table] = ()) -> Section:
-    """The section of an IJB outcome: TAR at FAR, ROC, DET, histograms, and the hardest template pairs at
-    the threshold of ``far`` (the ROC point nearest it), each template shown by its best-scored image."""
-    verification, data = outcome.verification, outcome.data
-    if verification.scores is None:
-        raise ValueError(f"{data.name}: the outcome holds no pair scores")
-    roc = verification.roc
-    nearest = {f: len(roc.fpr) - 1 - int(np.argmin(np.abs(roc.fpr[::-1] - f))) for f in verification.tar_at_far}
-    operating = Table("1:1 TAR at FAR (ROC point nearest each FAR, as eval_ijbc.py)", ("FAR", "TAR %", "cosine threshold", "distance"), tuple(
-        (f"{f:g}", f"{100 * verification.tar_at_far[f]:.2f}", f"{roc.thresholds[i]:.4f}", f"{2 - 2 * roc.thresholds[i]:.4f}")
-        for f, i in nearest.items()))
-    summary = Table("Summary", ("template pairs", "same", "templates", "AUC %"), ((
-        str(verification.num_pairs), str(verification.num_same), str(verification.num_templates), f"{100 * verification.auc:.2f}"),))
-    at = len(roc.fpr) - 1 - int(np.argmin(np.abs(roc.fpr[::-1] - far)))
-    # same when score >= the point's threshold, i.e. distance <= 2 - 2 threshold: the next float up for "<"
-    # (the first point's threshold is +inf: nothing is accepted there)
-    threshold = float(np.nextafter(2.0 - 2.0 * min(float(roc.thresholds[at]), 1.0), np.inf))
-    distances = 2.0 - 2.0 * np.asarray(verification.scores, dtype=np.float64)
-    shown_image = _template_images(data)
-    return scores_section(
-        data.name, data.title, str(data.root), distances, data.labels,
-        thresholds=np.array([threshold]), fold_ids=np.zeros(len(distances), dtype=np.int64),
-        pair_images=lambda index: (shown_image(int(data.pairs[index, 0])), shown_image(int(data.pairs[index, 1]))),
-        judged_by=f"every template pair by the threshold at FAR {far:g} (same if distance < threshold)",
-        marker=(f"threshold at FAR {far:g}", threshold), pairs=pairs, tables=(summary, operating, *tables),
-        markers=markers, roc=(roc.fpr, roc.tpr), folds_shown=False,
-    )
-
-
-def _template_images(data: Any) -> Callable[[int], ReportImage]:
-    """Template id -> its image with the best detector score, aligned by its five points."""
-    best: dict[int, int] = {}
-    for index in np.argsort(-np.asarray(data.detector_scores), kind="stable").tolist():
-        best.setdefault(int(data.templates[index]), index)
-
-    def image(template: int) -> ReportImage:
-        index = best[template]
-        path = Path(data.images[index])
-        return ReportImage(f"template {template}: {path.name}", path, np.asarray(data.landmarks[index]))
-
-    return image
 
 
 def thumbnail(image: ReportImage) -> tuple[str | None, str]:
@@ -540,31 +356,3 @@ def check_report_path(report: str | os.PathLike, inputs: Sequence[str | os.PathL
     if Path(report).is_dir():
         raise UserError(f"{report}: is a folder; --report names an .html file")
     check_writable_folder(Path(report).parent)
-
-
-def outcome_section(outcome: BenchmarkOutcome | IJBOutcome, *, pairs: int = 12) -> Section:
-    """:func:`benchmark_section` or :func:`ijb_section`, whichever ``outcome`` is for."""
-    if hasattr(outcome, "verification"):
-        return ijb_section(outcome, pairs=pairs)
-    return benchmark_section(outcome, pairs=pairs)
-
-
-def write_verify_report(
-    path: str | os.PathLike,
-    outcomes: Sequence[BenchmarkOutcome | IJBOutcome],
-    *,
-    model: nn.Module,
-    checkpoint: str | os.PathLike,
-    command: str,
-    device: Any,
-    settings: Sequence[tuple[str, str]] = (),
-    notes: Sequence[str] = (),
-    errors: Sequence[str] = (),
-    pairs: int = 12,
-) -> None:
-    """The report of one ``verify`` run: a section per outcome, the model's facts, every warning of the
-    benchmark checks (after ``notes``, such as benchmarks not found) and the benchmarks that failed."""
-    warnings = tuple(notes) + tuple(w for o in outcomes for w in getattr(o, "warnings", ()))
-    facts = ReportFacts((model_facts(model, checkpoint),), command, describe_device(device), tuple(settings),
-                        warnings, tuple(errors))
-    write_report(path, facts, [outcome_section(o, pairs=pairs) for o in outcomes])
