@@ -358,3 +358,22 @@ def test_svg_axes_place_values_as_the_scales_say_and_curves_stay_small() -> None
     points = re.search(r'<polyline points="([^"]+)"', figure).group(1).split()
     assert figure.count("<polyline") == 1 and len(points) < 2000 and len(figure) < 60_000
     assert points[-1] == f"{svg.WIDTH - svg.RIGHT:.1f},{svg.TOP:.1f}"  # (1, 1): the top right corner
+
+
+def test_scores_without_pair_lists_or_folds_as_calibrate_has_them() -> None:
+    """Genuine and impostor scores alone, judged by one calibrated threshold: counts, markers and tables,
+    no faces and no folds."""
+    rng = np.random.default_rng(4)
+    genuine, impostor = rng.normal(0.6, 0.1, 500), rng.normal(0.1, 0.1, 5000)  # cosines
+    distances = 2 - 2 * np.r_[genuine, impostor]
+    issame = np.r_[np.ones(500, bool), np.zeros(5000, bool)]
+    calibrated = [("FAR 1e-2", 2 - 2 * np.quantile(impostor, 0.99)), ("FAR 1e-3", 2 - 2 * np.quantile(impostor, 0.999))]
+    section = scores_section("mine", "my photos", "photos/", distances, issame, marker=calibrated[0], markers=calibrated[1:],
+                             judged_by="by the threshold calibrated at FAR 1e-2",
+                             tables=[Table("Calibrated operating points", ("FAR", "distance"), (("0.01", f"{calibrated[0][1]:.4f}"),))])
+    assert section.num_false_accepts == np.count_nonzero(2 - 2 * impostor < calibrated[0][1]) == 50
+    assert section.num_false_rejects == np.count_nonzero(2 - 2 * genuine >= calibrated[0][1]) > 0
+    assert section.false_accepts == section.false_rejects == () and section.fold_accuracies is None
+    page = render_report(facts(), [section])
+    assert "Hardest false accepts: 0 of 50" in page and "FAR 1e-3" in page and "Calibrated operating points" in page
+    assert page.count("<svg") == 3 and "<img" not in page

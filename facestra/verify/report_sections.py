@@ -73,27 +73,37 @@ def scores_section(
     distances: np.ndarray,
     issame: np.ndarray,
     *,
-    thresholds: np.ndarray,
-    fold_ids: np.ndarray,
-    pair_images: Callable[[int], tuple[ReportImage, ReportImage]],
-    judged_by: str,
     marker: Marker,
+    judged_by: str,
+    thresholds: np.ndarray | None = None,
+    fold_ids: np.ndarray | None = None,
+    pair_images: Callable[[int], tuple[ReportImage, ReportImage]] | None = None,
     pairs: int = 12,
     tables: Sequence[Table] = (),
     markers: Sequence[Marker] = (),
     roc: tuple[np.ndarray, np.ndarray] | None = None,
     fold_accuracies: np.ndarray | None = None,
-    folds_shown: bool = True,
     warnings: Sequence[str] = (),
 ) -> Section:
-    """A section from any pair scores: the ``pairs`` hardest errors judged by ``thresholds[fold_ids]``
-    (:func:`facestra.verify.hardest.hardest_errors`), ``marker`` (the threshold line for them) then
-    ``markers`` on the figures, the ROC given as ``(fpr, tpr)`` or computed from the distances."""
+    """A section from any pair distances and labels.
+
+    The errors are judged by ``thresholds[fold_ids]`` (one threshold per fold, the fold of each pair; the
+    fold is shown with each pair), or, with both left out, by ``marker``'s threshold for every pair; the
+    ``pairs`` hardest of each kind (:func:`facestra.verify.hardest.hardest_errors`) are shown with the
+    faces ``pair_images(index)`` gives (none without it: only their count). ``marker`` (the line the
+    errors were judged by) then ``markers`` are drawn on the figures; the ROC is ``(fpr, tpr)`` or
+    computed from the distances.
+    """
     from facestra.verify.pairs import roc_curve
 
     distances = np.asarray(distances, dtype=np.float64)
     issame = np.asarray(issame, dtype=bool)
-    hardest = hardest_errors(distances, issame, thresholds, fold_ids, pairs)
+    folds_shown = fold_ids is not None
+    if thresholds is None:
+        thresholds = np.array([marker[1]])
+    if fold_ids is None:
+        fold_ids = np.zeros(len(distances), dtype=np.int64)
+    hardest = hardest_errors(distances, issame, thresholds, fold_ids, pairs if pair_images is not None else 0)
     if roc is None:
         curve = roc_curve(distances, issame)
         roc = (curve.fpr, curve.tpr)
@@ -180,11 +190,10 @@ def ijb_section(outcome: IJBOutcome, *, pairs: int = 12, far: float = IJB_REPORT
     shown_image = _template_images(data)
     return scores_section(
         data.name, data.title, str(data.root), distances, data.labels,
-        thresholds=np.array([threshold]), fold_ids=np.zeros(len(distances), dtype=np.int64),
         pair_images=lambda index: (shown_image(int(data.pairs[index, 0])), shown_image(int(data.pairs[index, 1]))),
         judged_by=f"every template pair by the threshold at FAR {far:g} (same if distance < threshold)",
         marker=(f"threshold at FAR {far:g}", threshold), pairs=pairs, tables=(summary, operating, *tables),
-        markers=markers, roc=(roc.fpr, roc.tpr), folds_shown=False,
+        markers=markers, roc=(roc.fpr, roc.tpr),
     )
 
 
