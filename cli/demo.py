@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from facestra.cli.options import dataclass_options
+from facestra.cli.options import command_line, dataclass_options
 from facestra.demo import DemoConfig, format_summary, run_demo
 
 
@@ -19,7 +19,7 @@ def demo(json_path: Path | None, **settings) -> None:
     """Run align -> train -> verify -> embed on built-in synthetic faces and print a summary table."""
     from facestra.io import write_text_atomic
 
-    result = run_demo(DemoConfig(**settings), log=click.echo)
+    result = run_demo(DemoConfig(**settings), log=click.echo, command=command_line())
     click.echo("")
     click.echo(format_summary(result))
     click.echo("")
@@ -39,3 +39,4 @@ def demo(json_path: Path | None, **settings) -> None:
     if json_path:
         write_text_atomic(json_path, json.dumps(result.to_json(), indent=2) + "\n")
         click.echo(f"wrote {json_path}")
+    click.echo(f"open the report: {result.report_html}")

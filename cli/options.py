@@ -187,6 +187,14 @@ def model_options(command: Callable) -> Callable:
     )(command)
 
 
+def command_line() -> str:
+    """The command as the user typed it, for the facts of a report."""
+    import shlex
+    import sys
+
+    return shlex.join(["facestra", *sys.argv[1:]])
+
+
 def progress_bar(total: int, description: str):
     """A tqdm bar on stderr counting images, with images/s."""
     from tqdm import tqdm

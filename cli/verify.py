@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from facestra.cli.options import dataclass_options, inference_options, progress_bar
+from facestra.cli.options import command_line, dataclass_options, inference_options, progress_bar
+from facestra.verify.html_report import ReportOptions
 from facestra.verify.templates import TemplateOptions
 
 
@@ -19,10 +21,11 @@ from facestra.verify.templates import TemplateOptions
 @click.option("--save-embeddings", type=click.Path(file_okay=False, path_type=Path), help="Keep each benchmark's embeddings as <DIR>/<name>.npz.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="IJB: folder for the resumable raw features (default: beside --json, else ./facestra-<name>-work).")
 @dataclass_options(TemplateOptions)
+@dataclass_options(ReportOptions)
 @inference_options
 def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | None, data_root: Path | None, json_path: Path | None,
            roc_path: Path | None, save_embeddings: Path | None, work: Path | None, ijb_flip: str, ijb_norm: bool,
-           ijb_detector_score: bool, **inference) -> None:
+           ijb_detector_score: bool, report: Path | None, report_pairs: int, **inference) -> None:
     """Embed each benchmark's pairs (image + mirror), then 10-fold accuracy with the best threshold in [0, 4).
 
     With --benchmark ijbb or ijbc and --data DIR (the official folder: loose_crop/, meta/): templates, 1:1
@@ -32,7 +35,8 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
 
     if is_ijb(names):
         template_options = TemplateOptions(ijb_flip, ijb_norm, ijb_detector_score)
-        return verify_ijb_command(checkpoint, arch, names, data, json_path, roc_path, work, template_options, inference)
+        report_options = ReportOptions(report, report_pairs)
+        return verify_ijb_command(checkpoint, arch, names, data, json_path, roc_path, work, template_options, report_options, inference)
     from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.verify.benchmarks import check_each, select_each, verify_each
     from facestra.verify.report import format_table, report_dict, write_json
@@ -44,6 +48,11 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
     benchmarks, missing, failures = select_each(names, data, data_root)
     benchmarks, refused = check_each(benchmarks)  # before the model loads: a bad benchmark costs nothing
     failures += refused
+    if report:
+        from facestra.verify.html_report import check_report_path
+
+        inputs = [checkpoint, *([data] if data else []), *(b.source for b in benchmarks), *(i for b in benchmarks for i in b.images)]
+        check_report_path(report, inputs, other_outputs=[json_path, roc_path])
     for name in missing:
         click.echo(f"note: {name} not found under {data_root}; skipped", err=True)
     outcomes = []
@@ -59,12 +68,23 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
                 click.echo(f"warning: {warning}", err=True)
         click.echo(format_table(outcomes, model.arch))
         if json_path:
-            report = report_dict(outcomes, checkpoint=str(checkpoint), network=model.arch, flip=options.flip, failures=failures)
-            write_json(report, json_path)
+            figures = report_dict(outcomes, checkpoint=str(checkpoint), network=model.arch, flip=options.flip, failures=failures)
+            write_json(figures, json_path)
             click.echo(f"wrote {json_path}")
         if roc_path:
             plot_roc({o.benchmark.title: o.result for o in outcomes}, roc_path)
             click.echo(f"wrote {roc_path}")
+        if report:
+            from facestra.embed.inference import resolve_device
+            from facestra.verify.report_sections import write_verify_report
+
+            write_verify_report(
+                report, outcomes, model=model, checkpoint=checkpoint, command=command_line(),
+                device=resolve_device(options.device, model), settings=[("flip", options.flip), ("resize", str(options.resize))],
+                notes=[f"{name} not found under {data_root}; skipped" for name in missing],
+                errors=[failure.error for failure in failures], pairs=report_pairs,
+            )
+            click.echo(f"wrote {report}")
     if failures:
         for failure in failures:
             click.echo(f"error: {failure.error}", err=True)
@@ -73,7 +93,7 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
 
 
 def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path | None, json_path: Path | None, roc_path: Path | None,
-                       work: Path | None, template_options: TemplateOptions, inference: dict) -> None:
+                       work: Path | None, template_options: TemplateOptions, report_options: ReportOptions, inference: dict) -> None:
     """The IJB branch of ``verify``: one benchmark from its official folder."""
     from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.errors import UserError
@@ -90,6 +110,13 @@ def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path
     folder = work_folder(ijb_name(name), work, json_path)
     check_work_folder(folder, data)
     benchmark = read_ijb(name, data)
+    report = report_options.report
+    if report:
+        from facestra.protocols.ijb import META_FOLDER, meta_files
+        from facestra.verify.html_report import check_report_path
+
+        meta = [data / META_FOLDER / file for file in meta_files(benchmark.name).values()]
+        check_report_path(report, [checkpoint, *meta, *benchmark.images], other_outputs=[json_path, roc_path])
     options = InferenceOptions(**inference)
     model = load_for_inference(checkpoint, options.device, arch=arch)
     with progress_bar(len(benchmark.images), f"verify {benchmark.title}") as bar:
@@ -103,6 +130,14 @@ def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path
     if roc_path:
         plot_ijb_roc(outcome, roc_path)
         click.echo(f"wrote {roc_path}")
+    if report:
+        from facestra.embed.inference import resolve_device
+        from facestra.verify.report_sections import write_verify_report
+
+        settings = [("flip", options.flip), *((key, str(value)) for key, value in asdict(template_options).items())]
+        write_verify_report(report, [outcome], model=model, checkpoint=checkpoint, command=command_line(),
+                            device=resolve_device(options.device, model), settings=settings, pairs=report_options.report_pairs)
+        click.echo(f"wrote {report}")
 
 
 def check_output_folders(json_path: Path | None, roc_path: Path | None, save_embeddings: Path | None = None) -> None:

@@ -11,7 +11,8 @@ Each step calls the same library function as the corresponding command, top to b
    the same time budget;
 5. :func:`facestra.verify.benchmarks.verify_model` verifies both on the held-out pairs with the exact protocol;
    :func:`facestra.embed.job.embed_to_file` embeds the test faces to ``.npy``;
-6. ``roc.png`` and ``mode_masks.png`` (the StRA modes' spatial masks over test faces, paper Fig. 4).
+6. ``roc.png`` and ``mode_masks.png`` (the StRA modes' spatial masks over test faces, paper Fig. 4), and
+   ``report.html`` (:mod:`facestra.verify.html_report`): both networks' figures and hardest wrong pairs.
 
 Everything is kept in ``WORK`` and a rerun resumes the synthetic set and the alignment.
 """
@@ -98,6 +99,7 @@ class DemoResult:
     detector: dict[str, Any] | None
     roc_png: Path
     masks_png: Path | None
+    report_html: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -113,8 +115,9 @@ class DemoResult:
         return plain(asdict(self))
 
 
-def run_demo(config: DemoConfig, *, log: Log | None = None) -> DemoResult:
-    """Run every step of the demo in ``config.workdir``; ``log`` receives one line per step."""
+def run_demo(config: DemoConfig, *, log: Log | None = None, command: str = "facestra.demo.run_demo()") -> DemoResult:
+    """Run every step of the demo in ``config.workdir``; ``log`` receives one line per step, ``command``
+    (how the demo was started) goes into the facts of its report."""
     say = log or (lambda message: None)
     work = Path(config.workdir).absolute()
     _claim_workdir(work, config)
@@ -138,13 +141,15 @@ def run_demo(config: DemoConfig, *, log: Log | None = None) -> DemoResult:
 
     outcomes: list[ModelOutcome] = []
     results = {"raw pixels": raw}
+    verified = []
     first_model = None
     for arch in ARCHS:
         started = time.perf_counter()
-        outcome, result, model = _train_and_verify(work, aligned, benchmark, arch, config, say)
+        outcome, verification, model = _train_and_verify(work, aligned, benchmark, arch, config, say)
         seconds[arch] = time.perf_counter() - started
         outcomes.append(outcome)
-        results[arch] = result
+        results[arch] = verification.result
+        verified.append((outcome, verification, model))
         first_model = first_model or model
 
     from facestra.verify import figures as viz
@@ -153,9 +158,10 @@ def run_demo(config: DemoConfig, *, log: Log | None = None) -> DemoResult:
     viz.plot_roc(results, roc_png)
     masks_png = _mode_mask_figure(work, first_model, benchmark, config)
     say(f"figures: {roc_png}" + (f", {masks_png}" if masks_png else ""))
+    report_html = _report(work, verified, raw, config, command)
     raw_figures = {"accuracy": raw.accuracy, "accuracy_std": raw.accuracy_std, "tar_at_far": raw.tar_at_far,
                    "auc": raw.auc}
-    result = DemoResult(work, faces, aligned, raw_figures, outcomes, detector, roc_png, masks_png, seconds)
+    result = DemoResult(work, faces, aligned, raw_figures, outcomes, detector, roc_png, masks_png, report_html, seconds)
     write_text_atomic(work / "summary.json", json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
@@ -346,8 +352,8 @@ def _train_and_verify(work: Path, aligned: Path, benchmark, arch: str, config: D
         f"{result.elapsed_s:.0f}s -> {result.model_path}")
     model = load_for_inference(result.model_path, config.device)
     in_process = InferenceOptions(workers=0)  # a few small crops: decoding costs less than starting workers
-    outcome = verify_model(model, [benchmark], in_process)[0]
-    verification = outcome.result
+    verified = verify_model(model, [benchmark], in_process)[0]
+    verification = verified.result
     embeddings = work / "embeddings" / f"{arch}.npy"
     embed_to_file(model, list_images(aligned / TEST_DIR), embeddings, in_process, overwrite=True)
     size = (config.crop_size, config.crop_size)
@@ -360,7 +366,34 @@ def _train_and_verify(work: Path, aligned: Path, benchmark, arch: str, config: D
         tar_at_far=dict(verification.tar_at_far), auc=verification.auc, params=int(cost.params), macs=int(cost.macs),
         train_seconds=result.elapsed_s, epochs=result.epochs_completed, steps=result.global_step,
         stopped=result.stopped, model_path=result.model_path, embeddings=embeddings,
-    ), verification, model
+    ), verified, model
+
+
+def _report(work: Path, verified: list, raw, config: DemoConfig, command: str) -> Path:
+    """``WORK/report.html``: a section per network on the held-out pairs, the raw-pixel floor beside them."""
+    from dataclasses import replace
+
+    from facestra.embed.inference import resolve_device
+    from facestra.verify.html_report import ReportFacts, Table, write_report
+    from facestra.verify.report_sections import benchmark_section, describe_device, model_facts
+
+    floor = Table("The floor: raw aligned pixels on the same pairs", ("accuracy %", "AUC"),
+                  ((f"{100 * raw.accuracy:.2f} ± {100 * raw.accuracy_std:.2f}", f"{raw.auc:.4f}"),))
+    sections = [
+        replace(benchmark_section(verification, tables=(floor,)), key=f"synth-{outcome.arch}",
+                title=f"{outcome.arch} on the held-out synthetic pairs")
+        for outcome, verification, _ in verified
+    ]
+    settings = (("training minutes per network", f"{config.minutes:g}"), ("identities", str(config.identities)),
+                ("photos per identity", str(config.images_per_identity)), ("crop size", str(config.crop_size)))
+    facts = ReportFacts(
+        tuple(model_facts(model, outcome.model_path) for outcome, _, model in verified), command,
+        describe_device(resolve_device(config.device)), settings,
+        tuple(dict.fromkeys(warning for _, verification, _ in verified for warning in verification.warnings)),  # one benchmark
+    )
+    path = work / "report.html"
+    write_report(path, facts, sections, title="facestra demo: verification report")
+    return path
 
 
 def _mode_mask_figure(work: Path, model, benchmark, config: DemoConfig, faces: int = 4) -> Path | None:

@@ -80,3 +80,23 @@ def test_refuses_a_folder_it_did_not_make(tmp_path):
     assert result.exit_code == 2
     assert "not made by facestra demo" in result.output and str(foreign) in result.output
     assert [p.name for p in foreign.iterdir()] == ["chapter1.tex"]
+
+
+def test_ends_on_the_path_of_its_report_with_both_networks(tiny_demo):
+    """The newcomer's first command ends on a page to open: each network's section, its model file's facts."""
+    import hashlib
+
+    from facestra.verify.html_report import read_report_data
+
+    work, output, report = tiny_demo
+    page = work / "report.html"
+    assert output.rstrip("\n").splitlines()[-1] == f"open the report: {page}"
+    assert report["report_html"] == str(page)
+    data = read_report_data(page)
+    assert list(data["sections"]) == ["synth-resnet50_stra", "synth-resnet50"]
+    for model, facts in zip(report["models"], data["facts"]["models"]):
+        assert facts["arch"] == model["arch"] and facts["checkpoint"] == model["model_path"]
+        assert facts["sha256"] == hashlib.sha256(Path(model["model_path"]).read_bytes()).hexdigest()
+        assert (facts["params"], facts["macs"]) == (model["params"], model["macs"])
+    text = page.read_text()
+    assert "The floor: raw aligned pixels" in text and text.count("<svg") == 2 * 4

@@ -7,7 +7,7 @@ Nothing here prints; the command prints what these functions return.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -19,17 +19,19 @@ from facestra.errors import UserError
 from facestra.io import atomic_write
 from facestra.protocols import Benchmark, canonical_name, find_benchmarks, load_benchmark, standard_names
 from facestra.verify.checks import check_benchmark
-from facestra.verify.pairs import VerificationResult, evaluate
+from facestra.verify.pairs import VerificationResult, evaluate_distances, pair_distances
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BenchmarkOutcome:
-    """One benchmark's figures, with where its pairs came from and what :func:`check_benchmark` warned of."""
+    """One benchmark's figures, with where its pairs came from, what :func:`check_benchmark` warned of and
+    each pair's distance (what a report ranks and draws)."""
 
     benchmark: Benchmark
     result: VerificationResult
     embeddings_file: Path | None = None
     warnings: tuple[str, ...] = ()
+    distances: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -163,11 +165,12 @@ def verify_one(
     """Check, embed and evaluate one benchmark (see :func:`verify_model`)."""
     warnings = check_benchmark(benchmark)
     emb1, emb2 = embed_benchmark(model, benchmark, options, progress=progress)
-    result = evaluate(emb1, emb2, benchmark.issame, benchmark.fold_spec())
+    distances = pair_distances(emb1, emb2)
+    result = evaluate_distances(distances, benchmark.issame, benchmark.fold_spec())
     kept = None
     if save_embeddings is not None:
         kept = Path(save_embeddings) / f"{benchmark.name}.npz"
         with atomic_write(kept) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, emb1=emb1, emb2=emb2, issame=benchmark.issame, folds=result.fold_ids)
-    return BenchmarkOutcome(benchmark, result, kept, tuple(warnings))
+    return BenchmarkOutcome(benchmark, result, kept, tuple(warnings), distances)

@@ -286,12 +286,23 @@ def tar_at_far(roc: RocCurve, num_negatives: int, far_targets: Sequence[float] =
 
     A target is reported only when there are enough different pairs to resolve it (at least 1/FAR).
     """
-    out: dict[float, float] = {}
+    return {far: tar for far, (tar, _) in far_operating_points(roc, num_negatives, far_targets).items()}
+
+
+def far_operating_points(
+    roc: RocCurve, num_negatives: int, far_targets: Sequence[float] = DEFAULT_FAR_TARGETS
+) -> dict[float, tuple[float, float]]:
+    """``(tar, threshold)`` at each FAR target of :func:`tar_at_far`: the best TAR with a FAR at most the
+    target, and the largest distance threshold that gives it (a pair is same when ``distance <= threshold``).
+
+    The ROC's rates never decrease along it, so the allowed points are a prefix and the last one is best.
+    """
+    out: dict[float, tuple[float, float]] = {}
     for far in far_targets:
         if num_negatives * far < 1 - 1e-9:
             continue
-        allowed = roc.fpr <= far
-        out[float(far)] = float(np.max(roc.tpr[allowed]))
+        last = int(np.flatnonzero(roc.fpr <= far)[-1])
+        out[float(far)] = (float(roc.tpr[last]), float(roc.thresholds[last]))
     return out
 
 

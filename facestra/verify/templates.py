@@ -26,7 +26,7 @@ and scores above it; rank-k counts mated probes whose mate is among the k best.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -203,7 +203,7 @@ def roc_area(roc: TemplateRoc) -> float:
 
 @dataclass(frozen=True, eq=False)
 class TemplateVerification:
-    """The 1:1 figures of an IJB benchmark."""
+    """The 1:1 figures of an IJB benchmark, and each pair's cosine score (what a report ranks and draws)."""
 
     tar_at_far: dict[float, float]
     auc: float
@@ -211,6 +211,7 @@ class TemplateVerification:
     num_pairs: int
     num_same: int
     num_templates: int
+    scores: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self, *, roc_points: int = 400) -> dict[str, Any]:
         """JSON-ready: the TAR table keyed by FAR, and the ROC thinned to about ``roc_points`` points."""
@@ -255,6 +256,7 @@ def verify_templates(
         num_pairs=int(len(labels)),
         num_same=int(np.count_nonzero(labels)),
         num_templates=int(len(unique_templates)),
+        scores=scores,
     )
 
 
