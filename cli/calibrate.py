@@ -8,6 +8,7 @@ import click
 
 from facestra.cli.options import dataclass_options, inference_options, progress_bar
 from facestra.verify.calibration import CalibrationOptions
+from facestra.verify.html_report import ReportOptions
 
 
 @click.command()
@@ -18,9 +19,11 @@ from facestra.verify.calibration import CalibrationOptions
               help="Also write a copy of the model file that carries this calibration (the checkpoint itself is never changed).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out or --save-model.")
 @dataclass_options(CalibrationOptions)
+@dataclass_options(ReportOptions)
 @inference_options
 def calibrate(checkpoint: Path, arch: str | None, data: Path, out: Path, save_model: Path | None, overwrite: bool,
-              far: tuple[float, ...], prior: float, bootstrap: int, max_pairs: int, held_out: float, seed: int, **inference) -> None:
+              far: tuple[float, ...], prior: float, bootstrap: int, max_pairs: int, held_out: float, seed: int,
+              report: Path | None, report_pairs: int, **inference) -> None:
     """Calibrate the operating points of a model on labelled faces.
 
     For each target false accept rate: the threshold (cosine, and the protocol's distance 2 - 2 cos), the true
@@ -38,7 +41,7 @@ def calibrate(checkpoint: Path, arch: str | None, data: Path, out: Path, save_mo
         options = CalibrationOptions(far, prior, bootstrap, max_pairs, held_out, seed)
     except ValueError as error:
         raise click.UsageError(f"--{str(error).split()[0].replace('_', '-')}: {error}") from None
-    inference_options_ = InferenceOptions(**inference)
+    run_options = InferenceOptions(**inference)
     outputs = [("--out", out)] + ([("--save-model", save_model)] if save_model is not None else [])
     if save_model is not None and save_model.resolve() == out.resolve():
         raise click.UsageError(f"--save-model {save_model}: is the same file as --out")
@@ -49,9 +52,13 @@ def calibrate(checkpoint: Path, arch: str | None, data: Path, out: Path, save_mo
             raise click.UsageError(f"{flag} {path}: already exists; choose another path or pass --overwrite")
         check_writable_folder(path.parent)
     source = read_source(data)  # a bad source costs nothing: before the model loads
-    model = load_for_inference(checkpoint, inference_options_.device, arch=arch)
+    if report is not None:
+        from facestra.verify.html_report import check_report_path
+
+        check_report_path(report, [checkpoint, data, *source.images], other_outputs=[out, save_model])
+    model = load_for_inference(checkpoint, run_options.device, arch=arch)
     with progress_bar(len(source.images), "calibrate") as bar:
-        calibration = run_calibration(model, data, options, inference_options_, progress=bar.update, source=source,
+        calibration = run_calibration(model, data, options, run_options, progress=bar.update, source=source,
                                       checkpoint=checkpoint)
     for warning in calibration.result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -61,3 +68,11 @@ def calibrate(checkpoint: Path, arch: str | None, data: Path, out: Path, save_mo
     if save_model is not None:
         save_calibrated_model(model, calibration, save_model, overwrite=overwrite)
         click.echo(f"wrote {save_model} (a copy of the model carrying this calibration)")
+    if report is not None:
+        from facestra.cli.options import command_line
+        from facestra.embed.inference import resolve_device
+        from facestra.verify.report_sections import write_calibration_report
+
+        write_calibration_report(report, calibration, model=model, checkpoint=checkpoint, command=command_line(),
+                                 device=resolve_device(run_options.device, model), pairs=report_pairs)
+        click.echo(f"wrote {report}")

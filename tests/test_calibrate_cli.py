@@ -267,3 +267,35 @@ def test_verify_reports_balanced_accuracy_beside_accuracy() -> None:
     benchmark = from_path_pairs("skewed", Path("skewed.csv"), [(Path(f"{i}a.png"), Path(f"{i}b.png")) for i in range(len(same))],
                                 same.tolist())
     assert any("answering 'different' to every pair" in w for w in check_benchmark(benchmark))
+
+
+def test_the_calibration_report_shows_the_hardest_errors_at_the_calibrated_threshold(setup, tmp_path) -> None:
+    from facestra.verify.html_report import read_report_data
+
+    report = tmp_path / "calibration.html"
+    result = run("calibrate", "--checkpoint", setup / "model.pt", "--data", setup / "faces", "--out", tmp_path / "c.json",
+                 "--far", "0.1,0.01", "--bootstrap", "100", "--workers", "0", "--report", report, "--report-pairs", "5")
+    assert result.exit_code == 0, result.output
+    data = read_report_data(report)["sections"]["calibration"]
+    threshold = json.loads((tmp_path / "c.json").read_text())["operating_points"][0]["threshold_cosine"]
+    # independently: every pair's cosine from facestra embed; false accepts are impostors at or above the
+    # threshold, hardest first; false rejects genuine pairs below it, lowest first
+    out = tmp_path / "emb.npy"
+    assert run("embed", setup / "faces", "--checkpoint", setup / "model.pt", "--out", out, "--workers", "0").exit_code == 0
+    vectors = np.load(out).astype(np.float64)
+    names = [str(Path(line)) for line in (tmp_path / "emb.paths.txt").read_text().splitlines()]
+    i, j = np.triu_indices(len(vectors), k=1)
+    cosine = np.einsum("ij,ij->i", vectors[i], vectors[j])
+    same = np.array([Path(names[a]).parent.name == Path(names[b]).parent.name for a, b in zip(i, j)])
+    accepted = cosine >= threshold - 1e-6
+    assert data["num_false_accepts"] == int(np.sum(accepted & ~same))
+    assert data["num_false_rejects"] == int(np.sum(~accepted & same))
+    expected = sorted(cosine[accepted & ~same], reverse=True)[:5]
+    shown = [1 - p["distance"] / 2 for p in data["false_accepts"]]
+    assert shown == pytest.approx(expected, abs=1e-5)
+    for pair in data["false_accepts"]:
+        assert Path(pair["first"]).parent.name != Path(pair["second"]).parent.name
+    assert data["markers"][0]["label"] == "calibrated FAR 0.1" and data["tables"][0]["rows"][0][0] == "0.1"
+    refused = run("calibrate", "--checkpoint", setup / "model.pt", "--data", setup / "faces", "--out", tmp_path / "d.json",
+                  "--report", setup / "faces" / "id000" / "000.png", "--overwrite")
+    assert refused.exit_code == 2 and "is one of the inputs" in refused.output

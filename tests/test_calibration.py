@@ -224,3 +224,16 @@ def test_benchmark_identities_are_connected_components_of_genuine_pairs() -> Non
 def test_a_far_outside_zero_one_is_refused(far: float) -> None:
     with pytest.raises(ValueError, match="outside"):
         CalibrationOptions(far=(far,))
+
+
+def test_scored_pairs_name_their_images_in_the_sources_order() -> None:
+    rng = np.random.default_rng(9)
+    labels = rng.integers(0, 6, 40)
+    embeddings = rng.normal(size=(40, 8)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    for cap in (10**6, 200):  # every pair, then a sample of each kind
+        scored = score_identities(embeddings, labels, max_pairs=cap)
+        for scores, images, same in ((scored.genuine, scored.genuine_images, True), (scored.impostor, scored.impostor_images, False)):
+            a, b = images.T
+            assert np.all(a != b) and np.all((labels[a] == labels[b]) == same)
+            assert np.allclose(scores, np.einsum("ij,ij->i", embeddings[a], embeddings[b]), atol=1e-6)

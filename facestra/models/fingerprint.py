@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # an ONNX model is named without torch
+    from torch import nn
 
 
 def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
@@ -30,6 +31,8 @@ def weights_sha256(model: nn.Module) -> str:
     onnx_path = getattr(model, "path", None)
     if onnx_path is not None and getattr(model, "session", None) is not None:
         return file_sha256(onnx_path)
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         value = tensor.detach().cpu().contiguous()

@@ -76,7 +76,8 @@ class ScoredPairs:
 
     ``genuine_ids[i]`` is the identity of genuine pair ``i``; ``impostor_ids[i]`` the two identities of
     impostor pair ``i``; identities are ``0 .. num_identities - 1``. ``*_total`` count the pairs the source
-    holds, which exceed the scored ones when a sample was drawn.
+    holds, which exceed the scored ones when a sample was drawn. ``*_images`` name the two images of each
+    pair in the source's own order, for a report to show them.
     """
 
     genuine: np.ndarray
@@ -87,6 +88,8 @@ class ScoredPairs:
     genuine_total: int
     impostor_total: int
     sample_seed: int | None = None
+    genuine_images: np.ndarray | None = None  # N x 2 indices of the two images of each pair, when known
+    impostor_images: np.ndarray | None = None
 
     @property
     def sampled(self) -> bool:
@@ -232,6 +235,15 @@ def rates_at(genuine_sorted: np.ndarray, impostor_sorted: np.ndarray, threshold:
     return ThresholdPoint(float(threshold), tar, far, accuracy, (tar + 1.0 - far) / 2.0)
 
 
+def genuine_corners(genuine_sorted: np.ndarray, impostor_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(thresholds, tar, far)`` at each genuine score, highest first: the ROC's corners where a genuine
+    pair is accepted (between two of them only the FAR moves). Exact counts from the sorted scores."""
+    thresholds = genuine_sorted[::-1]
+    tar = np.arange(1, len(genuine_sorted) + 1, dtype=np.float64) / len(genuine_sorted)
+    far = (len(impostor_sorted) - np.searchsorted(impostor_sorted, thresholds, side="left")) / len(impostor_sorted)
+    return thresholds, tar, far
+
+
 def equal_error_point(genuine_sorted: np.ndarray, impostor_sorted: np.ndarray) -> tuple[float, ThresholdPoint]:
     """The equal error rate and the threshold at it.
 
@@ -239,11 +251,8 @@ def equal_error_point(genuine_sorted: np.ndarray, impostor_sorted: np.ndarray) -
     crossing is found among the genuine scores. The rate is interpolated along the ROC segment that crosses
     the diagonal FAR = 1 - TAR, as :func:`facestra.verify.pairs.equal_error_rate` does.
     """
-    num_genuine, num_impostor = len(genuine_sorted), len(impostor_sorted)
-    thresholds = genuine_sorted[::-1]  # descending: each accepts one more genuine pair
-    tar = np.arange(1, num_genuine + 1, dtype=np.float64) / num_genuine
-    # the FAR just before each genuine pair is accepted (horizontal segment end) and once it is
-    far = (num_impostor - np.searchsorted(impostor_sorted, thresholds, side="left")) / num_impostor
+    num_genuine = len(genuine_sorted)
+    thresholds, tar, far = genuine_corners(genuine_sorted, impostor_sorted)
     fnr = 1.0 - tar
     crossed = np.flatnonzero(fnr <= far)
     index = int(crossed[0]) if len(crossed) else num_genuine - 1
@@ -258,10 +267,8 @@ def best_accuracy_point(genuine_sorted: np.ndarray, impostor_sorted: np.ndarray)
     """The threshold with the best accuracy over all pairs (the first, highest, on ties). Accuracy only
     rises when a genuine pair is accepted, so the best threshold is a genuine score (or accepts none)."""
     num_genuine, num_impostor = len(genuine_sorted), len(impostor_sorted)
-    thresholds = genuine_sorted[::-1]
-    accepted = np.arange(1, num_genuine + 1)
-    false = num_impostor - np.searchsorted(impostor_sorted, thresholds, side="left")
-    correct = accepted + num_impostor - false
+    thresholds, tar, far = genuine_corners(genuine_sorted, impostor_sorted)
+    correct = np.rint(tar * num_genuine + (1.0 - far) * num_impostor)
     index = int(np.argmax(correct))
     if correct[index] <= num_impostor:  # accepting nothing is as good
         return ThresholdPoint(math.inf, 0.0, 0.0, num_impostor / (num_genuine + num_impostor), 0.5)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,9 @@ class Calibration:
     source: dict[str, Any]
     result: CalibrationResult
     options: CalibrationOptions
+    scored: ScoredPairs | None = field(default=None, repr=False, compare=False)  # for a report; not written
+    images: tuple[Path | bytes, ...] = field(default=(), repr=False, compare=False)  # the source's, as scored names them
+    names: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -247,7 +250,9 @@ def calibrate(
         "weights_sha256": weights_sha256(model), "network": str(getattr(model, "arch", type(model).__name__)),
         "checkpoint": None if checkpoint is None else str(checkpoint), "flip": inference.flip, "input_size": [int(v) for v in model.input_size],
     }
-    return Calibration(described, _describe_source(data, source, pairs), result, options)
+    names = tuple(str(path) for path in source.images) if isinstance(source, IdentityFolder) else \
+        tuple(source.image_name(index) for index in range(len(source.images)))
+    return Calibration(described, _describe_source(data, source, pairs), result, options, pairs, tuple(source.images), names)
 
 
 def _kind(source: IdentityFolder | Benchmark) -> str:

@@ -9,13 +9,13 @@ Rendering is :mod:`facestra.verify.html_report`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from facestra.models.fingerprint import file_sha256
 from facestra.verify.hardest import hardest_errors
 from facestra.verify.html_report import Marker, ModelFacts, ReportFacts, ReportImage, Section, ShownPair, Table, write_report
 
@@ -23,18 +23,10 @@ if TYPE_CHECKING:
     from torch import nn
 
     from facestra.verify.benchmarks import BenchmarkOutcome
+    from facestra.verify.calibration_job import Calibration
     from facestra.verify.ijb import IJBOutcome
 
 IJB_REPORT_FAR = 1e-4  # the IJB operating point whose errors are shown, the FAR papers quote most
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file, read a megabyte at a time (a checkpoint can be gigabytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_facts(model: nn.Module, checkpoint: str | os.PathLike) -> ModelFacts:
@@ -216,6 +208,61 @@ def outcome_section(outcome: BenchmarkOutcome | IJBOutcome, *, pairs: int = 12) 
     if hasattr(outcome, "verification"):
         return ijb_section(outcome, pairs=pairs)
     return benchmark_section(outcome, pairs=pairs)
+
+
+def calibration_section(calibration: Calibration, *, pairs: int = 12) -> Section:
+    """The calibration's genuine and impostor scores as a section: the calibrated thresholds marked (the
+    errors judged by the first supported one, else the EER's), the operating points as a table, and the
+    hardest errors with their faces."""
+    from facestra.verify.calibration import genuine_corners
+
+    scored, result = calibration.scored, calibration.result
+    supported = [p for p in result.points if p.supported and p.threshold is not None]
+    # calibrated pairs are the same when distance <= 2 - 2t; the page's rule is "<", so mark just above
+    markers = [(f"calibrated FAR {p.far_target:g}", float(np.nextafter(p.distance_threshold, np.inf))) for p in supported]
+    if not markers:
+        markers = [("EER", float(np.nextafter(2.0 - 2.0 * result.eer_point.threshold, np.inf)))]
+    judged = f"the threshold calibrated at FAR {supported[0].far_target:g}" if supported else "the EER threshold"
+    genuine, impostor = np.sort(scored.genuine), np.sort(scored.impostor)
+    _, tar, far = genuine_corners(genuine, impostor)
+    rows = []
+    for point in result.points:
+        if not point.supported:
+            rows.append((f"{point.far_target:g}", "-", "-", "-", "-", "-", "not supported: " + (point.reason or "")))
+            continue
+        rows.append((f"{point.far_target:g}", f"{point.threshold:.4f}", f"{point.distance_threshold:.4f}", f"{100 * point.tar:.2f}",
+                     _span(point.tar_interval), f"{100 * point.far:.4f}", _span(point.far_interval, 4)))
+    table = Table("Calibrated operating points (95 % intervals over identities)",
+                  ("target FAR", "cosine >=", "distance <=", "TAR %", "TAR 95 %", "FAR achieved %", "FAR 95 %"), tuple(rows))
+    num_genuine = len(scored.genuine)
+    images = np.concatenate([scored.genuine_images, scored.impostor_images]) if scored.genuine_images is not None else None
+
+    def pair_images(index: int) -> tuple[ReportImage, ReportImage]:
+        first, second = (int(v) for v in images[index])
+        return (ReportImage(calibration.names[first], calibration.images[first]),
+                ReportImage(calibration.names[second], calibration.images[second]))
+
+    distances = 2.0 - 2.0 * np.concatenate([scored.genuine, scored.impostor]).astype(np.float64)
+    issame = np.concatenate([np.ones(num_genuine, bool), np.zeros(len(scored.impostor), bool)])
+    return scores_section(
+        "calibration", "Calibration", calibration.source["path"], distances, issame, marker=markers[0], markers=markers[1:],
+        judged_by=f"by {judged}", pair_images=pair_images if images is not None else None, pairs=pairs, tables=[table],
+        roc=(np.concatenate(([0.0], far, [1.0])), np.concatenate(([0.0], tar, [1.0]))), warnings=result.warnings,
+    )
+
+
+def _span(bounds: tuple[float, float] | None, digits: int = 2) -> str:
+    return "-" if bounds is None else f"{100 * bounds[0]:.{digits}f}-{100 * bounds[1]:.{digits}f}"
+
+
+def write_calibration_report(path: str | os.PathLike, calibration: Calibration, *, model: nn.Module, checkpoint: str | os.PathLike,
+                             command: str, device: Any, pairs: int = 12) -> None:
+    """The report of one ``calibrate`` run: its section and the model's facts."""
+    options = calibration.options
+    settings = (("flip", calibration.model["flip"]), ("prior", f"{options.prior:g}"), ("bootstrap", str(options.bootstrap)),
+                ("seed", str(options.seed)), ("sampled", str(calibration.source["sampled"])))
+    facts = ReportFacts((model_facts(model, checkpoint),), command, describe_device(device), settings, tuple(calibration.result.warnings))
+    write_report(path, facts, [calibration_section(calibration, pairs=pairs)], title="facestra calibration report")
 
 
 def write_verify_report(

@@ -46,30 +46,32 @@ def score_identities(embeddings: np.ndarray, labels: np.ndarray, *, max_pairs: i
     genuine_total, impostor_total = pair_counts(sizes)
     rng = np.random.default_rng(seed)
     if genuine_total <= max_pairs:
-        genuine, genuine_ids = _all_genuine(emb, ids, sizes)
+        genuine, genuine_images = _all_genuine(emb, sizes)
     else:
-        genuine, genuine_ids = _sample_genuine(emb, ids, sizes, max_pairs, rng)
+        genuine, genuine_images = _sample_genuine(emb, sizes, max_pairs, rng)
     if impostor_total <= max_pairs:
-        impostor, impostor_ids = _all_impostors(emb, ids, impostor_total)
+        impostor, impostor_images = _all_impostors(emb, ids, impostor_total)
     else:
-        impostor, impostor_ids = _sample_impostors(emb, ids, max_pairs, rng)
+        impostor, impostor_images = _sample_impostors(emb, ids, max_pairs, rng)
     sampled = genuine_total > max_pairs or impostor_total > max_pairs
-    return ScoredPairs(genuine, impostor, genuine_ids, impostor_ids, num_ids, genuine_total, impostor_total,
-                       seed if sampled else None)
+    identity = ids.astype(np.int32)
+    position = order.astype(np.int32)  # row of the grouped matrix -> image of the source
+    return ScoredPairs(genuine, impostor, identity[genuine_images[:, 0]], identity[impostor_images], num_ids, genuine_total,
+                       impostor_total, seed if sampled else None, position[genuine_images], position[impostor_images])
 
 
-def _all_genuine(emb: np.ndarray, ids: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The upper triangle of each identity's own similarity block (rows are grouped by identity)."""
+def _all_genuine(emb: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The upper triangle of each identity's own similarity block (rows are grouped by identity): the
+    scores and the two rows of each pair."""
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    scores, owners = [], []
+    scores, rows = [np.empty(0, np.float32)], [np.empty((0, 2), np.int64)]
     for identity in np.flatnonzero(sizes > 1):
-        block = emb[starts[identity]:starts[identity] + sizes[identity]]
+        start = starts[identity]
+        block = emb[start:start + sizes[identity]]
         upper = np.triu_indices(len(block), k=1)
         scores.append((block @ block.T)[upper])
-        owners.append(np.full(len(upper[0]), identity, dtype=np.int32))
-    if not scores:
-        return np.empty(0, np.float32), np.empty(0, np.int32)
-    return np.concatenate(scores).astype(np.float32), np.concatenate(owners)
+        rows.append(np.stack(upper, axis=1) + start)
+    return np.concatenate(scores).astype(np.float32), np.concatenate(rows)
 
 
 def _all_impostors(emb: np.ndarray, ids: np.ndarray, total: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +80,7 @@ def _all_impostors(emb: np.ndarray, ids: np.ndarray, total: int) -> tuple[np.nda
     count = len(emb)
     run_end = np.searchsorted(ids, ids, side="right")  # first row of the next identity, for each row
     scores = np.empty(total, dtype=np.float32)
-    pair_ids = np.empty((total, 2), dtype=np.int32)
+    rows = np.empty((total, 2), dtype=np.int32)
     rows_per_block = max(1, BLOCK_FLOATS // max(count, 1))
     filled = 0
     for start in range(0, count, rows_per_block):
@@ -87,16 +89,16 @@ def _all_impostors(emb: np.ndarray, ids: np.ndarray, total: int) -> tuple[np.nda
         if first_column >= count:
             break
         block = emb[start:stop] @ emb[first_column:].T
-        columns = np.arange(first_column, count)
+        columns = np.arange(first_column, count, dtype=np.int32)
         keep = columns[None, :] >= run_end[start:stop, None]
         per_row = keep.sum(axis=1)
         taken = int(per_row.sum())
         scores[filled:filled + taken] = block[keep]
-        pair_ids[filled:filled + taken, 0] = np.repeat(ids[start:stop], per_row)
-        pair_ids[filled:filled + taken, 1] = np.broadcast_to(ids[first_column:], block.shape)[keep]
+        rows[filled:filled + taken, 0] = np.repeat(np.arange(start, stop, dtype=np.int32), per_row)
+        rows[filled:filled + taken, 1] = np.broadcast_to(columns, block.shape)[keep]
         filled += taken
     assert filled == total, (filled, total)
-    return scores, pair_ids
+    return scores, rows
 
 
 def _rowwise(emb: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -119,11 +121,10 @@ def _sample_impostors(emb: np.ndarray, ids: np.ndarray, count: int, rng: np.rand
         differ = ids[a] != ids[b]
         first = np.concatenate([first, a[differ][:need]])
         second = np.concatenate([second, b[differ][:need]])
-    return _rowwise(emb, first, second), np.stack([ids[first], ids[second]], axis=1).astype(np.int32)
+    return _rowwise(emb, first, second), np.stack([first, second], axis=1)
 
 
-def _sample_genuine(emb: np.ndarray, ids: np.ndarray, sizes: np.ndarray, count: int,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _sample_genuine(emb: np.ndarray, sizes: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``count`` genuine pairs drawn uniformly: an identity in proportion to its pairs, then two of its images."""
     weights = (sizes * (sizes - 1) / 2).astype(np.float64)
     identity = rng.choice(len(sizes), size=count, p=weights / weights.sum())
@@ -133,7 +134,7 @@ def _sample_genuine(emb: np.ndarray, ids: np.ndarray, sizes: np.ndarray, count: 
     b = rng.integers(n - 1)
     b = b + (b >= a)  # a different image of the same identity
     first, second = starts[identity] + a, starts[identity] + b
-    return _rowwise(emb, first, second), identity.astype(np.int32)
+    return _rowwise(emb, first, second), np.stack([first, second], axis=1)
 
 
 def score_benchmark_pairs(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray, pair_images: np.ndarray,
@@ -147,8 +148,9 @@ def score_benchmark_pairs(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray
     same = np.asarray(issame, dtype=bool)
     clusters = identity_clusters(pair_images, same, image_keys)
     ends = clusters[pair_images]
+    images = np.asarray(pair_images, dtype=np.int32)
     return ScoredPairs(scores[same], scores[~same], ends[same, 0].astype(np.int32), ends[~same].astype(np.int32),
-                       int(clusters.max()) + 1, int(same.sum()), int((~same).sum()))
+                       int(clusters.max()) + 1, int(same.sum()), int((~same).sum()), None, images[same], images[~same])
 
 
 def identity_clusters(pair_images: np.ndarray, issame: np.ndarray, image_keys: Sequence[object]) -> np.ndarray:
