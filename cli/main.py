@@ -27,12 +27,37 @@ COMMANDS: dict[str, str] = {
     "demo": "facestra.cli.demo:demo",
 }
 
+# What `facestra --help` lists for each command: the first sentence of its docstring, written here so that the
+# listing imports no command module (train and info import torch); tests/test_cli_startup.py checks each line
+# against the command's own help.
+SHORT_HELP: dict[str, str] = {
+    "info": "Parameters and multiply-adds of networks, per stage (compare resnet50 with resnet50_stra).",
+    "synth": "Write synthetic faces to OUT: train/ and test/ identity folders, landmarks.csv, test/pairs.txt, test.bin.",
+    "align": "Align the faces of INPUT (an image folder or a list file) to the ArcFace template.",
+    "train": "Train a face network with softmax, CosFace or ArcFace (torchrun for several GPUs or processes).",
+    "verify": "Embed each benchmark's pairs (image + mirror), then 10-fold accuracy with the best threshold in [0, 4).",
+    "embed": "Embed every image of INPUT (a folder of aligned faces, or a text file with one image path per line).",
+    "compare": "Detect the face in each photo (YuNet), align it, embed it with its mirror and compare the two.",
+    "calibrate": "Calibrate the operating points of a model on labelled faces.",
+    "export": "Write CHECKPOINT as an ONNX model that insightface's model_zoo and ArcFaceONNX take as a recognition model, "
+              "giving the features facestra embed gives (facestra's normalisation is baked into the graph).",
+    "pack": "Write a benchmark as a .bin (encoded images two per pair + labels) that other tools read.",
+    "demo": "Run align -> train -> verify -> embed on built-in synthetic faces and print a summary table.",
+}
+
 
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported only when invoked or listed."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in COMMANDS if self._find(name) is not None]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``facestra --help`` from :data:`SHORT_HELP`, without importing a command."""
+        width = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, click.utils.make_default_short_help(SHORT_HELP[name], width)) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return self._find(cmd_name)
