@@ -6,7 +6,7 @@ import json
 
 import click
 
-from facestra.cli.options import SIZE, dataclass_options, stra_options
+from facestra.cli.options import SIZE, dataclass_options, refuse_unused_options, stra_options
 from facestra.train.config import TrainConfig
 
 
@@ -36,6 +36,8 @@ def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json
 
     archs = archs or ("resnet50", "resnet50_stra")
     stra = {name: value for name, value in stra.items() if value is not None}
+    if not any(arch.endswith("_stra") for arch in archs):
+        refuse_unused_options(tuple(stra), "only used with a *_stra --arch")
     report = {}
     for arch in archs:
         try:

@@ -248,7 +248,7 @@ def test_an_output_that_is_an_input_is_refused_even_with_overwrite(checkpoint: P
     before = paths[1].read_bytes()
     result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(paths[1]), "--overwrite", "--workers", "0")
     assert result.exit_code == 2
-    assert result.output.strip() == f"error: {paths[1]}: is one of the inputs; refusing to write the embeddings over it (choose another --out)"
+    assert result.output.strip() == f"error: {paths[1]}: is one of the inputs; refusing to write over it (choose another output)"
     assert paths[1].read_bytes() == before
     # the paths file of --out would be the list INPUT itself (named through another spelling of its folder)
     listing = tmp_path / "e.paths.txt"
