@@ -396,6 +396,10 @@ def refuse_output_over_inputs(
     ``output`` (a dangling link included) unless ``overwrite``. ``role`` says which output it is in the
     message (``"JSON report"``); the command may render it as its flag."""
     label = f"{role} {os.fspath(output)}" if role else os.fspath(output)
+    try:
+        os.lstat(output)  # a name the file system cannot hold is an error now, naming the output, not after the work
+    except (FileNotFoundError, NotADirectoryError):
+        pass
     source = input_at(output, inputs)
     if source is not None:
         written = "" if os.fspath(source) == os.fspath(output) and not role else f" {label}"

@@ -9,6 +9,7 @@ names only when complete. An unreadable image (without ``skip_bad``) ends the jo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -114,8 +115,12 @@ def check_outputs(out: str | os.PathLike, *, overwrite: bool, inputs: Sequence[s
 
 
 def lock_name(out: str | os.PathLike) -> str:
-    """The lock file beside ``out`` (``.emb.npy.lock``) that one embed run holds while it writes ``out``."""
-    return f".{Path(out).name}.lock"
+    """The lock file beside ``out`` (``.emb.npy.lock``) that one embed run holds while it writes ``out``
+    (a digest of the name when that would be longer than a file system's 255 bytes)."""
+    name = Path(out).name
+    if len(os.fsencode(name)) > 240:
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    return f".{name}.lock"
 
 
 def _partial_files(out: Path) -> tuple[Path, Path]:

@@ -27,6 +27,7 @@ from facestra.io import atomic_write
 from facestra.models.iresnet import IRESNET_LAYERS, IBasicBlock, IResNet, IStRABlock
 from facestra.models.memory import check_fits
 from facestra.models.resnet import BasicBlock, Bottleneck, FaceResNet, StRABottleneck
+from facestra.models.recorded import check_recorded_verification, create_recorded
 from facestra.models.state_dicts import backbone_tensors, infer_iresnet, load_strict
 from facestra.models.stra import StRAOptions
 
@@ -142,17 +143,11 @@ def _from_model_file(payload: dict, path: Path) -> Network:
                         "its weights do not fit the authors' block that facestra now builds: retrain the model")
     if payload["arch"] not in _BUILDERS:
         raise UserError(f"{path}: not a facestra model file: unknown architecture {payload['arch']!r}")
-    try:
-        model = create(payload["arch"], **payload["kwargs"])
-    except (TypeError, ValueError) as error:
-        raise UserError(f"{path}: not a facestra model file: bad arguments for {payload['arch']} ({error})") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise UserError(f"{path}: weights do not match architecture {payload['arch']} ({str(error).splitlines()[0]})") from None
+    model = create_recorded(payload["arch"], payload["kwargs"], path)
+    load_strict(model, state, path, payload["arch"])
     model.input_convention = _convention(payload.get("input"), path)
-    if isinstance(payload.get("verification"), dict):
-        model.verification = payload["verification"]
+    if payload.get("verification") is not None:
+        model.verification = check_recorded_verification(payload["verification"], path)
     return model
 
 

@@ -16,6 +16,7 @@ leaves each thing to its own module.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import time
@@ -27,8 +28,10 @@ import torch
 
 from facestra.data.datasets import EpochBatchSampler, FaceDataset, open_dataset
 from facestra.errors import UserError
+from facestra.locks import output_lock
 from facestra.train import distributed
-from facestra.train.checkpoint import LAST, MODEL, Checkpointer, Position, check_run_dir, load_training_state, prepare_run_dir
+from facestra.io import remove_dead_temporaries
+from facestra.train.checkpoint import LAST, MODEL, RUN_FILES, Checkpointer, Position, check_run_dir, load_training_state, prepare_run_dir
 from facestra.train.config import TrainConfig, check_config
 from facestra.train.heads import ClassifierHead
 from facestra.train.metrics import MetricsLog, Progress, RunLog
@@ -73,6 +76,16 @@ def train(config: TrainConfig, *, progress: Progress | None = None, warn: Callab
     _check_devices(config, process)
     run_dir = Path(config.out)
     check_run_dir(run_dir, resume=config.resume, overwrite=config.overwrite)
+    with output_lock(run_dir, what=f"the run folder {run_dir}") if process.is_main else contextlib.nullcontext():
+        return _train_locked(config, process, run_dir, progress, warn)
+
+
+def _train_locked(config: TrainConfig, process: distributed.Process, run_dir: Path, progress: Progress | None,
+                  warn: Callable[[str], None] | None) -> TrainResult:
+    """:func:`train` once the run folder's lock is held (by the main process): no other run writes it."""
+    check_run_dir(run_dir, resume=config.resume, overwrite=config.overwrite)  # again: another run may have saved
+    if process.is_main:  # what a killed run was writing when it died
+        remove_dead_temporaries(*(run_dir / name for name in RUN_FILES))
     state = load_training_state(run_dir / LAST) if config.resume else None
     dataset = open_dataset(config.data, config.input_size)
     _check_data(config, process, dataset, state, run_dir)
