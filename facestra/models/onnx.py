@@ -30,6 +30,11 @@ from facestra.data.images import ARCFACE_INPUT, FACESTRA_INPUT, RAW_INPUT, Input
 from facestra.errors import UserError
 from facestra.io import atomic_write
 
+#: The opsets ``export`` writes, measured with the TorchScript exporter: every network at 11..21, except
+#: that StRA's mode attention (``einsum``) needs 12; below 11 the exporter cannot express StRA's strided
+#: unfold at all, and onnxruntime does not yet run every opset above 21.
+OPSETS: tuple[int, int] = (11, 21)
+STRA_FIRST_OPSET = 12
 INPUT_NAME = "data"
 OUTPUT_NAME = "embedding"
 DEFAULT_OPSET = 17
@@ -269,6 +274,14 @@ def _describe(proto: Any, model: nn.Module, convention: InputConvention) -> None
         entry.key, entry.value = key, value
 
 
+def supported_opsets(model: nn.Module) -> tuple[int, int]:
+    """The first and last opset that can express ``model``."""
+    from facestra.models.stra import StRA
+
+    uses_stra = any(isinstance(module, StRA) for module in model.modules())
+    return (STRA_FIRST_OPSET if uses_stra else OPSETS[0]), OPSETS[1]
+
+
 @dataclass(frozen=True)
 class ExportReport:
     """What ``facestra export`` wrote, and how a reader of the file must feed it."""
@@ -285,18 +298,24 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     """``facestra export``: the model in ``checkpoint`` (facestra model file or backbone.pth) as ONNX at
     ``out``. An existing ``out`` is kept unless ``overwrite``, and never when it is the checkpoint itself."""
     from facestra import models
-    from facestra.io import input_at
+    from facestra.io import refuse_output_over_inputs, remove_dead_temporaries
 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--onnx {out}: the output must end in .onnx")
-    if input_at(out, [checkpoint]) is not None:
-        raise UserError(f"--onnx {out}: is the checkpoint being exported; choose another output")
-    if out.exists() and not overwrite:
-        raise UserError(f"--onnx {out}: already exists (pass --overwrite to replace it)")
+    refuse_output_over_inputs(out, [checkpoint], overwrite=overwrite, role="--onnx")
+    remove_dead_temporaries(out)
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise UserError(f"{checkpoint}: is already an ONNX model")
     _onnx_packages()
     model = models.load(checkpoint, arch=arch)
-    written = export_onnx(model, out, opset=opset)
+    low, high = supported_opsets(model)
+    if not low <= opset <= high:
+        raise UserError(f"--opset {opset}: {model.arch} needs ONNX opset {low} to {high}"
+                        + (" (StRA's attention uses einsum, added in opset 12)" if low > OPSETS[0] else ""))
+    try:
+        written = export_onnx(model, out, opset=opset)
+    except (RuntimeError, ValueError, TypeError) as error:  # the exporter's own errors subclass these
+        raise UserError(f"--opset {opset}: the ONNX exporter cannot express {model.arch} at this opset "
+                        f"({_first_line(error)}); try opset {low} to {high}") from None
     return ExportReport(out, model.arch, tuple(model.input_size), int(model.embedding_size), baked=written == RAW_INPUT)
