@@ -21,8 +21,9 @@ def _arch_names() -> list[str]:
 @dataclass_options(TrainConfig, only=("width",))
 @click.option("--input", "input_size", type=SIZE, default="112x112", show_default=True, help="Input size HxW.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 @stra_options
-def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json_path: str | None, **stra) -> None:
+def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json_path: str | None, overwrite: bool, **stra) -> None:
     """Parameters and multiply-adds of networks, per stage (compare resnet50 with resnet50_stra).
 
     The StRA options apply to the *_stra architectures, e.g. --kernel-size 7 or --no-mode-interaction to
@@ -32,7 +33,10 @@ def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json
     import torch
 
     from facestra import models
-    from facestra.io import write_text_atomic
+    from facestra.io import refuse_output_over_inputs, write_text_atomic
+
+    if json_path:
+        refuse_output_over_inputs(json_path, (), overwrite=overwrite, role="--json")
 
     archs = archs or ("resnet50", "resnet50_stra")
     stra = {name: value for name, value in stra.items() if value is not None}

@@ -408,6 +408,26 @@ def refuse_output_over_inputs(
         raise UserError(f"{label}: already exists (pass --overwrite to replace it)")
 
 
+def check_readable(path: str | os.PathLike, what: str = "file or folder") -> None:
+    """Refuse, as an unreadable input, a ``path`` the operating system cannot open for reading (no
+    permission, a name too long, a component that is not a folder): ``PATH: cannot read (reason)``, never
+    the ``cannot create`` of an output. A missing one is ``PATH: no such WHAT``."""
+    try:
+        status = os.stat(path)
+        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (getattr(os, "O_DIRECTORY", 0) if _is_folder(status) else 0)
+        os.close(os.open(path, flags))
+    except FileNotFoundError:
+        raise UserError(f"{os.fspath(path)}: no such {what}") from None
+    except OSError as error:
+        raise UserError(f"{os.fsdecode(os.fspath(path))}: cannot read this input ({error.strerror or error})") from None
+
+
+def _is_folder(status: os.stat_result) -> bool:
+    import stat
+
+    return stat.S_ISDIR(status.st_mode)
+
+
 def list_images(root: str | os.PathLike) -> list[Path]:
     """All image files under ``root`` (recursive, any extension case), sorted for a stable order.
 

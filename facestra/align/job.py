@@ -38,7 +38,7 @@ from facestra.align.records import AlignProblems, AlignSettings, AlignSummary, F
 from facestra.align.workers import run_tasks, worker_count
 from facestra.errors import UserError
 from facestra.fields import MAX_WORKERS, documented
-from facestra.io import write_text_atomic
+from facestra.io import refuse_output_over_inputs, write_text_atomic
 
 IMAGE_FORMATS = ("jpg", "png")
 DETECTORS = ("yunet",)
@@ -99,6 +99,9 @@ def align_images(
 
     input_path = Path(input)
     root, images, listed_problems = resolve_input(input_path)
+    if options.json_report is not None:  # replaced only by a run asked to redo the last (``overwrite``)
+        reads = [input_path, *([landmarks] if landmarks is not None else []), *(os.path.join(root, image) for image in images)]
+        refuse_output_over_inputs(options.json_report, reads, overwrite=overwrite, role="JSON report")
     out = Path(out_dir).absolute()
     check_output_folder(out, root, input_is_folder=input_path.is_dir())
     with output_lock(out, what=f"the align folder {out}"):  # makes --out; removed again if refused before any crop

@@ -14,11 +14,12 @@ from facestra.align.records import (
     BAD_LANDMARKS, MISSING_IMAGE, NAME_CLASH, NO_LANDMARKS, AlignSettings, AlignTask, FaceRecord,
 )
 from facestra.errors import UserError
-from facestra.io import check_writable_folder, list_image_paths, parse_path_line, read_lines
+from facestra.io import check_readable, check_writable_folder, list_image_paths, parse_path_line, read_lines
 
 
 def resolve_input(path: Path) -> tuple[Path, list[str], dict[str, str]]:
     """(root, relative image paths, {relative path: problem}) for a folder or a list file."""
+    check_readable(path)
     if path.is_dir():
         root = path.absolute()
         images = list_image_paths(root)

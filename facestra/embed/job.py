@@ -33,6 +33,7 @@ from facestra.embed.inference import (
 from facestra.errors import UserError
 from facestra.io import (
     IMAGE_EXTENSIONS,
+    check_readable,
     check_writable_folder,
     list_images,
     open_reserved_memmap,
@@ -69,6 +70,7 @@ def input_images(path: str | os.PathLike) -> list[Path]:
     fed back. A byte-order mark and CRLF line ends read like a plain file.
     """
     path = Path(path)
+    check_readable(path)
     if path.is_dir():
         images = list_images(path)
         if not images:

@@ -23,7 +23,7 @@ from torch import nn
 
 from facestra.data.images import ARCFACE_INPUT, FACESTRA_INPUT, InputConvention
 from facestra.errors import UserError
-from facestra.io import atomic_write
+from facestra.io import atomic_write, check_readable
 from facestra.models.iresnet import IRESNET_LAYERS, IBasicBlock, IResNet, IStRABlock
 from facestra.models.memory import check_fits
 from facestra.models.resnet import BasicBlock, Bottleneck, FaceResNet, StRABottleneck
@@ -118,6 +118,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, a
     ``backbone.pth``; ``arch`` names its network, else it is read from the tensors). Bad files are a
     :class:`UserError` naming the file. ONNX models run through :func:`facestra.models.onnx.load_onnx`."""
     path = Path(path)
+    check_readable(path, "checkpoint file")
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
     try:
