@@ -1,0 +1,179 @@
+"""Two runs on one output: the second stops with one line naming the first run's process, and the lock of a
+killed run is taken over. The other run is a real second process, holding the very lock a command takes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from facestra import models
+from facestra.cli.main import main
+from facestra.errors import UserError
+from facestra.locks import LOCK_NAME, lock_holder, output_lock
+
+HOLD = """
+import sys, time
+from facestra.locks import output_lock
+with output_lock(sys.argv[1], name=sys.argv[2]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+class Holder:
+    """A second Python process holding ``folder/name`` through :func:`output_lock` until stopped."""
+
+    def __init__(self, folder: Path, name: str = LOCK_NAME) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), name], stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "locked"
+        self.pid = self.process.pid
+
+    def kill(self) -> None:
+        """``kill -9``: the lock file stays, naming a process that is gone."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process.stdout.close()
+
+
+@pytest.fixture()
+def holders():
+    started: list[Holder] = []
+
+    def start(folder: Path, name: str = LOCK_NAME) -> Holder:
+        started.append(Holder(folder, name))
+        return started[-1]
+
+    yield start
+    for holder in started:
+        if holder.process.poll() is None:
+            holder.kill()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    models.save(models.create("resnet18", width=0.125, input_size=(32, 32)).eval(), path)
+    return path
+
+
+def _faces(folder: Path, count: int = 3) -> Path:
+    import cv2
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    return folder
+
+
+def test_the_lock_names_its_holder_and_a_killed_holders_lock_is_taken_over(tmp_path: Path, holders) -> None:
+    holder = holders(tmp_path / "out")
+    with pytest.raises(UserError, match=rf"another facestra run \(pid {holder.pid}\) is writing it"):
+        with output_lock(tmp_path / "out"):
+            pass
+    holder.kill()
+    assert lock_holder(tmp_path / "out" / LOCK_NAME) == holder.pid  # stale: its process is gone
+    with output_lock(tmp_path / "out") as path:
+        assert lock_holder(path) == os.getpid()
+        with pytest.raises(UserError, match=rf"\(pid {os.getpid()}\)"):  # one holder, even within a process
+            with output_lock(tmp_path / "out"):
+                pass
+    assert os.listdir(tmp_path / "out") == []  # released: the lock file goes with it
+
+
+def test_a_lock_taken_for_a_command_that_then_fails_removes_the_folders_it_made(tmp_path: Path) -> None:
+    with pytest.raises(UserError):
+        with output_lock(tmp_path / "a" / "b"):
+            raise UserError("refused before any work")
+    assert os.listdir(tmp_path) == []
+
+
+def test_two_embed_runs_on_one_output(checkpoint: Path, tmp_path: Path, holders) -> None:
+    faces = _faces(tmp_path / "faces")
+    out = tmp_path / "e.npy"
+    args = ["embed", str(faces), "--checkpoint", str(checkpoint), "--out", str(out), "--workers", "0"]
+    holder = holders(tmp_path, ".e.npy.lock")
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 2
+    assert second.output.strip().splitlines()[-1].startswith(f"error: {out}: another facestra run (pid {holder.pid}) is writing it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".e.npy.lock", "faces"]
+    holder.kill()
+    third = CliRunner().invoke(main, args)
+    assert third.exit_code == 0, third.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.npy", "e.paths.txt", "faces"]
+
+
+def test_two_training_runs_in_one_folder(tmp_path: Path, holders) -> None:
+    from _train_shapes import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", range(3), 4)
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), "--arch", "resnet18", "--width", "0.125", "--input-size", "32",
+            "--embedding-size", "16", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--quiet"]
+    holder = holders(run)
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 2
+    assert f"error: the run folder {run}: another facestra run (pid {holder.pid}) is writing it" in second.output
+    assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]
+    holder.kill()
+    third = CliRunner().invoke(main, args)
+    assert third.exit_code == 0, third.output
+    assert (run / "model.pt").is_file() and not (run / LOCK_NAME).exists()
+
+
+def test_two_align_runs_into_one_folder(tmp_path: Path, holders) -> None:
+    from test_align_job import make_faces, write_csv
+
+    marks = write_csv(tmp_path / "marks.csv", make_faces(tmp_path / "in", ["a.png", "b.png"]))
+    out = tmp_path / "out"
+    args = ["align", str(tmp_path / "in"), "--out", str(out), "--landmarks", str(marks), "--workers", "1"]
+    holder = holders(out)
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 2
+    assert f"error: the align folder {out}: another facestra run (pid {holder.pid}) is writing it" in second.output
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    holder.kill()
+    third = CliRunner().invoke(main, args)
+    assert third.exit_code == 0, third.output
+    assert sorted(p.name for p in out.iterdir()) == [".align_journal.jsonl", "a.jpg", "align_report.csv", "b.jpg"]
+
+
+def test_two_ijb_runs_on_one_work_folder(checkpoint: Path, tmp_path: Path, holders) -> None:
+    from test_ijb import make_ijb
+
+    data = tmp_path / "IJBC"
+    make_ijb(data, seed=1, one_to_n=False)
+    work = tmp_path / "work"
+    args = ["verify", "--checkpoint", str(checkpoint), "--benchmark", "ijbc", "--data", str(data), "--workers", "0", "--work", str(work)]
+    holder = holders(work)
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 2
+    assert f"error: the IJB work folder {work}: another facestra run (pid {holder.pid}) is writing it" in second.output
+    holder.kill()
+    third = CliRunner().invoke(main, args)
+    assert third.exit_code == 0, third.output
+    assert sorted(p.name for p in work.iterdir()) == ["ijbc_raw_features.json", "ijbc_raw_features.npy"]
+
+
+def test_a_refused_align_or_train_leaves_no_output_folder(tmp_path: Path) -> None:
+    from test_align_job import make_faces
+
+    make_faces(tmp_path / "in", ["a.png"])
+    (tmp_path / "marks.csv").write_text("not,a,landmark,file\n")
+    result = CliRunner().invoke(main, ["align", str(tmp_path / "in"), "--out", str(tmp_path / "new" / "out"),
+                                       "--landmarks", str(tmp_path / "marks.csv")])
+    assert result.exit_code == 2, result.output
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "new" / "run"),
+                                       "--arch", "resnet18", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "in", "marks.csv"]
