@@ -184,11 +184,14 @@ def load_onnx(path: str | os.PathLike, *, device: str = "auto") -> OnnxModel:
     model.input_dtype = _FLOAT_INPUTS[inputs[0].type]
     try:
         probe = model(torch.zeros(2, 3, height, width))
-    except UserError:
+    except UserError as error:
         if fixed_batch is not None:
             raise
         model.fixed_batch = 1  # a "free" batch that a Reshape fixes at 1 (older exporters): one image at a time
-        probe = model(torch.zeros(2, 3, height, width))
+        try:
+            probe = model(torch.zeros(2, 3, height, width))
+        except UserError:
+            raise error from None
     model.embedding_size = int(probe.shape[1])
     model.weights_digest = file_digest(path)  # what a resumable job's features depend on: ONNX has no torch weights
     return model.eval()
