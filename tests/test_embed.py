@@ -383,3 +383,27 @@ def test_a_killed_writers_temporaries_are_removed_by_the_next_run(checkpoint: Pa
     result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "e.npy"), "--workers", "0")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "e.npy", "e.paths.txt", "faces"])
+
+
+def test_a_crash_while_publishing_never_leaves_a_listing_beside_a_matrix_of_other_rows(model, tmp_path: Path, monkeypatch) -> None:
+    from facestra.embed import job
+
+    paths = face_images(tmp_path / "faces", 5)
+    out = tmp_path / "emb.npy"
+    job.embed_to_file(model, paths[:3], out, THREE)
+
+    replace = os.replace
+
+    def crash_at_the_matrix(source, target):
+        if Path(target) == out:  # killed just as the new matrix would take its name
+            raise _Interrupt
+        replace(source, target)
+
+    monkeypatch.setattr(job.os, "replace", crash_at_the_matrix)
+    with pytest.raises(_Interrupt):
+        job.embed_to_file(model, paths, out, THREE, overwrite=True)
+    monkeypatch.undo()
+    listing = tmp_path / "emb.paths.txt"
+    assert not listing.exists() or len(read_paths(listing)) == len(np.load(out))
+    job.embed_to_file(model, paths, out, THREE, overwrite=True)  # the rerun finishes the job
+    assert read_paths(listing) == [str(p) for p in paths] and len(np.load(out)) == 5
