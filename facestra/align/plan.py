@@ -19,7 +19,7 @@ from facestra.io import check_readable, check_writable_folder, list_image_paths,
 
 def resolve_input(path: Path) -> tuple[Path, list[str], dict[str, str]]:
     """(root, relative image paths, {relative path: problem}) for a folder or a list file."""
-    check_readable(path)
+    check_readable(path, "folder")
     if path.is_dir():
         root = path.absolute()
         images = list_image_paths(root)
