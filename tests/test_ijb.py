@@ -5,6 +5,7 @@ roc_curve, explicit loops over templates, media and probes), resuming, and the e
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -436,10 +437,14 @@ def test_raw_features_are_reused_only_for_the_same_images_and_weights(model, tmp
 
     # a crash while the other model's features are published must not leave a record that names them beside
     # the first model's matrix
-    def crash(*args, **kwargs):
-        raise KeyboardInterrupt
+    replace = os.replace
 
-    monkeypatch.setattr(ijb_embed.os, "replace", crash)
+    def crash_at_the_matrix(source, target):
+        if Path(target).name == "ijbc_raw_features.npy":
+            raise KeyboardInterrupt
+        replace(source, target)
+
+    monkeypatch.setattr(ijb_embed.os, "replace", crash_at_the_matrix)
     with pytest.raises(KeyboardInterrupt):
         ijb_embed.embed_ijb(other, read_ijb("ijbc", data), tmp_path / "w", options)
     monkeypatch.undo()
