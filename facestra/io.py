@@ -394,7 +394,10 @@ def refuse_output_over_inputs(
     """The one check every writer makes before any work: refuse an ``output`` that is, links to or resolves
     to one of ``inputs`` (even with ``overwrite``: the user's files are read-only to us), and an existing
     ``output`` (a dangling link included) unless ``overwrite``. ``role`` says which output it is in the
-    message (``"JSON report"``); the command may render it as its flag."""
+    message (``"JSON report"``); the command may render it as its flag.
+
+    A writer that passes is about to write ``output``: the temporaries a killed writer of it left are removed
+    here (:func:`remove_dead_temporaries`), so every writer that makes this check cleans up after a crash."""
     label = f"{role} {os.fspath(output)}" if role else os.fspath(output)
     try:
         os.lstat(output)  # a name the file system cannot hold is an error now, naming the output, not after the work
@@ -406,6 +409,7 @@ def refuse_output_over_inputs(
         raise UserError(f"{source}: is one of the inputs; refusing to write{written} over it (choose another output)")
     if os.path.lexists(output) and not overwrite:
         raise UserError(f"{label}: already exists (pass --overwrite to replace it)")
+    remove_dead_temporaries(output)
 
 
 def check_readable(path: str | os.PathLike, what: str = "file or folder") -> None:

@@ -174,7 +174,8 @@ def _embed_locked(model: nn.Module, sources: Sequence[Path], out: Path, options:
     paths_file = paths_file_for(out)
     check_outputs(out, overwrite=overwrite, inputs=sources)  # again: another run may have finished it meanwhile
     partial, journal = _partial_files(out)
-    remove_dead_temporaries(out, paths_file, partial, journal, partial.with_name(partial.name + ".rows"))
+    remove_dead_temporaries(journal)  # out's and the listing's went with check_outputs
+    partial.with_name(partial.name + ".rows").unlink(missing_ok=True)  # a killed _truncate_rows' copy: we hold the lock
     # absolute, so that the listing reads back as a list (``facestra embed emb.paths.txt``) from any folder
     names = [os.path.abspath(s) for s in sources]
     shape = (len(sources), embedding_dim(model, options.flip))

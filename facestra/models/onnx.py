@@ -301,13 +301,12 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     """``facestra export``: the model in ``checkpoint`` (facestra model file or backbone.pth) as ONNX at
     ``out``. An existing ``out`` is kept unless ``overwrite``, and never when it is the checkpoint itself."""
     from facestra import models
-    from facestra.io import refuse_output_over_inputs, remove_dead_temporaries
+    from facestra.io import refuse_output_over_inputs
 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--onnx {out}: the output must end in .onnx")
     refuse_output_over_inputs(out, [checkpoint], overwrite=overwrite, role="--onnx")
-    remove_dead_temporaries(out)
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise UserError(f"{checkpoint}: is already an ONNX model")
     _onnx_packages()
