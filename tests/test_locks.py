@@ -97,19 +97,27 @@ def test_a_lock_taken_for_a_command_that_then_fails_removes_the_folders_it_made(
     assert os.listdir(tmp_path) == []
 
 
+def _refused_while_held_then_run(holders, lock: Path, args: list, message: str) -> list[str]:
+    """Run ``args`` while another process holds ``lock``: refused in one line starting ``error: MESSAGE:
+    another facestra run (pid N)`` and nothing written but the lock; then kill the holder (its lock file
+    stays, stale) and run again: it takes the lock over and succeeds. Returns the output folder's listing."""
+    holder = holders(lock.parent, lock.name)
+    before = sorted(p.name for p in lock.parent.iterdir())
+    second = CliRunner().invoke(main, [str(a) for a in args])
+    assert second.exit_code == 2
+    assert second.output.strip().splitlines()[-1].startswith(f"error: {message}: another facestra run (pid {holder.pid}) is writing it")
+    assert sorted(p.name for p in lock.parent.iterdir()) == before
+    holder.kill()
+    third = CliRunner().invoke(main, [str(a) for a in args])
+    assert third.exit_code == 0, third.output
+    return sorted(p.name for p in lock.parent.iterdir())
+
+
 def test_two_embed_runs_on_one_output(checkpoint: Path, tmp_path: Path, holders) -> None:
     faces = _faces(tmp_path / "faces")
     out = tmp_path / "e.npy"
-    args = ["embed", str(faces), "--checkpoint", str(checkpoint), "--out", str(out), "--workers", "0"]
-    holder = holders(tmp_path, ".e.npy.lock")
-    second = CliRunner().invoke(main, args)
-    assert second.exit_code == 2
-    assert second.output.strip().splitlines()[-1].startswith(f"error: {out}: another facestra run (pid {holder.pid}) is writing it")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".e.npy.lock", "faces"]
-    holder.kill()
-    third = CliRunner().invoke(main, args)
-    assert third.exit_code == 0, third.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.npy", "e.paths.txt", "faces"]
+    args = ["embed", faces, "--checkpoint", checkpoint, "--out", out, "--workers", "0"]
+    assert _refused_while_held_then_run(holders, tmp_path / ".e.npy.lock", args, str(out)) == ["e.npy", "e.paths.txt", "faces"]
 
 
 def test_two_training_runs_in_one_folder(tmp_path: Path, holders) -> None:
@@ -117,17 +125,10 @@ def test_two_training_runs_in_one_folder(tmp_path: Path, holders) -> None:
 
     data = make_image_folder(tmp_path / "data", range(3), 4)
     run = tmp_path / "run"
-    args = ["train", "--data", str(data), "--out", str(run), "--arch", "resnet18", "--width", "0.125", "--input-size", "32",
+    args = ["train", "--data", data, "--out", run, "--arch", "resnet18", "--width", "0.125", "--input-size", "32",
             "--embedding-size", "16", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--quiet"]
-    holder = holders(run)
-    second = CliRunner().invoke(main, args)
-    assert second.exit_code == 2
-    assert f"error: the run folder {run}: another facestra run (pid {holder.pid}) is writing it" in second.output
-    assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]
-    holder.kill()
-    third = CliRunner().invoke(main, args)
-    assert third.exit_code == 0, third.output
-    assert (run / "model.pt").is_file() and not (run / LOCK_NAME).exists()
+    written = _refused_while_held_then_run(holders, run / LOCK_NAME, args, f"the run folder {run}")
+    assert "model.pt" in written and LOCK_NAME not in written
 
 
 def test_two_align_runs_into_one_folder(tmp_path: Path, holders) -> None:
@@ -135,16 +136,9 @@ def test_two_align_runs_into_one_folder(tmp_path: Path, holders) -> None:
 
     marks = write_csv(tmp_path / "marks.csv", make_faces(tmp_path / "in", ["a.png", "b.png"]))
     out = tmp_path / "out"
-    args = ["align", str(tmp_path / "in"), "--out", str(out), "--landmarks", str(marks), "--workers", "1"]
-    holder = holders(out)
-    second = CliRunner().invoke(main, args)
-    assert second.exit_code == 2
-    assert f"error: the align folder {out}: another facestra run (pid {holder.pid}) is writing it" in second.output
-    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
-    holder.kill()
-    third = CliRunner().invoke(main, args)
-    assert third.exit_code == 0, third.output
-    assert sorted(p.name for p in out.iterdir()) == [".align_journal.jsonl", "a.jpg", "align_report.csv", "b.jpg"]
+    args = ["align", tmp_path / "in", "--out", out, "--landmarks", marks, "--workers", "1"]
+    written = _refused_while_held_then_run(holders, out / LOCK_NAME, args, f"the align folder {out}")
+    assert written == [".align_journal.jsonl", "a.jpg", "align_report.csv", "b.jpg"]
 
 
 def test_two_ijb_runs_on_one_work_folder(checkpoint: Path, tmp_path: Path, holders) -> None:
@@ -153,15 +147,9 @@ def test_two_ijb_runs_on_one_work_folder(checkpoint: Path, tmp_path: Path, holde
     data = tmp_path / "IJBC"
     make_ijb(data, seed=1, one_to_n=False)
     work = tmp_path / "work"
-    args = ["verify", "--checkpoint", str(checkpoint), "--benchmark", "ijbc", "--data", str(data), "--workers", "0", "--work", str(work)]
-    holder = holders(work)
-    second = CliRunner().invoke(main, args)
-    assert second.exit_code == 2
-    assert f"error: the IJB work folder {work}: another facestra run (pid {holder.pid}) is writing it" in second.output
-    holder.kill()
-    third = CliRunner().invoke(main, args)
-    assert third.exit_code == 0, third.output
-    assert sorted(p.name for p in work.iterdir()) == ["ijbc_raw_features.json", "ijbc_raw_features.npy"]
+    args = ["verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0", "--work", work]
+    written = _refused_while_held_then_run(holders, work / LOCK_NAME, args, f"the IJB work folder {work}")
+    assert written == ["ijbc_raw_features.json", "ijbc_raw_features.npy"]
 
 
 def test_a_refused_align_or_train_leaves_no_output_folder(tmp_path: Path) -> None:

@@ -140,13 +140,17 @@ def test_model_files_of_the_earlier_stra_block_are_refused_in_one_line(tmp_path)
     ],
 )
 def test_malformed_model_files_are_not_facestra_model_files(tmp_path, change, message) -> None:
-    path = tmp_path / "m.pt"
+    with pytest.raises(UserError, match=rf"m.pt: not a facestra model file: {message}"):
+        models.load(_saved_then_changed(tmp_path / "m.pt", change))
+
+
+def _saved_then_changed(path, change):
+    """A resnet18 model file at ``path`` whose payload ``change`` edited in place, as a hand or a tool would."""
     models.save(models.create("resnet18", **SMALL), path)
     payload = torch.load(path, weights_only=True)
     change(payload)
     torch.save(payload, path)
-    with pytest.raises(UserError, match=rf"m.pt: not a facestra model file: {message}"):
-        models.load(path)
+    return path
 
 
 def _set_kwarg(name, value):
@@ -190,13 +194,8 @@ def _set_tensor(rank, make):
     ],
 )
 def test_model_files_with_absurd_arguments_thresholds_or_tensors_are_one_line(tmp_path, change, message) -> None:
-    path = tmp_path / "m.pt"
-    models.save(models.create("resnet18", **SMALL), path)
-    payload = torch.load(path, weights_only=True)
-    change(payload)
-    torch.save(payload, path)
     with pytest.raises(UserError, match=rf"m.pt: .*{message}"):
-        models.load(path)
+        models.load(_saved_then_changed(tmp_path / "m.pt", change))
 
 
 def test_a_backbone_pth_with_integer_tensors_is_one_line(tmp_path) -> None:
