@@ -103,7 +103,7 @@ def remove_dead_temporaries(*targets: str | os.PathLike) -> int:
         except OSError:
             continue
         for entry in entries:
-            writer = next((_temporary_writer(entry, name) for name in names if _temporary_writer(entry, name) is not None), None)
+            writer = next((pid for pid in (_temporary_writer(entry, name) for name in names) if pid is not None), None)
             if writer is None or (writer > 0 and pid_alive(writer)):
                 continue
             with contextlib.suppress(FileNotFoundError):

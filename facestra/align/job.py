@@ -32,13 +32,13 @@ from facestra.align.journal import (
     still_done, write_report,
 )
 from facestra.align.landmarks import read_landmarks
-from facestra.locks import LOCK_NAME, output_lock
 from facestra.align.plan import check_output_folder, plan_tasks, resolve_input, split_name_clashes
 from facestra.align.records import AlignProblems, AlignSettings, AlignSummary, FaceRecord
 from facestra.align.workers import run_tasks, worker_count
 from facestra.errors import UserError
 from facestra.fields import MAX_WORKERS, documented
 from facestra.io import refuse_output_over_inputs, write_text_atomic
+from facestra.locks import LOCK_NAME, output_lock
 
 IMAGE_FORMATS = ("jpg", "png")
 DETECTORS = ("yunet",)

@@ -28,9 +28,9 @@ import torch
 
 from facestra.data.datasets import EpochBatchSampler, FaceDataset, open_dataset
 from facestra.errors import UserError
+from facestra.io import remove_dead_temporaries
 from facestra.locks import output_lock
 from facestra.train import distributed
-from facestra.io import remove_dead_temporaries
 from facestra.train.checkpoint import LAST, MODEL, RUN_FILES, Checkpointer, Position, check_run_dir, load_training_state, prepare_run_dir
 from facestra.train.config import TrainConfig, check_config
 from facestra.train.heads import ClassifierHead

@@ -66,7 +66,8 @@ def pack_benchmark(
 
 def _refuse_input_as_output(benchmark: Benchmark, out: Path, overwrite: bool) -> None:
     """The benchmark's own file, one of its images, or a pair list under its folder (a .txt or .csv: never
-    what a .bin should be written to) are read-only to us."""
+    what a .bin should be written to) are read-only to us; an existing ``out`` is replaced only with
+    ``overwrite`` (the shared check, :func:`facestra.io.refuse_output_over_inputs`)."""
     source, target = Path(benchmark.source).resolve(), out.resolve()
     inside = source.is_dir() and target.is_relative_to(source) and target.suffix.lower() in (".txt", ".csv")
     inputs = [source, *benchmark.images]
