@@ -29,6 +29,7 @@ from facestra.embed.inference import (
     iter_embeddings,
     raise_for,
     refuse_identical_rows,
+    resolve_device,
 )
 from facestra.errors import UserError
 from facestra.io import (
@@ -179,8 +180,10 @@ def _embed_locked(model: nn.Module, sources: Sequence[Path], out: Path, options:
     # absolute, so that the listing reads back as a list (``facestra embed emb.paths.txt``) from any folder
     names = [os.path.abspath(s) for s in sources]
     shape = (len(sources), embedding_dim(model, options.flip))
-    # "fit" (not True): a partial file of 0.1, whose --resize stretched images, is not continued
-    job = {"flip": options.flip, "normalize": normalize, "resize": "fit" if options.resize else False, "skip_bad": skip_bad}
+    # "fit" (not True): a partial file of 0.1, whose --resize stretched images, is not continued; the device
+    # type too, as a GPU computes in float16 and its rows differ slightly from the CPU's
+    job = {"flip": options.flip, "normalize": normalize, "resize": "fit" if options.resize else False, "skip_bad": skip_bad,
+           "device": resolve_device(options.device, model).type}
     fingerprint = job_fingerprint(model, names, job)
     state = _load_journal(journal, partial, fingerprint, shape)
     if state is None:

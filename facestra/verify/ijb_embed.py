@@ -89,11 +89,12 @@ def _collate(items: list) -> tuple[list[int], torch.Tensor | None, list[str]]:
     return [index for index, _, _ in items], torch.from_numpy(np.stack([pixels for _, pixels, _ in items])), []
 
 
-def job_fingerprint(model: nn.Module, data: IJBData) -> str:
-    """The same images (path, size, modification time), five points and weights may continue (or reuse)
-    each other's features."""
+def job_fingerprint(model: nn.Module, data: IJBData, device_type: str = "cpu") -> str:
+    """The same images (path, size, modification time), five points, weights and device type (a GPU
+    computes in float16) may continue (or reuse) each other's features."""
     points = hashlib.sha256(np.ascontiguousarray(data.landmarks).tobytes()).hexdigest()
-    job = {"ijb": data.name, "landmarks": points, "input_size": list(getattr(model, "input_size", ())), "raw": "image+mirror"}
+    job = {"ijb": data.name, "landmarks": points, "input_size": list(getattr(model, "input_size", ())), "raw": "image+mirror",
+           "device": device_type}
     return embedding_job(model, [os.path.abspath(p) for p in data.images], job)
 
 
@@ -122,7 +123,7 @@ def _embed_locked(model: nn.Module, data: IJBData, work: Path, options: Inferenc
     partial, journal = work / f".{out.name}.partial.npy", work / f".{out.name}.partial.json"
     remove_dead_temporaries(out, record, partial, journal)
     shape = (len(data.images), 2 * int(model.embedding_size))
-    fingerprint = job_fingerprint(model, data)
+    fingerprint = job_fingerprint(model, data, resolve_device(options.device, model).type)
     if _finished(out, record, fingerprint, shape):
         if progress is not None:
             progress(shape[0])
