@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -65,16 +64,6 @@ def checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-def _faces(folder: Path, count: int = 3) -> Path:
-    import cv2
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    return folder
-
-
 def test_the_lock_names_its_holder_and_a_killed_holders_lock_is_taken_over(tmp_path: Path, holders) -> None:
     holder = holders(tmp_path / "out")
     with pytest.raises(UserError, match=rf"another facestra run \(pid {holder.pid}\) is writing it"):
@@ -114,7 +103,10 @@ def _refused_while_held_then_run(holders, lock: Path, args: list, message: str) 
 
 
 def test_two_embed_runs_on_one_output(checkpoint: Path, tmp_path: Path, holders) -> None:
-    faces = _faces(tmp_path / "faces")
+    from test_embed import face_images
+
+    face_images(tmp_path / "faces", 3)
+    faces = tmp_path / "faces"
     out = tmp_path / "e.npy"
     args = ["embed", faces, "--checkpoint", checkpoint, "--out", out, "--workers", "0"]
     assert _refused_while_held_then_run(holders, tmp_path / ".e.npy.lock", args, str(out)) == ["e.npy", "e.paths.txt", "faces"]
