@@ -229,3 +229,24 @@ def test_export_refuses_an_opset_that_cannot_express_the_network(tmp_path) -> No
         assert result.exit_code == 0, result.output
         assert onnx.load(str(out)).opset_import[0].version == opset
         assert ort.InferenceSession(str(out)).run(None, {"data": np.zeros((2, 3, 32, 32), np.float32)})[0].shape == (2, 16)
+
+
+def test_another_onnx_model_under_the_same_name_never_resumes_a_partial_embedding(small_faces, tmp_path) -> None:
+    from facestra.embed import InferenceOptions
+    from facestra.embed.job import embed_to_file
+    from facestra.models.onnx import load_onnx
+
+    folder, expected = small_faces
+    images = sorted(folder.glob("*.png"))
+    path = _graph_model(tmp_path / "m.onnx")
+    options = InferenceOptions(flip="none", batch_size=2, workers=0)
+
+    def interrupt(count: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_to_file(load_onnx(path), images, tmp_path / "e.npy", options, normalize=False, progress=interrupt)
+    _graph_model(path, input_type=onnx.TensorProto.DOUBLE)  # another graph (no torch weights either), same file name
+    report = embed_to_file(load_onnx(path), images, tmp_path / "e.npy", options, normalize=False)
+    assert report.resumed_from == 0
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), expected, atol=1e-5)

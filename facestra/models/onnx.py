@@ -93,7 +93,6 @@ class OnnxModel(nn.Module):
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
         self.input_dtype: type = np.float32
-        self.weights_digest: str | None = None
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         try:
@@ -149,7 +148,6 @@ def load_onnx(path: str | os.PathLike, *, device: str = "auto") -> OnnxModel:
     refused; a fixed batch is fed in padded chunks, a free batch that only runs one image at a time is fed
     one at a time; the output must be one vector per image.
     """
-    from facestra.embed.fingerprint import file_digest
     from facestra.fields import IMAGE_SIDES
 
     path = Path(path)
@@ -193,7 +191,6 @@ def load_onnx(path: str | os.PathLike, *, device: str = "auto") -> OnnxModel:
         except UserError:
             raise error from None
     model.embedding_size = int(probe.shape[1])
-    model.weights_digest = file_digest(path)  # what a resumable job's features depend on: ONNX has no torch weights
     return model.eval()
 
 
