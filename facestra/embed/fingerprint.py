@@ -11,37 +11,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def model_digest(model: nn.Module) -> str:
-    """sha256 of what decides ``model``'s outputs: its weights (or its ONNX file) and how it is fed."""
-    digest = hashlib.sha256()
+    """sha256 of what decides ``model``'s outputs: its weights (:func:`facestra.models.fingerprint.weights_sha256`,
+    an ONNX model's file) and how it is fed (architecture, input size, input convention)."""
+    from facestra.models.fingerprint import weights_sha256
+
     convention = getattr(model, "input_convention", None)
     described = {
         "arch": str(getattr(model, "arch", "")),
         "input_size": [int(v) for v in getattr(model, "input_size", ())],
         "input": convention.as_dict() if hasattr(convention, "as_dict") else str(convention),
-        "file": getattr(model, "weights_digest", None),
+        "weights": weights_sha256(model),
     }
-    digest.update(json.dumps(described, sort_keys=True).encode())
-    for key, tensor in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def file_digest(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
 def job_fingerprint(model: nn.Module, images: Iterable[str | os.PathLike], options: dict[str, Any]) -> str:
