@@ -8,7 +8,7 @@ import click
 
 from facestra.align.job import AlignOptions, align_images
 from facestra.align.records import OCCUPIED
-from facestra.cli.options import dataclass_options
+from facestra.cli.options import dataclass_options, refuse_unused_options
 from facestra.errors import UserError
 
 
@@ -40,6 +40,8 @@ def align(input: Path, out_dir: Path, **options) -> None:
     Writes the same relative tree under --out, one crop per face, and --out/align_report.csv.
     Rerunning the same command resumes an interrupted run.
     """
+    if options.get("detector") is None:
+        refuse_unused_options(("min_score",), "only used with a detector (--detector)")
     bar = _ProgressBar()
     try:
         summary = align_images(input, out_dir, AlignOptions(**options), progress=bar)

@@ -11,7 +11,7 @@ import click
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--onnx", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .onnx file to write.")
 @click.option("--arch", default=None, metavar="NAME", help="Network of a bare state dict (read from its tensors when left out).")
-@click.option("--opset", type=click.IntRange(11, 21), default=17, show_default=True, help="ONNX opset version.")
+@click.option("--opset", type=click.IntRange(11, 21), default=17, show_default=True, help="ONNX opset version (StRA networks: 12 or later).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def export(checkpoint: Path, out: Path, arch: str | None, opset: int, overwrite: bool) -> None:
     """Write CHECKPOINT as an ONNX model that insightface's model_zoo and ArcFaceONNX take as a recognition

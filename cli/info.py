@@ -6,7 +6,7 @@ import json
 
 import click
 
-from facestra.cli.options import SIZE, dataclass_options, stra_options
+from facestra.cli.options import SIZE, dataclass_options, refuse_unused_options, stra_options
 from facestra.train.config import TrainConfig
 
 
@@ -21,8 +21,9 @@ def _arch_names() -> list[str]:
 @dataclass_options(TrainConfig, only=("width",))
 @click.option("--input", "input_size", type=SIZE, default="112x112", show_default=True, help="Input size HxW.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 @stra_options
-def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json_path: str | None, **stra) -> None:
+def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json_path: str | None, overwrite: bool, **stra) -> None:
     """Parameters and multiply-adds of networks, per stage (compare resnet50 with resnet50_stra).
 
     The StRA options apply to the *_stra architectures, e.g. --kernel-size 7 or --no-mode-interaction to
@@ -32,10 +33,15 @@ def info(archs: tuple[str, ...], width: float, input_size: tuple[int, int], json
     import torch
 
     from facestra import models
-    from facestra.io import write_text_atomic
+    from facestra.io import refuse_output_over_inputs, write_text_atomic
+
+    if json_path:
+        refuse_output_over_inputs(json_path, (), overwrite=overwrite, role="--json")
 
     archs = archs or ("resnet50", "resnet50_stra")
     stra = {name: value for name, value in stra.items() if value is not None}
+    if not any(arch.endswith("_stra") for arch in archs):
+        refuse_unused_options(tuple(stra), "only used with a *_stra --arch")
     report = {}
     for arch in archs:
         try:

@@ -200,3 +200,17 @@ def progress_bar(total: int, description: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=description, unit="img", unit_scale=False, dynamic_ncols=True, leave=False)
+
+
+def refuse_unused_options(names: tuple[str, ...], reason: str) -> None:
+    """Refuse any of the options ``names`` (parameter names) that the user gave on the command line: one
+    this mode does not use would otherwise be ignored without a word. ``reason`` says why (``"needs
+    --benchmark ijbb or ijbc"``)."""
+    context = click.get_current_context()
+    for parameter in context.command.params:
+        if parameter.name not in names:
+            continue
+        source = context.get_parameter_source(parameter.name)
+        if source not in (None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP):
+            given = next((opt for opt in parameter.opts + parameter.secondary_opts if opt.startswith("--")), parameter.name)
+            raise click.UsageError(f"{'/'.join(parameter.opts + parameter.secondary_opts) or given}: {reason}")

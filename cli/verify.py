@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from facestra.cli.options import command_line, dataclass_options, inference_options, progress_bar
+from facestra.cli.options import command_line, dataclass_options, inference_options, progress_bar, refuse_unused_options
 from facestra.verify.html_report import ReportOptions
 from facestra.verify.templates import TemplateOptions
 
@@ -34,6 +34,7 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
     from facestra.protocols.ijb import is_ijb
 
     if is_ijb(names):
+        refuse_unused_options(("data_root", "save_embeddings"), "not used by an IJB benchmark (give its folder as --data)")
         template_options = TemplateOptions(ijb_flip, ijb_norm, ijb_detector_score)
         report_options = ReportOptions(report, report_pairs)
         return verify_ijb_command(checkpoint, arch, names, data, json_path, roc_path, work, template_options, report_options, inference)
@@ -42,6 +43,7 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
     from facestra.verify.report import format_table, report_dict, write_json
     from facestra.verify.figures import figure_format, plot_roc
 
+    refuse_unused_options(("work", "ijb_flip", "ijb_norm", "ijb_detector_score"), "only used with --benchmark ijbb or ijbc")
     if roc_path:
         figure_format(roc_path)  # refuse a bad figure name now, not after the embeddings
     check_output_folders(json_path, roc_path, save_embeddings)
@@ -123,6 +125,8 @@ def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path
         outcome = verify_ijb(model, benchmark, folder, options, template_options, progress=bar.update)
     if outcome.resumed_from:
         click.echo(f"note: {outcome.resumed_from} of {len(benchmark.images)} images' features were already in {folder}", err=True)
+    for warning in outcome.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(format_ijb_table(outcome, model.arch))
     if json_path:
         write_json(ijb_report_dict(outcome, checkpoint=str(checkpoint), network=model.arch, options=template_options), json_path)

@@ -74,13 +74,66 @@ def _under_target(error: OSError, tmp: str | os.PathLike, target: str | os.PathL
 
 
 def temporary_path(target: str | os.PathLike) -> str:
-    """The hidden sibling ``.NAME.<random>.tmp.EXT`` a writer fills before renaming it onto ``target``.
+    """The hidden sibling ``.NAME.<pid>-<random>.tmp.EXT`` a writer fills before renaming it onto ``target``.
 
     Hidden so that :func:`list_images` never takes a half-written file for an image; ending in the target's
-    extension so that a job can find and delete the ones a killed run left (``facestra align`` does).
+    extension so that a job can find and delete the ones a killed run left (``facestra align`` does); naming
+    the writer's process so that :func:`remove_dead_temporaries` removes only those of a process that is
+    gone, never the file a concurrent run is still filling.
     """
     folder, name = os.path.split(os.fspath(target))
-    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp{os.path.splitext(name)[1]}")
+    return os.path.join(folder, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{os.path.splitext(name)[1]}")
+
+
+def remove_dead_temporaries(*targets: str | os.PathLike) -> int:
+    """Delete the temporaries (:func:`temporary_path`) of ``targets`` that a killed process left; returns
+    how many. A temporary whose process is still alive is kept: it may be a concurrent run's.
+
+    Every job calls this for its outputs when it starts, so a ``kill -9`` at any moment leaves nothing the
+    next run does not clean up.
+    """
+    removed = 0
+    by_folder: dict[str, list[str]] = {}
+    for target in targets:
+        folder, name = os.path.split(os.fspath(target))
+        by_folder.setdefault(folder or ".", []).append(name)
+    for folder, names in by_folder.items():
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for entry in entries:
+            writer = next((pid for pid in (_temporary_writer(entry, name) for name in names) if pid is not None), None)
+            if writer is None or (writer > 0 and pid_alive(writer)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, entry))
+                removed += 1
+    return removed
+
+
+def _temporary_writer(entry: str, name: str) -> int | None:
+    """The pid in ``entry`` if it is a temporary of ``name`` (0: one of facestra 0.2, which named no
+    process), else None."""
+    prefix, suffix = f".{name}.", f".tmp{os.path.splitext(name)[1]}"
+    if not (entry.startswith(prefix) and entry.endswith(suffix)):
+        return None
+    middle = entry[len(prefix) : len(entry) - len(suffix)]
+    pid, _, random = middle.rpartition("-")
+    if not random or not all(c in "0123456789abcdef" for c in random) or len(random) != 12:
+        return None
+    return int(pid) if pid.isdigit() else (0 if not pid else None)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _publish(tmp: str | os.PathLike, target: str | os.PathLike, overwrite: bool) -> bool:
@@ -186,13 +239,21 @@ def open_reserved_memmap(
 
 
 def check_writable_folder(folder: str | os.PathLike) -> None:
-    """Make ``folder`` (and its parents) if needed and prove it takes a new file, before the long work
-    whose result goes there: a read-only or missing-permission folder found after an hour of embedding
-    would cost the hour. Raises a UserError ``cannot write FOLDER: reason``."""
+    """Prove that ``folder`` takes a new file (or, when it does not exist yet, that its nearest existing
+    parent does, so that it can be made), before the long work whose result goes there: a read-only or
+    missing-permission folder found after an hour of embedding would cost the hour. Nothing is created, so a
+    command refused later leaves no empty folder behind. Raises a UserError ``cannot write FOLDER: reason``."""
     folder = os.fspath(folder) or "."
-    probe = os.path.join(folder, f".facestra-write-test.{uuid.uuid4().hex[:12]}")
+    existing = os.path.abspath(folder)
+    while not os.path.isdir(existing):
+        if os.path.lexists(existing):
+            raise UserError(f"cannot write {folder}: {existing} is not a folder")
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    probe = os.path.join(existing, f".facestra-write-test.{uuid.uuid4().hex[:12]}")
     try:
-        os.makedirs(folder, exist_ok=True)
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as error:
         raise UserError(f"cannot write {folder}: {error.strerror or error}") from None
@@ -304,16 +365,71 @@ def input_at(target: str | os.PathLike, inputs: Iterable[str | os.PathLike | byt
     """The first of ``inputs`` that names the same file as ``target``, or None: an output there would
     destroy what the command reads. Only inputs with the file name of ``target`` (or of the file it links
     to) are resolved, so a million image paths cost a million string comparisons; in-memory images (bytes)
-    are no file."""
+    are no file. A ``target`` that is a hard link (a file with several names) is compared by inode with
+    every input, as its other names may be anything."""
     resolved = Path(target).resolve()
     names = {Path(target).name, resolved.name}
+    try:
+        status = os.stat(target)
+        inode = (status.st_dev, status.st_ino) if status.st_nlink > 1 else None
+    except (OSError, ValueError):
+        inode = None
     for candidate in inputs:
         if isinstance(candidate, bytes):
             continue
         candidate = Path(candidate)
         if candidate.name in names and candidate.resolve() == resolved:
             return candidate
+        if inode is not None:
+            with contextlib.suppress(OSError, ValueError):
+                other = os.stat(candidate)
+                if (other.st_dev, other.st_ino) == inode:
+                    return candidate
     return None
+
+
+def refuse_output_over_inputs(
+    output: str | os.PathLike, inputs: Iterable[str | os.PathLike | bytes], *, overwrite: bool, role: str = ""
+) -> None:
+    """The one check every writer makes before any work: refuse an ``output`` that is, links to or resolves
+    to one of ``inputs`` (even with ``overwrite``: the user's files are read-only to us), and an existing
+    ``output`` (a dangling link included) unless ``overwrite``. ``role`` says which output it is in the
+    message (``"JSON report"``); the command may render it as its flag.
+
+    A writer that passes is about to write ``output``: the temporaries a killed writer of it left are removed
+    here (:func:`remove_dead_temporaries`), so every writer that makes this check cleans up after a crash."""
+    label = f"{role} {os.fspath(output)}" if role else os.fspath(output)
+    try:
+        os.lstat(output)  # a name the file system cannot hold is an error now, naming the output, not after the work
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    source = input_at(output, inputs)
+    if source is not None:
+        written = "" if os.fspath(source) == os.fspath(output) and not role else f" {label}"
+        raise UserError(f"{source}: is one of the inputs; refusing to write{written} over it (choose another output)")
+    if os.path.lexists(output) and not overwrite:
+        raise UserError(f"{label}: already exists (pass --overwrite to replace it)")
+    remove_dead_temporaries(output)
+
+
+def check_readable(path: str | os.PathLike, what: str = "file or folder") -> None:
+    """Refuse, as an unreadable input, a ``path`` the operating system cannot open for reading (no
+    permission, a name too long, a component that is not a folder): ``PATH: cannot read (reason)``, never
+    the ``cannot create`` of an output. A missing one is ``PATH: no such WHAT``."""
+    try:
+        status = os.stat(path)
+        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (getattr(os, "O_DIRECTORY", 0) if _is_folder(status) else 0)
+        os.close(os.open(path, flags))
+    except FileNotFoundError:
+        raise UserError(f"{os.fspath(path)}: no such {what}") from None
+    except OSError as error:
+        raise UserError(f"{os.fsdecode(os.fspath(path))}: cannot read this input ({error.strerror or error})") from None
+
+
+def _is_folder(status: os.stat_result) -> bool:
+    import stat
+
+    return stat.S_ISDIR(status.st_mode)
 
 
 def list_images(root: str | os.PathLike) -> list[Path]:

@@ -101,3 +101,33 @@ def test_a_required_generated_option_is_required(tmp_path) -> None:
     result = CliRunner().invoke(main, ["synth", str(tmp_path / "out")])
     assert result.exit_code == 2 and "Missing option '--identities'" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_options_a_mode_does_not_use_are_refused_not_ignored(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from facestra.cli.main import main
+
+    info = CliRunner().invoke(main, ["info", "--arch", "resnet18", "--kernel-size", "7"])
+    assert info.exit_code == 2 and "--kernel-size: only used with a *_stra --arch" in info.output
+    assert CliRunner().invoke(main, ["info", "--arch", "resnet18", "--arch", "resnet50_stra", "--kernel-size", "7"]).exit_code == 0
+    (tmp_path / "in").mkdir()
+    (tmp_path / "marks.csv").write_text("path,x1,y1,x2,y2,x3,y3,x4,y4,x5,y5\n")
+    align = CliRunner().invoke(main, ["align", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                                      "--landmarks", str(tmp_path / "marks.csv"), "--min-score", "0.9"])
+    assert align.exit_code == 2 and "--min-score: only used with a detector (--detector)" in align.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "marks.csv"]
+
+
+def test_an_existing_json_is_replaced_only_with_overwrite(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from facestra.cli.main import main
+
+    report = tmp_path / "info.json"
+    report.write_text("mine\n")
+    refused = CliRunner().invoke(main, ["info", "--arch", "resnet18", "--json", str(report)])
+    assert refused.exit_code == 2 and refused.output.strip() == f"error: --json {report}: already exists (pass --overwrite to replace it)"
+    assert report.read_text() == "mine\n"
+    replaced = CliRunner().invoke(main, ["info", "--arch", "resnet18", "--json", str(report), "--overwrite"])
+    assert replaced.exit_code == 0 and '"resnet18"' in report.read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,8 @@ from facestra import models
 from facestra.cli.main import main
 from facestra.embed.inference import InferenceOptions, embed_benchmark, embed_images
 from facestra.data.images import image_to_tensor
+from facestra.embed import read_paths
+from facestra.errors import UserError
 from facestra.protocols import load_benchmark
 
 INPUT = (32, 32)
@@ -248,7 +251,7 @@ def test_an_output_that_is_an_input_is_refused_even_with_overwrite(checkpoint: P
     before = paths[1].read_bytes()
     result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(paths[1]), "--overwrite", "--workers", "0")
     assert result.exit_code == 2
-    assert result.output.strip() == f"error: {paths[1]}: is one of the inputs; refusing to write the embeddings over it (choose another --out)"
+    assert result.output.strip() == f"error: {paths[1]}: is one of the inputs; refusing to write over it (choose another output)"
     assert paths[1].read_bytes() == before
     # the paths file of --out would be the list INPUT itself (named through another spelling of its folder)
     listing = tmp_path / "e.paths.txt"
@@ -275,3 +278,132 @@ def test_a_model_with_non_finite_outputs_is_refused_by_embed_and_verify(model, t
                                                 [(paths[0], paths[1], 1), (paths[1], paths[2], 0)] * 10))
     result = CliRunner().invoke(main, ["verify", "--checkpoint", str(broken), "--data", str(tmp_path), "--workers", "0"])
     assert result.exit_code == 1 and "the model's embedding is not finite" in result.output
+
+
+def _constant_model(model, value: float) -> torch.nn.Module:
+    """``model`` whose last layer ignores its input: every embedding is ``value`` in every component."""
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.head.bn_embedding.weight.zero_()
+        broken.head.bn_embedding.bias.fill_(value)
+    return broken
+
+
+@pytest.mark.parametrize(("value", "message"), [(0.0, "the model's embedding is all zero"),
+                                                (0.5, "the model gives every image the same embedding")])
+def test_all_zero_or_identical_embeddings_are_refused_in_embed_verify_and_compare(model, tmp_path: Path, value, message) -> None:
+    broken = tmp_path / "broken.pt"
+    models.save(_constant_model(model, value), broken)
+    paths = face_images(tmp_path / "faces", 4)
+    out = tmp_path / "e.npy"
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(broken), "--out", str(out), "--workers", "0")
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"error: {paths[0]}") and message in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt", "faces"]  # no matrix, listing or partial
+    (tmp_path / "pairs.csv").write_text("".join(f"faces/{a.name},faces/{b.name},{s}\n" for a, b, s in
+                                                [(paths[0], paths[1], 1), (paths[2], paths[3], 0)] * 10))
+    result = CliRunner().invoke(main, ["verify", "--checkpoint", str(broken), "--data", str(tmp_path), "--workers", "0"])
+    assert result.exit_code == 1 and message in result.output, result.output
+    # compare embeds its two crops with embed_images: two different faces are refused, one face twice is not
+    crops = [p.read_bytes() for p in paths[:2]]
+    constant = models.load(broken)
+    with pytest.raises(UserError, match=message):
+        embed_images(constant, crops, THREE, names=["first", "second"])
+    if value:
+        same = embed_images(constant, [crops[0], crops[0]], THREE)
+        assert np.array_equal(same[0], same[1])
+
+
+def test_identical_images_may_have_identical_embeddings(model, tmp_path: Path) -> None:
+    paths = face_images(tmp_path / "faces", 1)
+    copies = [paths[0]] + [paths[0].with_name(f"copy_{i}.png") for i in range(3)]
+    for copy_path in copies[1:]:
+        copy_path.write_bytes(paths[0].read_bytes())
+    models.save(_constant_model(model, 0.5), tmp_path / "m.pt")
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(tmp_path / "m.pt"), "--out", str(tmp_path / "e.npy"), "--workers", "0")
+    assert result.exit_code == 0, result.output
+    matrix = np.load(tmp_path / "e.npy")
+    assert matrix.shape == (4, 2 * model.embedding_size) and (matrix == matrix[0]).all()
+
+
+def test_a_changed_image_is_embedded_again_not_resumed(model, tmp_path: Path) -> None:
+    from facestra.embed.job import embed_to_file
+
+    paths = face_images(tmp_path / "faces", 6)
+    out = tmp_path / "emb.npy"
+
+    def interrupt(count: int) -> None:
+        raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        embed_to_file(model, paths, out, THREE, progress=interrupt)  # the first 3 rows are done
+    replacement = face_images(tmp_path / "other", 6, seed=7)
+    paths[1].write_bytes(replacement[4].read_bytes())  # same name, new face
+    report = embed_to_file(model, paths, out, THREE)
+    assert report.resumed_from == 0
+    np.testing.assert_allclose(np.load(out), embed_images(model, paths, THREE), atol=1e-5)
+
+
+def test_the_paths_file_reads_back_as_a_list_from_any_folder(checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    face_images(tmp_path / "data" / "faces", 3)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "data")  # relative INPUT and --out
+    result = run_embed("faces", "--checkpoint", str(checkpoint), "--out", "../out/e.npy", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    listed = read_paths(tmp_path / "out" / "e.paths.txt")
+    assert listed == [str(tmp_path / "data" / "faces" / f"face_{i:03d}.png") for i in range(3)]
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = run_embed(str(tmp_path / "out" / "e.paths.txt"), "--checkpoint", str(checkpoint), "--out", "again.npy", "--workers", "0")
+    assert again.exit_code == 0, again.output
+    assert np.array_equal(np.load("again.npy"), np.load(tmp_path / "out" / "e.npy"))
+    assert read_paths("again.paths.txt") == listed
+
+
+def test_a_refused_embed_leaves_no_output_folder(checkpoint: Path, tmp_path: Path) -> None:
+    face_images(tmp_path / "faces", 2)
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "new" / "deep" / "e.npy"))
+    assert result.exit_code == 2 and "not a readable checkpoint" in result.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_killed_writers_temporaries_are_removed_by_the_next_run(checkpoint: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    face_images(tmp_path / "faces", 2)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    left = [tmp_path / f".e.npy.{dead_pid}-0123456789ab.tmp.npy", tmp_path / f".e.paths.txt.{dead_pid}-0123456789ab.tmp.txt",
+            tmp_path / ".e.paths.txt.ba9876543210.tmp.txt"]  # a temporary of facestra 0.2, which named no process
+    alive = tmp_path / f".e.npy.{os.getppid()}-0123456789ab.tmp.npy"  # a live process's: perhaps a concurrent run
+    for path in [*left, alive]:
+        path.write_bytes(b"half")
+    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "e.npy"), "--workers", "0")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "e.npy", "e.paths.txt", "faces"])
+
+
+def test_a_crash_while_publishing_never_leaves_a_listing_beside_a_matrix_of_other_rows(model, tmp_path: Path, monkeypatch) -> None:
+    from facestra.embed import job
+
+    paths = face_images(tmp_path / "faces", 5)
+    out = tmp_path / "emb.npy"
+    job.embed_to_file(model, paths[:3], out, THREE)
+
+    replace = os.replace
+
+    def crash_at_the_matrix(source, target):
+        if Path(target) == out:  # killed just as the new matrix would take its name
+            raise _Interrupt
+        replace(source, target)
+
+    monkeypatch.setattr(job.os, "replace", crash_at_the_matrix)
+    with pytest.raises(_Interrupt):
+        job.embed_to_file(model, paths, out, THREE, overwrite=True)
+    monkeypatch.undo()
+    listing = tmp_path / "emb.paths.txt"
+    assert not listing.exists() or len(read_paths(listing)) == len(np.load(out))
+    job.embed_to_file(model, paths, out, THREE, overwrite=True)  # the rerun finishes the job
+    assert read_paths(listing) == [str(p) for p in paths] and len(np.load(out)) == 5

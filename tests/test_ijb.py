@@ -5,6 +5,7 @@ roc_curve, explicit loops over templates, media and probes), resuming, and the e
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -349,3 +350,129 @@ def test_pair_commands_point_to_the_template_protocol(tmp_path: Path) -> None:
 
     with pytest.raises(UserError, match="ijbc is a template benchmark: run `facestra verify --benchmark ijbc --data DIR`"):
         load_benchmark("ijbc", tmp_path)
+
+
+def _rewrite(path: Path, keep) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(line for number, line in enumerate(lines) if keep(number, line)) + "\n")
+
+
+def _pairs_of_one_kind(data: Path) -> str:
+    _rewrite(data / "meta" / "ijbc_template_pair_label.txt", lambda _, line: line.endswith(" 1"))
+    return "ijbc_template_pair_label.txt: every one of its 24 template pairs is a same-subject (label 1) pair"
+
+
+def _gallery_without_nonmated_probes(data: Path) -> str:
+    # probes of subjects 0-3 only: every probe has its mate in G1 (subjects 0-3)
+    _rewrite(data / "meta" / "ijbc_1N_probe_mixed.csv", lambda number, line: number == 0 or int(line.split(",")[1]) < 4)
+    return "ijbc_1N_probe_mixed.csv: against gallery G1"
+
+
+def _zero_detector_scores(data: Path) -> str:
+    path = data / "meta" / "ijbc_name_5pts_score.txt"
+    path.write_text("".join(" ".join(line.split()[:-1]) + " 0\n" for line in path.read_text().splitlines()))
+    return "ijbc_name_5pts_score.txt: the detector scores of every template's images are 0"
+
+
+@pytest.mark.parametrize("breaking", [_pairs_of_one_kind, _gallery_without_nonmated_probes, _zero_detector_scores])
+def test_an_ijb_protocol_without_meaning_is_refused_before_embedding_not_a_silent_100(checkpoint: Path, tmp_path: Path, breaking) -> None:
+    data = tmp_path / "IJBC"
+    make_ijb(data, seed=6)
+    message = breaking(data)
+    report, work = tmp_path / "r.json", tmp_path / "work"
+    result = invoke("verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0", "--json", report, "--work", work)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not report.exists() and not work.exists()  # refused before any image was embedded
+    if breaking is _zero_detector_scores:  # the weighting that zeroes them can be turned off
+        result = invoke("verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0",
+                        "--no-ijb-detector-score", "--json", report, "--work", work)
+        assert result.exit_code == 0, result.output
+
+
+def test_some_zero_detector_scores_are_warned_of(checkpoint: Path, tmp_path: Path) -> None:
+    data = tmp_path / "IJBC"
+    made = make_ijb(data, seed=6, one_to_n=False)
+    first = made["media"][0].split()[1]  # zero every image of the first template
+    path = data / "meta" / "ijbc_name_5pts_score.txt"
+    rows = [(line, media) for line, media in zip(path.read_text().splitlines(), made["media"])]
+    path.write_text("".join((" ".join(line.split()[:-1]) + " 0" if media.split()[1] == first else line) + "\n" for line, media in rows))
+    report = tmp_path / "r.json"
+    result = invoke("verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0", "--json", report)
+    assert result.exit_code == 0, result.output
+    warning = "ijbc_name_5pts_score.txt: 1 of 24 paired templates have only images of detector score 0"
+    assert f"warning: {data / 'meta' / warning}" in result.stderr
+    few = f"{data / 'meta' / 'ijbc_template_pair_label.txt'}: 252 different-subject pairs; TAR at a FAR below 0.004 is read at the ROC's nearest point and says little"
+    assert json.loads(report.read_text())["benchmarks"]["ijbc"]["warnings"] == [
+        few, str(data / "meta" / warning) + ": their features are zero and their pairs score 0"]
+
+
+def test_five_points_far_outside_the_image_are_bad_landmarks(checkpoint: Path, tmp_path: Path) -> None:
+    data = tmp_path / "IJBC"
+    make_ijb(data, seed=7, one_to_n=False)
+    path = data / "meta" / "ijbc_name_5pts_score.txt"
+    lines = path.read_text().splitlines()
+    fields = lines[4].split()
+    fields[1:11] = [f"{float(v) + 500:.3f}" for v in fields[1:11]]  # the face 500 pixels right of and below a 64x64 crop
+    lines[4] = " ".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    result = invoke("verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0", "--work", tmp_path / "w")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert f"{path}:5: bad_landmarks: point 1 (" in result.stderr and "is outside the 64x64 image" in result.stderr
+
+
+def test_raw_features_are_reused_only_for_the_same_images_and_weights(model, tmp_path: Path, monkeypatch) -> None:
+    from facestra.embed.inference import InferenceOptions
+    from facestra.verify import ijb_embed
+
+    data = tmp_path / "IJBC"
+    make_ijb(data, seed=8, one_to_n=False)
+    options = InferenceOptions(batch_size=4, workers=0, device="cpu")
+    first = ijb_embed.embed_ijb(model, read_ijb("ijbc", data), tmp_path / "w", options)
+    again = ijb_embed.embed_ijb(model, read_ijb("ijbc", data), tmp_path / "w", options)
+    assert again.resumed_from == again.rows  # the same job: reused whole
+    torch.manual_seed(11)
+    other = models.create("resnet18", width=0.125, input_size=INPUT).eval()
+    expected_other = ijb_embed.embed_ijb(other, read_ijb("ijbc", data), tmp_path / "fresh", options)
+
+    # a crash while the other model's features are published must not leave a record that names them beside
+    # the first model's matrix
+    replace = os.replace
+
+    def crash_at_the_matrix(source, target):
+        if Path(target).name == "ijbc_raw_features.npy":
+            raise KeyboardInterrupt
+        replace(source, target)
+
+    monkeypatch.setattr(ijb_embed.os, "replace", crash_at_the_matrix)
+    with pytest.raises(KeyboardInterrupt):
+        ijb_embed.embed_ijb(other, read_ijb("ijbc", data), tmp_path / "w", options)
+    monkeypatch.undo()
+    switched = ijb_embed.embed_ijb(other, read_ijb("ijbc", data), tmp_path / "w", options)
+    assert switched.resumed_from != switched.rows
+    assert np.array_equal(np.load(switched.path), np.load(expected_other.path))
+    # an image rewritten under the same name: its features are computed again
+    name = (data / "meta" / "ijbc_name_5pts_score.txt").read_text().split()[0]
+    image = cv2.imread(str(data / "loose_crop" / name))
+    cv2.imwrite(str(data / "loose_crop" / name), 255 - image)
+    changed = ijb_embed.embed_ijb(other, read_ijb("ijbc", data), tmp_path / "w", options)
+    assert changed.resumed_from == 0
+    assert not np.array_equal(np.load(changed.path)[0], np.load(expected_other.path)[0])
+    assert np.array_equal(np.load(changed.path)[1:], np.load(expected_other.path)[1:])
+    assert np.array_equal(np.load(first.path).shape, np.load(changed.path).shape)
+
+
+def test_options_an_ijb_or_pair_benchmark_does_not_use_are_refused(checkpoint: Path, tmp_path: Path) -> None:
+    data = tmp_path / "IJBC"
+    make_ijb(data, seed=9, one_to_n=False)
+    ijb = ["verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0"]
+    for extra, flag in [(["--save-embeddings", tmp_path / "kept"], "--save-embeddings"), (["--data-root", tmp_path], "--data-root")]:
+        result = invoke(*ijb, *extra)
+        assert result.exit_code == 2 and f"{flag}: not used by an IJB benchmark" in result.output, result.output
+    (tmp_path / "pairs.csv").write_text("a.png,b.png,1\n")
+    pairs = ["verify", "--checkpoint", checkpoint, "--data", tmp_path / "pairs.csv", "--workers", "0"]
+    for extra, flag in [(["--work", tmp_path / "w"], "--work"), (["--ijb-flip", "concat"], "--ijb-flip"),
+                        (["--no-ijb-norm"], "--ijb-norm/--no-ijb-norm")]:
+        result = invoke(*pairs, *extra)
+        assert result.exit_code == 2 and f"{flag}: only used with --benchmark ijbb or ijbc" in result.output, result.output
+    assert not (tmp_path / "kept").exists() and not (tmp_path / "w").exists()

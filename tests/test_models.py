@@ -159,10 +159,69 @@ def test_model_files_of_the_earlier_stra_block_are_refused_in_one_line(tmp_path)
     ],
 )
 def test_malformed_model_files_are_not_facestra_model_files(tmp_path, change, message) -> None:
-    path = tmp_path / "m.pt"
+    with pytest.raises(UserError, match=rf"m.pt: not a facestra model file: {message}"):
+        models.load(_saved_then_changed(tmp_path / "m.pt", change))
+
+
+def _saved_then_changed(path, change):
+    """A resnet18 model file at ``path`` whose payload ``change`` edited in place, as a hand or a tool would."""
     models.save(models.create("resnet18", **SMALL), path)
     payload = torch.load(path, weights_only=True)
     change(payload)
     torch.save(payload, path)
-    with pytest.raises(UserError, match=rf"m.pt: not a facestra model file: {message}"):
-        models.load(path)
+    return path
+
+
+def _set_kwarg(name, value):
+    return lambda payload: payload["kwargs"].update({name: value})
+
+
+def _set_threshold(value):
+    return lambda payload: payload.update(verification={"benchmark": "lfw", "threshold": value, "accuracy": 0.9})
+
+
+def _set_tensor(rank, make):
+    """Replace the first weight of ``rank`` dimensions (a convolution's 4, a linear layer's 2) by ``make(it)``
+    (the names are the network's own: the test does not depend on them)."""
+    def change(payload):
+        state = payload["state_dict"]
+        key = next(k for k, v in state.items() if k.endswith(".weight") and v.dim() == rank)
+        state[key] = make(state[key])
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_set_kwarg("width", 1e9), r"not a facestra model file: bad arguments for resnet18 \(width 1000000000.0 is outside 0.125 to 8\)"),
+        (_set_kwarg("width", float("nan")), r"bad arguments for resnet18 \(width nan is not a number\)"),
+        (_set_kwarg("embedding_size", -3), r"bad arguments for resnet18 \(embedding_size -3 is outside 1 to 16384\)"),
+        (_set_kwarg("embedding_size", "512"), r"bad arguments for resnet18 \(embedding_size '512' is not an integer\)"),
+        (_set_kwarg("input_size", [0, 0]), r"bad arguments for resnet18 \(input_size \[0, 0\] is not two sides of 8 to 4096 pixels\)"),
+        (_set_kwarg("input_size", [100000, 32]), r"input_size \[100000, 32\] is not two sides of 8 to 4096 pixels"),
+        (_set_kwarg("dropout", 5.0), r"bad arguments for resnet18 \(dropout 5.0 is outside 0 to 1\)"),
+        (_set_threshold(float("nan")), r"its recorded verification threshold nan is not a distance from 0 to 4"),
+        (_set_threshold(-1.0), r"its recorded verification threshold -1.0 is not a distance from 0 to 4"),
+        (_set_threshold(9.5), r"its recorded verification threshold 9.5 is not a distance from 0 to 4"),
+        (_set_threshold("1.2"), r"its recorded verification threshold '1.2' is not a distance from 0 to 4"),
+        (lambda payload: payload.update(verification=[1.2]), r"not a facestra model file: its verification record is a list"),
+        (_set_tensor(2, lambda t: t.reshape(-1)), r"tensor '[\w.]+' has shape \(\d+,\) but resnet18 needs \(\d+, \d+\)"),
+        (_set_tensor(4, lambda t: torch.empty(0)), r"tensor '[\w.]+' has shape \(0,\) but resnet18 needs \(\d+, 3, \d+, \d+\)"),
+        (_set_tensor(4, lambda t: t.to(torch.int32)), r"tensor '[\w.]+' holds int32 values, but resnet18 needs floating-point weights"),
+        (_set_tensor(4, lambda t: t.bool()), r"tensor '[\w.]+' holds bool values"),
+        (_set_tensor(4, lambda t: t.tolist()), r"entry '[\w.]+' is a list, not a tensor"),
+    ],
+)
+def test_model_files_with_absurd_arguments_thresholds_or_tensors_are_one_line(tmp_path, change, message) -> None:
+    with pytest.raises(UserError, match=rf"m.pt: .*{message}"):
+        models.load(_saved_then_changed(tmp_path / "m.pt", change))
+
+
+def test_a_backbone_pth_with_integer_tensors_is_one_line(tmp_path) -> None:
+    from _arcface_state import arcface_state_dict
+
+    state = arcface_state_dict("iresnet18", embedding=64)
+    state["layer1.0.conv1.weight"] = state["layer1.0.conv1.weight"].to(torch.int8)
+    torch.save(state, tmp_path / "backbone.pth")
+    with pytest.raises(UserError, match=r"backbone.pth: tensor 'layer1.0.conv1.weight' holds int8 values, but iresnet18 needs floating-point"):
+        models.load(tmp_path / "backbone.pth")

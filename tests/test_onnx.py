@@ -132,3 +132,121 @@ def test_bad_onnx_files_and_options_are_one_line(faces, tmp_path) -> None:
     torch.onnx.export(network, (torch.zeros(1, 3, 112, 112),), str(tmp_path / "ok.onnx"), dynamo=False)
     with_arch = run("embed", faces, "--checkpoint", tmp_path / "ok.onnx", "--arch", "iresnet50", "--out", tmp_path / "e.npy")
     assert with_arch.exit_code == 2 and "is an ONNX model, which holds its own network; leave --arch out" in with_arch.output
+
+
+def _graph_model(path, *, input_type=onnx.TensorProto.FLOAT, input_shape=("N", 3, 8, 8), body="pool",
+                 output_type=onnx.TensorProto.FLOAT, output_shape=("N", 3, 1, 1)):
+    """A recognition model written node by node with onnx's helper API: its 'embedding' is the mean of each
+    input channel (``pool``), or something that is not one vector per image."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Cast", ["data"], ["x"], to=onnx.TensorProto.FLOAT)]
+    initializers = []
+    if body == "feature map":
+        nodes.append(helper.make_node("Identity", ["x"], ["out"]))
+    elif body == "scalar":
+        nodes.append(helper.make_node("ReduceMean", ["x"], ["out"], keepdims=0))
+    else:
+        nodes.append(helper.make_node("GlobalAveragePool", ["x"], ["pooled"]))
+        if body == "integers":
+            nodes.append(helper.make_node("Cast", ["pooled"], ["out"], to=onnx.TensorProto.INT64))
+        elif body == "reshape to one":  # a 'free' batch that a Reshape fixes at 1, as older exporters wrote
+            initializers.append(helper.make_tensor("shape", onnx.TensorProto.INT64, [2], [1, -1]))
+            nodes.append(helper.make_node("Reshape", ["pooled", "shape"], ["out"]))
+        else:
+            nodes.append(helper.make_node("Identity", ["pooled"], ["out"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("data", input_type, list(input_shape))],
+                              [helper.make_tensor_value_info("out", output_type, None if output_shape is None else list(output_shape))],
+                              initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture()
+def small_faces(tmp_path):
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "small"
+    folder.mkdir()
+    images = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(5)]
+    for i, image in enumerate(images):
+        cv2.imwrite(str(folder / f"{i}.png"), image)
+    # what a channel-mean model gives, by hand: RGB, (x - 127.5) / 127.5 (no Sub/Mul nodes: ArcFaceONNX's rule)
+    expected = np.stack([((image[:, :, ::-1].astype(np.float64) - 127.5) / 127.5).mean(axis=(0, 1)) for image in images])
+    return folder, expected
+
+
+@pytest.mark.parametrize(("input_type", "input_shape", "body", "output_shape"), [
+    (onnx.TensorProto.FLOAT16, ("N", 3, 8, 8), "pool", ("N", 3, 1, 1)),
+    (onnx.TensorProto.DOUBLE, ("N", 3, 8, 8), "pool", ("N", 3, 1, 1)),
+    (onnx.TensorProto.FLOAT, (3, 3, 8, 8), "pool", (3, 3, 1, 1)),  # a fixed batch of 3: padded chunks
+    (onnx.TensorProto.FLOAT, ("N", 3, "H", "W"), "pool", None),  # sides left free: fed at 112, resized
+    (onnx.TensorProto.FLOAT, ("N", 3, 8, 8), "reshape to one", (1, 3)),
+])
+def test_onnx_models_of_any_float_input_or_batch_declaration_run_correctly(small_faces, tmp_path, input_type, input_shape, body, output_shape) -> None:
+    folder, expected = small_faces
+    path = _graph_model(tmp_path / "m.onnx", input_type=input_type, input_shape=input_shape, body=body, output_shape=output_shape)
+    extra = ("--resize",) if "H" in input_shape else ()
+    got = _embed(folder, path, tmp_path / "e.npy", "--flip", "none", "--no-normalize", "--batch-size", "4", *extra)
+    tolerance = 2e-2 if extra else (1e-3 if input_type == onnx.TensorProto.FLOAT16 else 1e-5)
+    np.testing.assert_allclose(got, expected, atol=tolerance)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"input_type": onnx.TensorProto.UINT8}, "its input takes tensor(uint8), not floating-point images"),
+    ({"input_type": onnx.TensorProto.INT32}, "its input takes tensor(int32), not floating-point images"),
+    ({"input_shape": ("N", 3, 8)}, "its input is ['N', 3, 8], not N x 3 x H x W images"),
+    ({"input_shape": ("N", 1, 8, 8)}, "its input takes 1 channels, not 3 (RGB)"),
+    ({"input_shape": ("N", 3, 2, 2)}, "its input is 2 x 2 pixels; facestra feeds images of 8 to 4096 pixels a side"),
+    ({"input_shape": (5000, 3, 8, 8)}, "its input declares a fixed batch of 5000 images; facestra pads to at most 1024"),
+    ({"body": "feature map", "output_shape": None}, "its output for 2 image(s) is 2 x 3 x 8 x 8, not one floating-point vector per image"),
+    ({"body": "integers", "output_type": onnx.TensorProto.INT64}, "its output for 2 image(s) is int64, not one floating-point vector"),
+    ({"body": "scalar", "output_shape": None}, "is  not one floating-point vector per image"),
+])
+def test_onnx_models_that_cannot_give_one_vector_per_image_are_one_line(small_faces, tmp_path, change, message) -> None:
+    folder, _ = small_faces
+    path = _graph_model(tmp_path / "m.onnx", **change)
+    result = run("embed", folder, "--checkpoint", path, "--workers", "0", "--out", tmp_path / "e.npy")
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and message.split("is  ")[-1] in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "small"]
+
+
+def test_export_refuses_an_opset_that_cannot_express_the_network(tmp_path) -> None:
+    torch.manual_seed(0)
+    models.save(models.create("resnet50_stra", width=0.125, embedding_size=16, input_size=(32, 32)).eval(), tmp_path / "stra.pt")
+    models.save(models.create("resnet18", width=0.125, embedding_size=16, input_size=(32, 32)).eval(), tmp_path / "plain.pt")
+    refused = run("export", tmp_path / "stra.pt", "--onnx", tmp_path / "s11.onnx", "--opset", "11")
+    assert refused.exit_code == 2
+    assert refused.output.strip() == ("error: --opset 11: resnet50_stra needs ONNX opset 12 to 21 "
+                                      "(StRA's attention uses einsum, added in opset 12)")
+    assert not (tmp_path / "s11.onnx").exists()
+    for checkpoint, opset in [("stra.pt", 12), ("stra.pt", 21), ("plain.pt", 11)]:
+        out = tmp_path / f"{checkpoint}.{opset}.onnx"
+        result = run("export", tmp_path / checkpoint, "--onnx", out, "--opset", str(opset))
+        assert result.exit_code == 0, result.output
+        assert onnx.load(str(out)).opset_import[0].version == opset
+        assert ort.InferenceSession(str(out)).run(None, {"data": np.zeros((2, 3, 32, 32), np.float32)})[0].shape == (2, 16)
+
+
+def test_another_onnx_model_under_the_same_name_never_resumes_a_partial_embedding(small_faces, tmp_path) -> None:
+    from facestra.embed import InferenceOptions
+    from facestra.embed.job import embed_to_file
+    from facestra.models.onnx import load_onnx
+
+    folder, expected = small_faces
+    images = sorted(folder.glob("*.png"))
+    path = _graph_model(tmp_path / "m.onnx")
+    options = InferenceOptions(flip="none", batch_size=2, workers=0)
+
+    def interrupt(count: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_to_file(load_onnx(path), images, tmp_path / "e.npy", options, normalize=False, progress=interrupt)
+    _graph_model(path, input_type=onnx.TensorProto.DOUBLE)  # another graph (no torch weights either), same file name
+    report = embed_to_file(load_onnx(path), images, tmp_path / "e.npy", options, normalize=False)
+    assert report.resumed_from == 0
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), expected, atol=1e-5)

@@ -37,7 +37,8 @@ from facestra.align.records import AlignProblems, AlignSettings, AlignSummary, F
 from facestra.align.workers import run_tasks, worker_count
 from facestra.errors import UserError
 from facestra.fields import MAX_WORKERS, documented
-from facestra.io import write_text_atomic
+from facestra.io import refuse_output_over_inputs, write_text_atomic
+from facestra.locks import LOCK_NAME, output_lock
 
 IMAGE_FORMATS = ("jpg", "png")
 DETECTORS = ("yunet",)
@@ -98,54 +99,58 @@ def align_images(
 
     input_path = Path(input)
     root, images, listed_problems = resolve_input(input_path)
+    if options.json_report is not None:  # replaced only by a run asked to redo the last (``overwrite``)
+        reads = [input_path, *([landmarks] if landmarks is not None else []), *(os.path.join(root, image) for image in images)]
+        refuse_output_over_inputs(options.json_report, reads, overwrite=overwrite, role="JSON report")
     out = Path(out_dir).absolute()
     check_output_folder(out, root, input_is_folder=input_path.is_dir())
-    entries = read_landmarks(landmarks) if landmarks is not None else None
-    tasks = plan_tasks(root, images, listed_problems, entries, is_listing=input_path.is_dir())
-    clash_records, tasks = split_name_clashes(tasks, settings)
+    with output_lock(out, what=f"the align folder {out}"):  # makes --out; removed again if refused before any crop
+        entries = read_landmarks(landmarks) if landmarks is not None else None
+        tasks = plan_tasks(root, images, listed_problems, entries, is_listing=input_path.is_dir())
+        clash_records, tasks = split_name_clashes(tasks, settings)
 
-    journal_path = out / JOURNAL_NAME
-    if journal_path.exists():
-        remove_stale_temporaries(out, settings)
-    if overwrite:  # before the new journal replaces the list of what the earlier run wrote
-        remove_journaled_outputs(out)
-    journal = None if overwrite else read_journal(journal_path, settings)
-    out_was_empty = not any(out.iterdir())
-    previous = journal or {}
-    finished = {t.path: previous[t.path] for t in tasks if t.path in previous and still_done(previous[t.path], out)}
-    todo = [task for task in tasks if task.path not in finished]
+        journal_path = out / JOURNAL_NAME
+        if journal_path.exists():
+            remove_stale_temporaries(out, settings)
+        if overwrite:  # before the new journal replaces the list of what the earlier run wrote
+            remove_journaled_outputs(out)
+        journal = None if overwrite else read_journal(journal_path, settings)
+        out_was_empty = not any(entry.name != LOCK_NAME for entry in out.iterdir())
+        previous = journal or {}
+        finished = {t.path: previous[t.path] for t in tasks if t.path in previous and still_done(previous[t.path], out)}
+        todo = [task for task in tasks if task.path not in finished]
 
-    records_by_image: dict[str, list[FaceRecord]] = dict(finished)
-    plan = CropPlan(out=str(out), settings=settings, detector=face_detector, check_existing=not out_was_empty,
-                    adopt_existing=journal is not None)
-    with Journal(journal_path, settings, fresh=journal is None) as log:
-        for done, (path, records, line) in enumerate(run_tasks(todo, plan, workers), start=1):
-            records_by_image[path] = records
-            log.write(line)
-            if callable(progress):
-                progress(done, len(todo))
+        records_by_image: dict[str, list[FaceRecord]] = dict(finished)
+        plan = CropPlan(out=str(out), settings=settings, detector=face_detector, check_existing=not out_was_empty,
+                        adopt_existing=journal is not None)
+        with Journal(journal_path, settings, fresh=journal is None) as log:
+            for done, (path, records, line) in enumerate(run_tasks(todo, plan, workers), start=1):
+                records_by_image[path] = records
+                log.write(line)
+                if callable(progress):
+                    progress(done, len(todo))
 
-    all_records = [record for records in records_by_image.values() for record in records] + clash_records
-    all_records.sort(key=lambda r: (r.path, -1 if r.face is None else r.face))
-    write_report(out / REPORT_NAME, all_records)
-    summary = AlignSummary(
-        records=tuple(all_records),
-        report_path=out / REPORT_NAME,
-        images=len(tasks) + len(clash_records),
-        resumed=len(finished),
-        seconds=time.perf_counter() - started,
-        processed=len(todo),
-        workers=worker_count(workers, sum(1 for t in todo if t.status is None)),
-        counts=_count_statuses(all_records),
-    )
-    if options.json_report is not None:
-        try:
-            write_text_atomic(options.json_report, json.dumps(summary.to_json(), indent=2) + "\n")
-        except OSError as error:
-            raise UserError(f"{options.json_report}: cannot write ({error.strerror or error})") from None
-    if options.strict and summary.problems:
-        raise AlignProblems(summary)
-    return summary
+        all_records = [record for records in records_by_image.values() for record in records] + clash_records
+        all_records.sort(key=lambda r: (r.path, -1 if r.face is None else r.face))
+        write_report(out / REPORT_NAME, all_records)
+        summary = AlignSummary(
+            records=tuple(all_records),
+            report_path=out / REPORT_NAME,
+            images=len(tasks) + len(clash_records),
+            resumed=len(finished),
+            seconds=time.perf_counter() - started,
+            processed=len(todo),
+            workers=worker_count(workers, sum(1 for t in todo if t.status is None)),
+            counts=_count_statuses(all_records),
+        )
+        if options.json_report is not None:
+            try:
+                write_text_atomic(options.json_report, json.dumps(summary.to_json(), indent=2) + "\n")
+            except OSError as error:
+                raise UserError(f"{options.json_report}: cannot write ({error.strerror or error})") from None
+        if options.strict and summary.problems:
+            raise AlignProblems(summary)
+        return summary
 
 
 def _settings(

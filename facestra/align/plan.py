@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import tempfile
 from pathlib import Path
 
 from facestra.align.landmarks import LandmarkEntry
@@ -15,11 +14,12 @@ from facestra.align.records import (
     BAD_LANDMARKS, MISSING_IMAGE, NAME_CLASH, NO_LANDMARKS, AlignSettings, AlignTask, FaceRecord,
 )
 from facestra.errors import UserError
-from facestra.io import list_image_paths, parse_path_line, read_lines
+from facestra.io import check_readable, check_writable_folder, list_image_paths, parse_path_line, read_lines
 
 
 def resolve_input(path: Path) -> tuple[Path, list[str], dict[str, str]]:
     """(root, relative image paths, {relative path: problem}) for a folder or a list file."""
+    check_readable(path, "folder")
     if path.is_dir():
         root = path.absolute()
         images = list_image_paths(root)
@@ -157,9 +157,6 @@ def check_output_folder(out: Path, root: Path, *, input_is_folder: bool) -> None
     )):
         raise UserError(f"{out}: the output folder must not overlap the input folder {root}")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as error:
-        raise UserError(f"{out}: cannot write the output folder ({error.strerror or error})") from None
+        check_writable_folder(out)  # made only once the run holds its lock, so a refused run leaves none
+    except UserError as error:
+        raise UserError(f"{out}: cannot write the output folder ({str(error).rsplit(': ', 1)[-1]})") from None

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, Sampler
 
 from facestra.errors import UserError
 from facestra.data.images import load_pixels, normalize
-from facestra.io import IMAGE_EXTENSIONS, list_images, read_lines
+from facestra.io import IMAGE_EXTENSIONS, check_readable, list_images, read_lines
 
 RECORDIO_MAGIC = 0xCED7230A
 _RECORD_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2 (insightface / MXNet IRHeader)
@@ -337,8 +337,7 @@ def _natural_key(name: str) -> tuple:
 def open_dataset(path: str | os.PathLike, input_size: tuple[int, int] = (112, 112)) -> FaceDataset:
     """The dataset at ``path``: a ``.rec`` (or a folder holding ``train.rec``), a list file, or a folder tree."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file or folder")
+    check_readable(path)
     if path.is_dir():
         if (path / "train.rec").exists():
             return open_recordio(path / "train.rec", input_size)

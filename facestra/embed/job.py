@@ -18,22 +18,34 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
-from facestra.embed.inference import ImageFailure, InferenceOptions, Progress, embedding_dim, iter_embeddings, raise_for
+from facestra.embed.fingerprint import job_fingerprint
+from facestra.embed.inference import (
+    ImageFailure,
+    InferenceOptions,
+    Progress,
+    embedding_dim,
+    iter_embeddings,
+    raise_for,
+    refuse_identical_rows,
+    resolve_device,
+)
 from facestra.errors import UserError
 from facestra.io import (
     IMAGE_EXTENSIONS,
+    check_readable,
     check_writable_folder,
-    input_at,
     list_images,
     open_reserved_memmap,
     parse_path_line,
     read_lines,
+    refuse_output_over_inputs,
+    remove_dead_temporaries,
     write_path_lines,
     write_text_atomic,
 )
+from facestra.locks import output_lock
 
 JOURNAL_INTERVAL_S = 2.0  # how much work an interruption may cost, at most
 
@@ -59,6 +71,7 @@ def input_images(path: str | os.PathLike) -> list[Path]:
     fed back. A byte-order mark and CRLF line ends read like a plain file.
     """
     path = Path(path)
+    check_readable(path)
     if path.is_dir():
         images = list_images(path)
         if not images:
@@ -100,30 +113,21 @@ def paths_file_for(out: str | os.PathLike) -> Path:
 def check_outputs(out: str | os.PathLike, *, overwrite: bool, inputs: Sequence[str | os.PathLike] = ()) -> None:
     """Refuse, before any work, an output that is one of ``inputs`` (even with ``overwrite``: the user's
     files are read-only to us), and an existing matrix or paths file unless asked to replace it."""
-    targets = (Path(out), paths_file_for(out))
-    for target in targets:
-        source = input_at(target, inputs)
-        if source is not None:
-            raise UserError(f"{source}: is one of the inputs; refusing to write the embeddings over it (choose another --out)")
-    for target in targets:
-        if target.exists() and not overwrite:
-            raise UserError(f"{target}: already exists; refusing to overwrite it (pass --overwrite)")
+    for target in (Path(out), paths_file_for(out)):
+        refuse_output_over_inputs(target, inputs, overwrite=overwrite)
+
+
+def lock_name(out: str | os.PathLike) -> str:
+    """The lock file beside ``out`` (``.emb.npy.lock``) that one embed run holds while it writes ``out``
+    (a digest of the name when that would be longer than a file system's 255 bytes)."""
+    name = Path(out).name
+    if len(os.fsencode(name)) > 240:
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    return f".{name}.lock"
 
 
 def _partial_files(out: Path) -> tuple[Path, Path]:
     return out.with_name(f".{out.name}.partial.npy"), out.with_name(f".{out.name}.partial.json")
-
-
-def _fingerprint(model: nn.Module, names: list[str], options: dict) -> str:
-    """Identifies a job: the same images, weights and options may continue each other's partial output."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([options, getattr(model, "arch", "")]).encode())
-    for name in names:
-        digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
-    for key, tensor in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _load_journal(journal: Path, partial: Path, fingerprint: str, shape: tuple[int, int]) -> dict | None:
@@ -156,17 +160,31 @@ def embed_to_file(
     bad images are left out and listed in the report.
     """
     out = Path(out)
-    paths_file = paths_file_for(out)
     check_outputs(out, overwrite=overwrite, inputs=sources)
     if not sources:
         raise UserError("no images to embed")
     check_writable_folder(out.parent)
-    names = [str(s) for s in sources]
-    shape = (len(sources), embedding_dim(model, options.flip))
-    # "fit" (not True): a partial file of 0.1, whose --resize stretched images, is not continued
-    job = {"flip": options.flip, "normalize": normalize, "resize": "fit" if options.resize else False, "skip_bad": skip_bad}
-    fingerprint = _fingerprint(model, names, job)
+    with output_lock(out.parent, name=lock_name(out), what=str(out)):
+        return _embed_locked(model, sources, out, options, normalize=normalize, skip_bad=skip_bad, overwrite=overwrite,
+                             progress=progress)
+
+
+def _embed_locked(model: nn.Module, sources: Sequence[Path], out: Path, options: InferenceOptions, *, normalize: bool,
+                  skip_bad: bool, overwrite: bool, progress: Progress | None) -> EmbedReport:
+    """:func:`embed_to_file` once its lock is held: no other run writes ``out`` meanwhile."""
+    paths_file = paths_file_for(out)
+    check_outputs(out, overwrite=overwrite, inputs=sources)  # again: another run may have finished it meanwhile
     partial, journal = _partial_files(out)
+    remove_dead_temporaries(journal)  # out's and the listing's went with check_outputs
+    partial.with_name(partial.name + ".rows").unlink(missing_ok=True)  # a killed _truncate_rows' copy: we hold the lock
+    # absolute, so that the listing reads back as a list (``facestra embed emb.paths.txt``) from any folder
+    names = [os.path.abspath(s) for s in sources]
+    shape = (len(sources), embedding_dim(model, options.flip))
+    # "fit" (not True): a partial file of 0.1, whose --resize stretched images, is not continued; the device
+    # type too, as a GPU computes in float16 and its rows differ slightly from the CPU's
+    job = {"flip": options.flip, "normalize": normalize, "resize": "fit" if options.resize else False, "skip_bad": skip_bad,
+           "device": resolve_device(options.device, model).type}
+    fingerprint = job_fingerprint(model, names, job)
     state = _load_journal(journal, partial, fingerprint, shape)
     if state is None:
         state = {"fingerprint": fingerprint, "done": 0, "skipped": []}
@@ -195,6 +213,9 @@ def embed_to_file(
                 saved_at = time.monotonic()
             if progress is not None:
                 progress(len(part.indices) + len(part.failures))
+        skipped_indices = {failure.index for failure in skipped}
+        kept = [index for index in range(len(names)) if index not in skipped_indices]
+        refuse_identical_rows(matrix[: len(kept)], [sources[i] for i in kept], [names[i] for i in kept])
     except BaseException as error:
         matrix.flush()
         if not isinstance(error, UserError):  # interrupted: keep what is done for the next run
@@ -205,12 +226,13 @@ def embed_to_file(
         journal.unlink(missing_ok=True)
         raise
     del matrix
-    skipped_indices = {failure.index for failure in skipped}
-    kept = [name for index, name in enumerate(names) if index not in skipped_indices]
     if skipped:
         _truncate_rows(partial, len(kept), out)
-    write_path_lines(paths_file, kept)  # names that could break a line are quoted: rows and names correspond
+    # The listing goes last and an earlier one first: a crash anywhere leaves no listing beside a matrix of
+    # other rows (at worst the matrix without its listing, which --overwrite replaces).
+    paths_file.unlink(missing_ok=True)
     os.replace(partial, out)
+    write_path_lines(paths_file, [names[i] for i in kept])  # names that could break a line are quoted
     journal.unlink(missing_ok=True)
     return EmbedReport(out, paths_file, len(kept), shape[1], skipped, resumed_from)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,11 @@ from facestra.errors import UserError
 from facestra.io import atomic_write, input_at
 from facestra.models.registry import load
 
+#: The opsets ``export`` writes, measured with the TorchScript exporter: every network at 11..21, except
+#: that StRA's mode attention (``einsum``) needs 12; below 11 the exporter cannot express StRA's strided
+#: unfold at all, and onnxruntime does not yet run every opset above 21.
+OPSETS: tuple[int, int] = (11, 21)
+STRA_FIRST_OPSET = 12
 INPUT_NAME = "data"
 OUTPUT_NAME = "embedding"
 DEFAULT_OPSET = 17
@@ -87,10 +93,15 @@ class OnnxModel(nn.Module):
         self.arch = f"onnx:{path.name}"
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
+        self.input_dtype: type = np.float32
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        (out,) = self.session.run([self.output_name], {self.input_name: batch})
-        return np.asarray(out, dtype=np.float32).reshape(batch.shape[0], -1)
+        try:
+            (out,) = self.session.run([self.output_name], {self.input_name: batch.astype(self.input_dtype, copy=False)})
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own kinds for a graph that cannot run
+            raise UserError(f"{self.path}: onnxruntime cannot run it on a batch of {len(batch)} "
+                            f"{batch.shape[2]}x{batch.shape[3]} images ({_first_line(error)})") from None
+        return one_vector_per_image(np.asarray(out), len(batch), self.path)
 
     def forward(self, x: Tensor) -> Tensor:
         array = np.ascontiguousarray(x.detach().float().cpu().numpy())
@@ -107,8 +118,39 @@ class OnnxModel(nn.Module):
         return torch.from_numpy(out).to(x.device)
 
 
+#: The element types an image input may have, and what facestra feeds each (normalised pixels, as floats).
+_FLOAT_INPUTS = MappingProxyType({"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64})
+#: The most images a model may declare as its fixed batch: facestra pads each chunk to it.
+MAX_FIXED_BATCH = 1024
+
+
+def one_vector_per_image(out: np.ndarray, images: int, path: Path) -> np.ndarray:
+    """``out`` as an ``images`` x D float32 matrix, or a UserError: an output that is not one vector per image
+    (a feature map, a score per batch, integers) is refused, never flattened into something that looks like
+    embeddings. Trailing axes of size 1 (N x D x 1 x 1, a 1x1 convolution head) are one vector."""
+    if not (np.issubdtype(out.dtype, np.floating) and out.ndim >= 2 and out.shape[0] == images and out.shape[1] >= 1
+            and all(side == 1 for side in out.shape[2:])):
+        kind = out.dtype if not np.issubdtype(out.dtype, np.floating) else " x ".join(map(str, out.shape))
+        raise UserError(f"{path}: its output for {images} image(s) is {kind}, not one floating-point vector per image "
+                        "(is it a recognition model?)")
+    return out.reshape(images, out.shape[1]).astype(np.float32, copy=False)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+
+
 def load_onnx(path: str | os.PathLike, *, device: str = "auto") -> OnnxModel:
-    """An ONNX recognition model ready for :func:`facestra.embed.embed_images`; bad files are a UserError."""
+    """An ONNX recognition model ready for :func:`facestra.embed.embed_images`; bad files are a UserError.
+
+    Whatever the file declares, the model is either run correctly or refused in one line: float16 and
+    double inputs are fed as such, other element types, ranks, channel counts and sides outside 8..4096 are
+    refused; a fixed batch is fed in padded chunks, a free batch that only runs one image at a time is fed
+    one at a time; the output must be one vector per image.
+    """
+    from facestra.fields import IMAGE_SIDES
+
     path = Path(path)
     onnx, onnxruntime = _onnx_packages()
     try:
@@ -117,21 +159,38 @@ def load_onnx(path: str | os.PathLike, *, device: str = "auto") -> OnnxModel:
     except UserError:
         raise
     except Exception as error:  # noqa: BLE001 - protobuf and onnxruntime raise many kinds
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{path}: not a readable ONNX model ({reason[:200]})") from None
+        raise UserError(f"{path}: not a readable ONNX model ({_first_line(error)})") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) < 1:
         raise UserError(f"{path}: a recognition model has one input and one output; this one has {len(inputs)} and {len(outputs)}")
+    if inputs[0].type not in _FLOAT_INPUTS:
+        raise UserError(f"{path}: its input takes {inputs[0].type}, not floating-point images (float, float16 or double)")
     shape = list(inputs[0].shape)
     if len(shape) != 4:
         raise UserError(f"{path}: its input is {shape}, not N x 3 x H x W images")
     if isinstance(shape[1], int) and shape[1] != 3:
         raise UserError(f"{path}: its input takes {shape[1]} channels, not 3 (RGB)")
-    height, width = (int(side) if isinstance(side, int) else 112 for side in shape[2:4])
+    low, high = IMAGE_SIDES
+    declared = [side for side in shape[2:4] if isinstance(side, int) and side > 0]
+    if any(not low <= side <= high for side in declared):
+        raise UserError(f"{path}: its input is {shape[2]} x {shape[3]} pixels; facestra feeds images of {low} to {high} pixels a side")
+    height, width = (int(side) if isinstance(side, int) and side > 0 else 112 for side in shape[2:4])
     fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    if fixed_batch is not None and fixed_batch > MAX_FIXED_BATCH:
+        raise UserError(f"{path}: its input declares a fixed batch of {fixed_batch} images; facestra pads to at most {MAX_FIXED_BATCH}")
     convention = graph_convention([node.name for node in graph.node])
     model = OnnxModel(session, path, convention, fixed_batch=fixed_batch, input_size=(height, width), embedding_size=0)
-    probe = model(torch.zeros(1, 3, height, width))
+    model.input_dtype = _FLOAT_INPUTS[inputs[0].type]
+    try:
+        probe = model(torch.zeros(2, 3, height, width))
+    except UserError as error:
+        if fixed_batch is not None:
+            raise
+        model.fixed_batch = 1  # a "free" batch that a Reshape fixes at 1 (older exporters): one image at a time
+        try:
+            probe = model(torch.zeros(2, 3, height, width))
+        except UserError:
+            raise error from None
     model.embedding_size = int(probe.shape[1])
     return model.eval()
 
@@ -216,6 +275,14 @@ def _describe(proto: Any, model: nn.Module, convention: InputConvention) -> None
         entry.key, entry.value = key, value
 
 
+def supported_opsets(model: nn.Module) -> tuple[int, int]:
+    """The first and last opset that can express ``model``."""
+    from facestra.models.stra import StRA
+
+    uses_stra = any(isinstance(module, StRA) for module in model.modules())
+    return (STRA_FIRST_OPSET if uses_stra else OPSETS[0]), OPSETS[1]
+
+
 @dataclass(frozen=True)
 class ExportReport:
     """What ``facestra export`` wrote, and how a reader of the file must feed it."""
@@ -231,16 +298,23 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
                       opset: int = DEFAULT_OPSET, overwrite: bool = False) -> ExportReport:
     """``facestra export``: the model in ``checkpoint`` (facestra model file or backbone.pth) as ONNX at
     ``out``. An existing ``out`` is kept unless ``overwrite``, and never when it is the checkpoint itself."""
+    from facestra.io import refuse_output_over_inputs
+
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--onnx {out}: the output must end in .onnx")
-    if input_at(out, [checkpoint]) is not None:
-        raise UserError(f"--onnx {out}: is the checkpoint being exported; choose another output")
-    if out.exists() and not overwrite:
-        raise UserError(f"--onnx {out}: already exists (pass --overwrite to replace it)")
+    refuse_output_over_inputs(out, [checkpoint], overwrite=overwrite, role="--onnx")
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise UserError(f"{checkpoint}: is already an ONNX model")
     _onnx_packages()
     model = load(checkpoint, arch=arch)
-    written = export_onnx(model, out, opset=opset)
+    low, high = supported_opsets(model)
+    if not low <= opset <= high:
+        raise UserError(f"--opset {opset}: {model.arch} needs ONNX opset {low} to {high}"
+                        + (" (StRA's attention uses einsum, added in opset 12)" if low > OPSETS[0] else ""))
+    try:
+        written = export_onnx(model, out, opset=opset)
+    except (RuntimeError, ValueError, TypeError) as error:  # the exporter's own errors subclass these
+        raise UserError(f"--opset {opset}: the ONNX exporter cannot express {model.arch} at this opset "
+                        f"({_first_line(error)}); try opset {low} to {high}") from None
     return ExportReport(out, model.arch, tuple(model.input_size), int(model.embedding_size), baked=written == RAW_INPUT)

@@ -23,9 +23,10 @@ from torch import nn
 
 from facestra.data.images import ARCFACE_INPUT, FACESTRA_INPUT, InputConvention
 from facestra.errors import UserError
-from facestra.io import atomic_write
+from facestra.io import atomic_write, check_readable
 from facestra.models.iresnet import IRESNET_LAYERS, IBasicBlock, IResNet
 from facestra.models.memory import check_fits
+from facestra.models.recorded import check_recorded_verification, create_recorded
 from facestra.models.resnet import BasicBlock, Bottleneck, FaceResNet
 from facestra.models.stages import CONV3X3, Block, FaceNetwork
 from facestra.models.state_dicts import backbone_tensors, infer_iresnet, load_strict
@@ -123,6 +124,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, a
     ``backbone.pth``; ``arch`` names its network, else it is read from the tensors). Bad files are a
     :class:`UserError` naming the file. ONNX models run through :func:`facestra.models.onnx.load_onnx`."""
     path = Path(path)
+    check_readable(path, "checkpoint file")
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
     try:
@@ -148,18 +150,13 @@ def _from_model_file(payload: dict, path: Path) -> FaceNetwork:
                         "its weights do not fit the authors' block that facestra now builds: retrain the model")
     if payload["arch"] not in _ARCHITECTURES:
         raise UserError(f"{path}: not a facestra model file: unknown architecture {payload['arch']!r}")
-    try:
-        model = create(payload["arch"], **payload["kwargs"])
-    except (TypeError, ValueError) as error:
-        raise UserError(f"{path}: not a facestra model file: bad arguments for {payload['arch']} ({error})") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise UserError(f"{path}: weights do not match architecture {payload['arch']} ({str(error).splitlines()[0]})") from None
+    model = create_recorded(payload["arch"], payload["kwargs"], path)
+    load_strict(model, state, path, payload["arch"])
     model.input_convention = _convention(payload.get("input"), path)
-    for record in ("verification", "calibration"):
-        if isinstance(payload.get(record), dict):
-            setattr(model, record, payload[record])
+    if payload.get("verification") is not None:
+        model.verification = check_recorded_verification(payload["verification"], path)
+    if isinstance(payload.get("calibration"), dict):
+        model.calibration = payload["calibration"]
     return model
 
 

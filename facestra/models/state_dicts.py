@@ -78,11 +78,17 @@ def load_strict(model: nn.Module, tensors: Mapping[str, torch.Tensor], source: P
     for key, value in expected.items():
         if key not in tensors:
             raise UserError(f"{source}: has no tensor {key!r}, which {arch} needs (is it a state dict of another network?)")
-        if tuple(tensors[key].shape) != tuple(value.shape):
+        given = tensors[key]
+        if not isinstance(given, torch.Tensor):
+            raise UserError(f"{source}: entry {key!r} is a {type(given).__name__}, not a tensor")
+        if tuple(given.shape) != tuple(value.shape):
             raise UserError(
-                f"{source}: tensor {key!r} has shape {tuple(tensors[key].shape)} but {arch} needs "
+                f"{source}: tensor {key!r} has shape {tuple(given.shape)} but {arch} needs "
                 f"{tuple(value.shape)} (another network or size?)"
             )
+        if value.is_floating_point() and not given.is_floating_point():
+            raise UserError(f"{source}: tensor {key!r} holds {str(given.dtype).replace('torch.', '')} values, but {arch} "
+                            "needs floating-point weights (is it a quantised or corrupted file?)")
     unexpected = [key for key in tensors if key not in expected]
     if unexpected:
         raise UserError(f"{source}: tensor {unexpected[0]!r} is not part of {arch} (is it a state dict of another network?)")

@@ -16,6 +16,7 @@ leaves each thing to its own module.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import time
@@ -27,6 +28,8 @@ import torch
 
 from facestra.data.datasets import EpochBatchSampler, FaceDataset, open_dataset
 from facestra.errors import UserError
+from facestra.io import remove_dead_temporaries
+from facestra.locks import output_lock
 from facestra.train import distributed
 from facestra.train.checkpoint import Checkpointer, Position, load_training_state, prepare_run_dir
 from facestra.train.config import TrainConfig, check_config
@@ -35,7 +38,7 @@ from facestra.train.metrics import MetricsLog, Progress, RunLog
 from facestra.train.network import build_backbone, place, replicated, seed_everything, uses_channels_last, weights_digest, wrap
 from facestra.train.optim import Optimisation
 from facestra.train.partial_fc import ShardedClassifierHead
-from facestra.train.run_folder import LAST, MODEL, check_run_dir
+from facestra.train.run_folder import LAST, MODEL, RUN_FILES, check_run_dir
 from facestra.train.step import accumulate
 from facestra.train.stopping import STOP_COMPLETED, STOP_STEPS, StopRequests, TimeBudget, ignore_sigint, pending_stop
 from facestra.train.validation import BestValidation
@@ -74,6 +77,16 @@ def train(config: TrainConfig, *, progress: Progress | None = None, warn: Callab
     _check_devices(config, process)
     run_dir = Path(config.out)
     check_run_dir(run_dir, resume=config.resume, overwrite=config.overwrite)
+    with output_lock(run_dir, what=f"the run folder {run_dir}") if process.is_main else contextlib.nullcontext():
+        return _train_locked(config, process, run_dir, progress, warn)
+
+
+def _train_locked(config: TrainConfig, process: distributed.Process, run_dir: Path, progress: Progress | None,
+                  warn: Callable[[str], None] | None) -> TrainResult:
+    """:func:`train` once the run folder's lock is held (by the main process): no other run writes it."""
+    check_run_dir(run_dir, resume=config.resume, overwrite=config.overwrite)  # again: another run may have saved
+    if process.is_main:  # what a killed run was writing when it died
+        remove_dead_temporaries(*(run_dir / name for name in RUN_FILES))
     state = load_training_state(run_dir / LAST) if config.resume else None
     dataset = open_dataset(config.data, config.input_size)
     _check_data(config, process, dataset, state, run_dir)

@@ -40,6 +40,7 @@ class IJBOutcome:
     identification: dict[str, Identification] = field(default_factory=dict)
     features_file: Path | None = None
     resumed_from: int = 0
+    warnings: tuple[str, ...] = ()  # what :func:`facestra.verify.ijb_checks.check_ijb` warned of
 
 
 def work_folder(name: str, work: Path | None, json_path: Path | None) -> Path:
@@ -82,13 +83,15 @@ def verify_ijb(
     progress: Progress | None = None,
 ) -> IJBOutcome:
     """Embed ``data`` with ``model`` (resuming or reusing what ``work`` holds) and evaluate it."""
+    from facestra.verify.ijb_checks import check_ijb
     from facestra.verify.ijb_embed import embed_ijb
 
     check_work_folder(Path(work), data.root)
+    warnings = check_ijb(data, template_options)  # before any image is embedded
     stored = embed_ijb(model, data, work, options, progress=progress)
     raw = np.load(stored.path, mmap_mode="r")
     verification, identification = evaluate_ijb(data, raw, template_options)
-    return IJBOutcome(data, verification, identification, stored.path, stored.resumed_from)
+    return IJBOutcome(data, verification, identification, stored.path, stored.resumed_from, tuple(warnings))
 
 
 def mean_identification(identification: dict[str, Identification]) -> dict[str, Any]:
@@ -132,6 +135,7 @@ def ijb_report_dict(outcome: IJBOutcome, *, checkpoint: str, network: str, optio
         "title": outcome.data.title,
         "source": str(outcome.data.root),
         "template_options": asdict(options),
+        "warnings": list(outcome.warnings),
         **({"raw_features": str(outcome.features_file)} if outcome.features_file else {}),
         **outcome.verification.to_dict(),
     }

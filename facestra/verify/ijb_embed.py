@@ -23,13 +23,22 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from facestra.align.geometry import LandmarkError, estimate_similarity, reference_landmarks, warp_to_crop
+from facestra.align.geometry import LandmarkError, estimate_similarity, outside_image_problem, reference_landmarks, warp_to_crop
 from facestra.data.images import decode_image
 from facestra.data.images import normalize as normalize_pixels
-from facestra.embed.inference import InferenceOptions, Progress, embed_batch, resolve_device
-from facestra.embed.job import JOURNAL_INTERVAL_S, _fingerprint, _load_journal
+from facestra.embed.fingerprint import job_fingerprint as embedding_job
+from facestra.embed.inference import (
+    InferenceOptions,
+    Progress,
+    embed_batch,
+    refuse_identical_rows,
+    refuse_meaningless_rows,
+    resolve_device,
+)
+from facestra.embed.job import JOURNAL_INTERVAL_S, _load_journal
 from facestra.errors import UserError
-from facestra.io import open_reserved_memmap, read_file, write_text_atomic
+from facestra.io import open_reserved_memmap, read_file, remove_dead_temporaries, write_text_atomic
+from facestra.locks import output_lock
 from facestra.protocols.ijb import IJBData
 
 
@@ -66,6 +75,9 @@ class _AlignedFaces(Dataset):
             return index, None, f"{self.origins[index]}: {error}"
         except LandmarkError as error:
             return index, None, f"{self.origins[index]}: the five points cannot be aligned ({error})"
+        outside = outside_image_problem(self.landmarks[index], image.shape[1], image.shape[0])
+        if outside is not None:  # what align calls bad_landmarks: the crop would be mostly black border
+            return index, None, f"{self.origins[index]}: bad_landmarks: {outside} ({path})"
         crop = warp_to_crop(image, matrix, self.input_size)
         return index, np.ascontiguousarray(crop[:, :, ::-1]), None
 
@@ -77,11 +89,13 @@ def _collate(items: list) -> tuple[list[int], torch.Tensor | None, list[str]]:
     return [index for index, _, _ in items], torch.from_numpy(np.stack([pixels for _, pixels, _ in items])), []
 
 
-def job_fingerprint(model: nn.Module, data: IJBData) -> str:
-    """The same images, five points and weights may continue (or reuse) each other's features."""
+def job_fingerprint(model: nn.Module, data: IJBData, device_type: str = "cpu") -> str:
+    """The same images (path, size, modification time), five points, weights and device type (a GPU
+    computes in float16) may continue (or reuse) each other's features."""
     points = hashlib.sha256(np.ascontiguousarray(data.landmarks).tobytes()).hexdigest()
-    job = {"ijb": data.name, "landmarks": points, "input_size": list(getattr(model, "input_size", ())), "raw": "image+mirror"}
-    return _fingerprint(model, [str(p) for p in data.images], job)
+    job = {"ijb": data.name, "landmarks": points, "input_size": list(getattr(model, "input_size", ())), "raw": "image+mirror",
+           "device": device_type}
+    return embedding_job(model, [os.path.abspath(p) for p in data.images], job)
 
 
 def embed_ijb(
@@ -98,16 +112,22 @@ def embed_ijb(
     far stay in the partial file, so fixing the image and rerunning continues where it stopped.
     """
     work = Path(work)
+    with output_lock(work, what=f"the IJB work folder {work}"):
+        return _embed_locked(model, data, work, options, progress)
+
+
+def _embed_locked(model: nn.Module, data: IJBData, work: Path, options: InferenceOptions, progress: Progress | None) -> RawFeatures:
+    """:func:`embed_ijb` once the work folder's lock is held."""
     out = work / f"{data.name}_raw_features.npy"
     record = work / f"{data.name}_raw_features.json"
     partial, journal = work / f".{out.name}.partial.npy", work / f".{out.name}.partial.json"
+    remove_dead_temporaries(out, record, partial, journal)
     shape = (len(data.images), 2 * int(model.embedding_size))
-    fingerprint = job_fingerprint(model, data)
+    fingerprint = job_fingerprint(model, data, resolve_device(options.device, model).type)
     if _finished(out, record, fingerprint, shape):
         if progress is not None:
             progress(shape[0])
         return RawFeatures(out, shape[0], shape[1], shape[0])
-    work.mkdir(parents=True, exist_ok=True)
     state = _load_journal(journal, partial, fingerprint, shape)  # an interrupted run of this very job, or None
     if state is None:
         matrix = open_reserved_memmap(partial, shape=shape, name=out)
@@ -120,11 +140,16 @@ def embed_ijb(
         progress(done)
     try:
         _fill(model, data, matrix, done, journal, fingerprint, options, progress)
+        names = [data.landmark_origin(i) for i in range(len(data.images))]
+        refuse_identical_rows(matrix, data.images, names)
     finally:
         matrix.flush()
         del matrix
-    write_text_atomic(record, json.dumps({"fingerprint": fingerprint, "shape": list(shape)}) + "\n")
+    # The record goes last and the old one first: a crash anywhere never leaves a record naming this job
+    # beside features of another (the matrix without a record is recomputed, never reused).
+    record.unlink(missing_ok=True)
     os.replace(partial, out)
+    write_text_atomic(record, json.dumps({"fingerprint": fingerprint, "shape": list(shape)}) + "\n")
     journal.unlink(missing_ok=True)
     return RawFeatures(out, shape[0], shape[1], resumed_from)
 
@@ -147,8 +172,7 @@ def _fill(model, data, matrix, done, journal, fingerprint, options, progress) ->
                     raise UserError(problems[0], exit_code=1)
                 images = normalize_pixels(batch.to(target, non_blocking=True))
                 raw = embed_batch(model, images, flip="concat", normalize=False).cpu().numpy()
-                if not np.isfinite(raw).all():
-                    raise UserError(f"{origins[done]}: the model's embedding is not finite (NaN or infinity); its weights are broken", exit_code=1)
+                refuse_meaningless_rows(raw, origins[done : done + len(indices)])
                 matrix[done : done + len(indices)] = raw
                 done += len(indices)
                 if time.monotonic() - saved_at >= JOURNAL_INTERVAL_S:

@@ -16,7 +16,7 @@ import numpy as np
 
 from facestra.errors import UserError
 from facestra.data.images import decode_image
-from facestra.io import input_at
+from facestra.io import input_at, refuse_output_over_inputs
 from facestra.protocols.benchmark import Benchmark
 from facestra.protocols.binfile import write_bin
 from facestra.verify.pairs import kfold_ids
@@ -42,9 +42,7 @@ def pack_benchmark(
     Every image must decode; an unreadable one is a UserError naming it, and nothing is written. ``out``
     may not be a file the benchmark is read from, even with ``overwrite``.
     """
-    _refuse_input_as_output(benchmark, Path(out))
-    if Path(out).exists() and not overwrite:
-        raise UserError(f"{out}: already exists; refusing to overwrite it")
+    _refuse_input_as_output(benchmark, Path(out), overwrite)
     order = np.arange(benchmark.num_pairs)
     preserved = True
     if benchmark.folds is not None:
@@ -66,10 +64,13 @@ def pack_benchmark(
     return PackReport(Path(out), benchmark.num_pairs, int(np.count_nonzero(benchmark.issame)), bool(preserved))
 
 
-def _refuse_input_as_output(benchmark: Benchmark, out: Path) -> None:
+def _refuse_input_as_output(benchmark: Benchmark, out: Path, overwrite: bool) -> None:
     """The benchmark's own file, one of its images, or a pair list under its folder (a .txt or .csv: never
-    what a .bin should be written to) are read-only to us."""
+    what a .bin should be written to) are read-only to us; an existing ``out`` is replaced only with
+    ``overwrite`` (the shared check, :func:`facestra.io.refuse_output_over_inputs`)."""
     source, target = Path(benchmark.source).resolve(), out.resolve()
     inside = source.is_dir() and target.is_relative_to(source) and target.suffix.lower() in (".txt", ".csv")
-    if inside or input_at(out, [source, *benchmark.images]) is not None:
+    inputs = [source, *benchmark.images]
+    if inside or input_at(out, inputs) is not None:  # pack's own words for the shared check's first case
         raise UserError(f"{out}: is a file of the benchmark it packs; refusing to write the .bin over it (choose another --out)")
+    refuse_output_over_inputs(out, inputs, overwrite=overwrite)
