@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from facestra.cli.options import dataclass_options, inference_options, progress_bar
+from facestra.cli.options import check_command_outputs, dataclass_options, inference_options, progress_bar
 from facestra.verify.calibration import CalibrationOptions
 from facestra.verify.html_report import ReportOptions
 
@@ -17,7 +17,7 @@ from facestra.verify.html_report import ReportOptions
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The calibration (JSON).")
 @click.option("--save-model", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a copy of the model file that carries this calibration (the checkpoint itself is never changed).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out or --save-model.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out, --save-model or --report.")
 @dataclass_options(CalibrationOptions)
 @dataclass_options(ReportOptions)
 @inference_options
@@ -32,7 +32,6 @@ def calibrate(checkpoint: Path, arch: str | None, data: Path, out: Path, save_mo
     --calibration OUT --far F` then decides at that operating point.
     """
     from facestra.embed.inference import InferenceOptions, load_for_inference
-    from facestra.io import check_writable_folder, input_at
     from facestra.verify.calibration_job import calibrate as run_calibration
     from facestra.verify.calibration_job import read_source, save_calibrated_model, write_calibration
     from facestra.verify.calibration_report import format_calibration
@@ -42,20 +41,18 @@ def calibrate(checkpoint: Path, arch: str | None, data: Path, out: Path, save_mo
     except ValueError as error:
         raise click.UsageError(f"--{str(error).split()[0].replace('_', '-')}: {error}") from None
     run_options = InferenceOptions(**inference)
-    outputs = [("--out", out)] + ([("--save-model", save_model)] if save_model is not None else [])
     if save_model is not None and save_model.resolve() == out.resolve():
         raise click.UsageError(f"--save-model {save_model}: is the same file as --out")
-    for flag, path in outputs:
-        if input_at(path, [checkpoint, data]) is not None or (data.is_dir() and data.resolve() in path.resolve().parents):
-            raise click.UsageError(f"{flag} {path}: is one of the inputs or inside --data; choose another output")
-        if path.exists() and not overwrite:
-            raise click.UsageError(f"{flag} {path}: already exists; choose another path or pass --overwrite")
-        check_writable_folder(path.parent)
+    for flag, path in (("--out", out), ("--save-model", save_model), ("--report", report)):
+        if path is not None and data.is_dir() and data.resolve() in path.resolve().parents:
+            raise click.UsageError(f"{flag} {path}: is inside --data {data}, which calibrate reads; choose another output")
     source = read_source(data)  # a bad source costs nothing: before the model loads
+    inputs = [checkpoint, data, *source.images]
+    check_command_outputs([("--out", out), ("--save-model", save_model)], inputs, overwrite=overwrite)
     if report is not None:
         from facestra.verify.html_report import check_report_path
 
-        check_report_path(report, [checkpoint, data, *source.images], other_outputs=[out, save_model])
+        check_report_path(report, inputs, other_outputs=[out, save_model], overwrite=overwrite)
     model = load_for_inference(checkpoint, run_options.device, arch=arch)
     with progress_bar(len(source.images), "calibrate") as bar:
         calibration = run_calibration(model, data, options, run_options, progress=bar.update, source=source,

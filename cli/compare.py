@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from facestra.cli.options import dataclass_options, model_options, progress_bar
+from facestra.cli.options import check_command_outputs, dataclass_options, model_options, progress_bar
 from facestra.embed.options import InferenceOptions
 from facestra.verify.compare import CompareOptions
 
@@ -37,8 +37,6 @@ def compare(photos: tuple[Path, ...], pair_list: Path | None, out: Path | None, 
     0 same person, 1 different people, 2 a photo is unreadable or shows no face. With --pairs: 0 once the
     results are written (a photo without a face is its rows' status), 2 for a bad list.
     """
-    from facestra.io import check_writable_folder, input_at
-
     if pair_list is None and len(photos) != 2:
         raise click.UsageError("give two photos, or --pairs LIST.csv --out RESULTS.csv")
     if pair_list is not None and (photos or out is None):
@@ -50,14 +48,7 @@ def compare(photos: tuple[Path, ...], pair_list: Path | None, out: Path | None, 
     except ValueError as error:
         raise click.UsageError(f"--{str(error).split()[0]}: {error}") from None
     inputs = [*photos, checkpoint] + [p for p in (pair_list, calibration) if p is not None]
-    for flag, path in (("--json", json_path), ("--out", out)):
-        if path is None:
-            continue
-        if input_at(path, inputs) is not None:
-            raise click.UsageError(f"{flag} {path}: is one of the inputs; choose another output")
-        if path.exists() and not overwrite:
-            raise click.UsageError(f"{flag} {path}: already exists; choose another path or pass --overwrite")
-        check_writable_folder(path.parent)
+    check_command_outputs([("--json", json_path), ("--out", out)], inputs, overwrite=overwrite)
     inference = InferenceOptions(flip=flip, device=device, workers=0, batch_size=16)
     if pair_list is not None:
         return compare_list(pair_list, out, checkpoint, arch, calibration, options, inference, json_path)
@@ -96,13 +87,12 @@ def compare_list(pair_list: Path, out: Path, checkpoint: Path, arch: str | None,
     import io
 
     from facestra.embed.inference import load_for_inference
-    from facestra.io import input_at, write_text_atomic
+    from facestra.io import write_text_atomic
     from facestra.verify.compare import compare_pairs, pair_rows, read_pair_list
 
     pairs = read_pair_list(pair_list)
-    for flag, path in (("--out", out), ("--json", json_path)):
-        if path is not None and input_at(path, [p for pair in pairs for p in pair]) is not None:
-            raise click.UsageError(f"{flag} {path}: is one of the photos of {pair_list}; choose another output")
+    photos = [photo for pair in pairs for photo in pair]
+    check_command_outputs([("--out", out), ("--json", json_path)], photos, overwrite=True)  # existence checked already
     model = load_for_inference(checkpoint, inference.device, arch=arch)
     distinct = len({str(p) for pair in pairs for p in pair})
     with progress_bar(distinct, "compare") as bar:

@@ -11,7 +11,8 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable
+import os
+from typing import Any, Callable, Iterable, Sequence
 
 import click
 
@@ -214,3 +215,17 @@ def refuse_unused_options(names: tuple[str, ...], reason: str) -> None:
         if source not in (None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP):
             given = next((opt for opt in parameter.opts + parameter.secondary_opts if opt.startswith("--")), parameter.name)
             raise click.UsageError(f"{'/'.join(parameter.opts + parameter.secondary_opts) or given}: {reason}")
+
+
+def check_command_outputs(outputs: Sequence[tuple[str, Path | None]], inputs: Iterable[str | os.PathLike | bytes], *,
+                          overwrite: bool) -> None:
+    """Every ``(flag, path)`` output of a command through the one shared check
+    (:func:`facestra.io.refuse_output_over_inputs`: never an input, an existing file only with --overwrite),
+    its folder proven writable: before the model loads, so a bad output costs no work."""
+    from facestra.io import check_writable_folder, refuse_output_over_inputs
+
+    inputs = list(inputs)
+    for flag, path in outputs:
+        if path is not None:
+            refuse_output_over_inputs(path, inputs, overwrite=overwrite, role=flag)
+            check_writable_folder(Path(path).parent)

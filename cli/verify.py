@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from facestra.cli.options import command_line, dataclass_options, inference_options, progress_bar, refuse_unused_options
+from facestra.cli.options import (
+    check_command_outputs,
+    command_line,
+    dataclass_options,
+    inference_options,
+    progress_bar,
+    refuse_unused_options,
+)
 from facestra.verify.html_report import ReportOptions
 from facestra.verify.templates import TemplateOptions
 
@@ -20,12 +27,13 @@ from facestra.verify.templates import TemplateOptions
 @click.option("--roc", "roc_path", type=click.Path(dir_okay=False, path_type=Path), help="Plot the ROC of each benchmark to this image (.png/.pdf/.svg).")
 @click.option("--save-embeddings", type=click.Path(file_okay=False, path_type=Path), help="Keep each benchmark's embeddings as <DIR>/<name>.npz.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="IJB: folder for the resumable raw features (default: beside --json, else ./facestra-<name>-work).")
+@click.option("--overwrite", is_flag=True, help="Replace existing --json, --roc, --report and --save-embeddings files.")
 @dataclass_options(TemplateOptions)
 @dataclass_options(ReportOptions)
 @inference_options
 def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | None, data_root: Path | None, json_path: Path | None,
            roc_path: Path | None, save_embeddings: Path | None, work: Path | None, ijb_flip: str, ijb_norm: bool,
-           ijb_detector_score: bool, report: Path | None, report_pairs: int, **inference) -> None:
+           ijb_detector_score: bool, report: Path | None, report_pairs: int, overwrite: bool, **inference) -> None:
     """Embed each benchmark's pairs (image + mirror), then 10-fold accuracy with the best threshold in [0, 4).
 
     With --benchmark ijbb or ijbc and --data DIR (the official folder: loose_crop/, meta/): templates, 1:1
@@ -37,7 +45,8 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
         refuse_unused_options(("data_root", "save_embeddings"), "not used by an IJB benchmark (give its folder as --data)")
         template_options = TemplateOptions(ijb_flip, ijb_norm, ijb_detector_score)
         report_options = ReportOptions(report, report_pairs)
-        return verify_ijb_command(checkpoint, arch, names, data, json_path, roc_path, work, template_options, report_options, inference)
+        return verify_ijb_command(checkpoint, arch, names, data, json_path, roc_path, work, template_options, report_options,
+                                  overwrite, inference)
     from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.verify.benchmarks import check_each, select_each, verify_each
     from facestra.verify.report import format_table, report_dict, write_json
@@ -50,11 +59,13 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
     benchmarks, missing, failures = select_each(names, data, data_root)
     benchmarks, refused = check_each(benchmarks)  # before the model loads: a bad benchmark costs nothing
     failures += refused
+    inputs = benchmark_inputs(checkpoint, data, benchmarks)
+    kept = [("--save-embeddings", save_embeddings / f"{b.name}.npz") for b in benchmarks] if save_embeddings else []
+    check_command_outputs([("--json", json_path), ("--roc", roc_path), *kept], inputs, overwrite=overwrite)
     if report:
         from facestra.verify.html_report import check_report_path
 
-        inputs = [checkpoint, *([data] if data else []), *(b.source for b in benchmarks), *(i for b in benchmarks for i in b.images)]
-        check_report_path(report, inputs, other_outputs=[json_path, roc_path])
+        check_report_path(report, inputs, other_outputs=[json_path, roc_path], overwrite=overwrite)
     for name in missing:
         click.echo(f"note: {name} not found under {data_root}; skipped", err=True)
     outcomes = []
@@ -94,8 +105,17 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
         click.get_current_context().exit(max(failure.exit_code for failure in failures))
 
 
+def benchmark_inputs(checkpoint: Path, data: Path | None, benchmarks: list) -> list:
+    """Every file ``verify`` reads: the checkpoint, each benchmark's source and images, and the files of a
+    benchmark folder (its pair lists are not on the benchmark)."""
+    sources = [b.source for b in benchmarks] + ([data] if data else [])
+    listed = [child for source in sources if Path(source).is_dir() for child in Path(source).iterdir()]
+    return [checkpoint, *sources, *listed, *(image for b in benchmarks for image in b.images)]
+
+
 def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path | None, json_path: Path | None, roc_path: Path | None,
-                       work: Path | None, template_options: TemplateOptions, report_options: ReportOptions, inference: dict) -> None:
+                       work: Path | None, template_options: TemplateOptions, report_options: ReportOptions, overwrite: bool,
+                       inference: dict) -> None:
     """The IJB branch of ``verify``: one benchmark from its official folder."""
     from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.errors import UserError
@@ -112,13 +132,15 @@ def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path
     folder = work_folder(ijb_name(name), work, json_path)
     check_work_folder(folder, data)
     benchmark = read_ijb(name, data)
+    from facestra.protocols.ijb import META_FOLDER, meta_files
+
+    inputs = [checkpoint, *(data / META_FOLDER / file for file in meta_files(benchmark.name).values()), *benchmark.images]
+    check_command_outputs([("--json", json_path), ("--roc", roc_path)], inputs, overwrite=overwrite)
     report = report_options.report
     if report:
-        from facestra.protocols.ijb import META_FOLDER, meta_files
         from facestra.verify.html_report import check_report_path
 
-        meta = [data / META_FOLDER / file for file in meta_files(benchmark.name).values()]
-        check_report_path(report, [checkpoint, *meta, *benchmark.images], other_outputs=[json_path, roc_path])
+        check_report_path(report, inputs, other_outputs=[json_path, roc_path], overwrite=overwrite)
     options = InferenceOptions(**inference)
     model = load_for_inference(checkpoint, options.device, arch=arch)
     with progress_bar(len(benchmark.images), f"verify {benchmark.title}") as bar:

@@ -297,5 +297,11 @@ def test_the_calibration_report_shows_the_hardest_errors_at_the_calibrated_thres
         assert Path(pair["first"]).parent.name != Path(pair["second"]).parent.name
     assert data["markers"][0]["label"] == "calibrated FAR 0.1" and data["tables"][0]["rows"][0][0] == "0.1"
     refused = run("calibrate", "--checkpoint", setup / "model.pt", "--data", setup / "faces", "--out", tmp_path / "d.json",
-                  "--report", setup / "faces" / "id000" / "000.png", "--overwrite")
+                  "--report", setup / "model.pt", "--overwrite")
     assert refused.exit_code == 2 and "is one of the inputs" in refused.output
+    inside = run("calibrate", "--checkpoint", setup / "model.pt", "--data", setup / "faces", "--out", tmp_path / "d.json",
+                 "--report", setup / "faces" / "id000" / "000.png", "--overwrite")
+    assert inside.exit_code == 2 and "is inside --data" in inside.output and not (tmp_path / "d.json").exists()
+    existing = run("calibrate", "--checkpoint", setup / "model.pt", "--data", setup / "faces", "--out", tmp_path / "d.json",
+                   "--report", report)
+    assert existing.exit_code == 2 and "already exists" in existing.output and not (tmp_path / "d.json").exists()

@@ -218,7 +218,7 @@ def test_verify_ijbc_matches_the_recipe_written_out(model, checkpoint: Path, tmp
     assert listing(data) == before  # the benchmark folder is read-only to us
 
     # other switches: the stored raw features are reused, the figures follow the switches
-    again = invoke(*args, "--json", report, "--ijb-flip", "none", "--no-ijb-norm", "--no-ijb-detector-score")
+    again = invoke(*args, "--json", report, "--overwrite", "--ijb-flip", "none", "--no-ijb-norm", "--no-ijb-detector-score")
     assert again.exit_code == 0, again.output
     assert "already in" in again.stderr
     expected = expected_figures(stored, made, flip="none", norm=False, detector=False)

@@ -144,3 +144,27 @@ def test_verify_uses_a_benchmarks_own_folds(checkpoint: Path, tmp_path: Path) ->
     assert figures["num_folds"] == 4
     assert figures["fold_accuracies"] == expected.fold_accuracies.tolist()
     assert kept["folds"].tolist() == folds
+
+
+def test_verify_outputs_go_through_the_shared_check(checkpoint: Path, tmp_path: Path) -> None:
+    """An existing --json is kept without --overwrite, and no output may be a file verify reads, a link to
+    one included, even with --overwrite (issue 27, item 1)."""
+    import os
+
+    make_pairs_benchmark(tmp_path / "bench", num_pairs=20)
+    benchmark = tmp_path / "bench" / "pairs.csv"
+    existing = tmp_path / "figures.json"
+    existing.write_text("mine")
+    args = ["verify", "--checkpoint", str(checkpoint), "--benchmark", "toy", "--data", str(benchmark), "--workers", "0"]
+    kept = invoke(*args, "--json", str(existing))
+    assert kept.exit_code == 2 and "already exists" in kept.output and existing.read_text() == "mine"
+    before = benchmark.read_bytes()
+    for onto in (tmp_path / "bench" / "img" / "p000_a.png", tmp_path / "link.json"):
+        if onto.name == "link.json":
+            os.symlink(benchmark, onto)
+        refused = invoke(*args, "--json", str(onto), "--overwrite")
+        assert refused.exit_code == 2 and "is one of the inputs" in refused.output, refused.output
+    assert benchmark.read_bytes() == before
+    replaced = invoke(*args, "--json", str(existing), "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads(existing.read_text())["benchmarks"]

@@ -342,17 +342,17 @@ def write_report(path: str | os.PathLike, facts: ReportFacts, sections: Sequence
 
 
 def check_report_path(report: str | os.PathLike, inputs: Sequence[str | os.PathLike | bytes], *,
-                      other_outputs: Sequence[str | os.PathLike | None] = ()) -> None:
-    """Refuse a report path that names one of the command's ``inputs`` (it would be destroyed) or another of
-    its outputs, then prove its folder takes a file: both before any work."""
-    from facestra.io import check_writable_folder, input_at
+                      other_outputs: Sequence[str | os.PathLike | None] = (), overwrite: bool = False) -> None:
+    """Refuse a report path that names one of the command's ``inputs`` (the shared check,
+    :func:`facestra.io.refuse_output_over_inputs`: links included, even with ``overwrite``), an existing
+    file without ``overwrite``, a folder, or another of the command's outputs; then prove its folder takes a
+    file: all before any work."""
+    from facestra.io import check_writable_folder, input_at, refuse_output_over_inputs
 
-    found = input_at(report, inputs)
-    if found is not None:
-        raise UserError(f"{report}: is one of the inputs ({found}); choose another --report file")
+    if Path(report).is_dir():
+        raise UserError(f"{report}: is a folder; --report names an .html file")
+    refuse_output_over_inputs(report, inputs, overwrite=overwrite, role="--report")
     clash = input_at(report, [o for o in other_outputs if o is not None])
     if clash is not None:
         raise UserError(f"{report}: is also another output of this command ({clash}); choose another --report file")
-    if Path(report).is_dir():
-        raise UserError(f"{report}: is a folder; --report names an .html file")
     check_writable_folder(Path(report).parent)
