@@ -25,7 +25,7 @@ import torch
 from _timing import best_time
 from facestra import models
 from facestra.embed.fingerprint import job_fingerprint
-from facestra.embed.inference import refuse_identical_rows
+from facestra.embed.sanity import refuse_identical_rows
 from facestra.locks import output_lock
 
 

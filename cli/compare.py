@@ -53,11 +53,10 @@ def compare(photos: tuple[Path, ...], pair_list: Path | None, out: Path | None, 
     if pair_list is not None:
         return compare_list(pair_list, out, checkpoint, arch, calibration, options, inference, json_path)
 
-    from facestra.embed.inference import load_for_inference
     from facestra.io import write_text_atomic
-    from facestra.verify.compare import compare_images
+    from facestra.verify.compare import compare_images, load_comparison_model
 
-    model = load_for_inference(checkpoint, device, arch=arch)
+    model = load_comparison_model(checkpoint, device, arch=arch)
     result = compare_images(model, photos[0], photos[1], options, inference, calibration=calibration)
     click.echo(describe(result))
     if not result.calibrated:
@@ -86,14 +85,13 @@ def compare_list(pair_list: Path, out: Path, checkpoint: Path, arch: str | None,
     import csv
     import io
 
-    from facestra.embed.inference import load_for_inference
     from facestra.io import write_text_atomic
-    from facestra.verify.compare import compare_pairs, pair_rows, read_pair_list
+    from facestra.verify.compare import compare_pairs, load_comparison_model, pair_rows, read_pair_list
 
     pairs = read_pair_list(pair_list)
     photos = [photo for pair in pairs for photo in pair]
     check_command_outputs([("--out", out), ("--json", json_path)], photos, overwrite=True)  # existence checked already
-    model = load_for_inference(checkpoint, inference.device, arch=arch)
+    model = load_comparison_model(checkpoint, inference.device, arch=arch)
     distinct = len({str(p) for pair in pairs for p in pair})
     with progress_bar(distinct, "compare") as bar:
         outcomes = compare_pairs(model, pairs, options, inference, calibration=calibration, progress=bar.update)

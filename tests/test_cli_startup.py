@@ -26,3 +26,37 @@ def test_facestra_help_imports_no_torch() -> None:
     assert lines[-1] == "False"
     assert all(name in result.stdout for name in COMMANDS)
     assert "Calibrate the operating points" in result.stdout
+
+
+def test_compare_with_an_onnx_model_needs_neither_torch_nor_onnx_and_gives_the_torch_figures(tmp_path) -> None:
+    import cv2
+    import numpy as np
+    import pytest
+    import torch
+
+    pytest.importorskip("onnxruntime")
+    from facestra import models
+    from facestra.models.onnx import export_onnx, load_onnx
+    from facestra.verify.compare import CompareOptions, compare_images
+
+    torch.manual_seed(0)
+    model = models.create("resnet18", width=0.25, embedding_size=32, input_size=(32, 32)).eval()
+    export_onnx(model, tmp_path / "model.onnx")
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    torch_path = compare_images(load_onnx(tmp_path / "model.onnx"), tmp_path / "a.png", tmp_path / "b.png",
+                                CompareOptions(aligned=True))
+    probe = (
+        "import json, sys\n"
+        "from facestra.verify.compare import CompareOptions, compare_images\n"
+        f"result = compare_images({str(tmp_path / 'model.onnx')!r}, {str(tmp_path / 'a.png')!r}, {str(tmp_path / 'b.png')!r}, "
+        "CompareOptions(aligned=True))\n"
+        "print(json.dumps([result.cosine, result.distance, 'torch' in sys.modules, 'onnx' in sys.modules]))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    import json
+
+    cosine, distance, torch_loaded, onnx_loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not torch_loaded and not onnx_loaded
+    assert cosine == pytest.approx(torch_path.cosine, abs=1e-6) and distance == pytest.approx(torch_path.distance, abs=1e-6)

@@ -1,34 +1,43 @@
-"""Face ResNets and ResNet-StRA: build by name, save and load self-describing checkpoints, count cost."""
+"""Face ResNets and ResNet-StRA: build by name, save and load self-describing checkpoints, count cost.
 
-from facestra.models.complexity import Complexity, complexity
-from facestra.models.masks import mode_masks
-from facestra.models.registry import create, load, names, save
-from facestra.models.iresnet import IBasicBlock, IResNet
-from facestra.models.resnet import BasicBlock, Bottleneck, EmbeddingHead, FaceResNet
-from facestra.models.stages import CONV3X3, MidLayer
-from facestra.models.stra import StRA, LocalAttention, ModeAttention, ModeMasks, StRAOptions, diversity_loss, stra_mid_layer
+Names are imported on first use: the networks need torch, and a module of this package that does not (the
+ONNX runtime path, :mod:`facestra.models.onnx_graph`, the fingerprint) must not pay for it.
+"""
 
-__all__ = [
-    "BasicBlock",
-    "Bottleneck",
-    "CONV3X3",
-    "Complexity",
-    "EmbeddingHead",
-    "FaceResNet",
-    "IBasicBlock",
-    "IResNet",
-    "LocalAttention",
-    "MidLayer",
-    "ModeAttention",
-    "ModeMasks",
-    "StRA",
-    "StRAOptions",
-    "complexity",
-    "create",
-    "diversity_loss",
-    "load",
-    "mode_masks",
-    "names",
-    "save",
-    "stra_mid_layer",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Complexity": "facestra.models.cost",
+    "complexity": "facestra.models.cost",
+    "mode_masks": "facestra.models.masks",
+    "create": "facestra.models.registry",
+    "load": "facestra.models.registry",
+    "names": "facestra.models.registry",
+    "save": "facestra.models.registry",
+    "IBasicBlock": "facestra.models.iresnet",
+    "IResNet": "facestra.models.iresnet",
+    "BasicBlock": "facestra.models.resnet",
+    "Bottleneck": "facestra.models.resnet",
+    "EmbeddingHead": "facestra.models.resnet",
+    "FaceResNet": "facestra.models.resnet",
+    "CONV3X3": "facestra.models.stages",
+    "MidLayer": "facestra.models.stages",
+    "StRA": "facestra.models.stra",
+    "LocalAttention": "facestra.models.stra",
+    "ModeAttention": "facestra.models.stra",
+    "ModeMasks": "facestra.models.stra",
+    "StRAOptions": "facestra.models.stra",
+    "diversity_loss": "facestra.models.stra",
+    "stra_mid_layer": "facestra.models.stra",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'facestra.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

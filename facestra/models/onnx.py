@@ -19,16 +19,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from facestra.data.images import ARCFACE_INPUT, FACESTRA_INPUT, RAW_INPUT, InputConvention
 from facestra.errors import UserError
-from facestra.io import atomic_write, input_at
+from facestra.io import atomic_write
+from facestra.models.onnx_runtime import OnnxRuntimeModel, first_line, graph_convention, open_onnx
 from facestra.models.registry import load
 
 #: The opsets ``export`` writes, measured with the TorchScript exporter: every network at 11..21, except
@@ -39,8 +38,6 @@ STRA_FIRST_OPSET = 12
 INPUT_NAME = "data"
 OUTPUT_NAME = "embedding"
 DEFAULT_OPSET = 17
-#: ArcFaceONNX looks for the normalising nodes among the graph's first nodes only.
-CONVENTION_NODES = 8
 _FREE_BATCH = "None"  # the name arcface_torch's torch2onnx gives the batch dimension
 
 
@@ -53,146 +50,33 @@ def _onnx_packages() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
-def graph_convention(node_names: list[str]) -> InputConvention:
-    """The input convention ArcFaceONNX infers from a graph's node names (in graph order)."""
-    first = node_names[:CONVENTION_NODES]
-    subtracts = any(name.startswith(("Sub", "_minus")) for name in first)
-    multiplies = any(name.startswith(("Mul", "_mul")) for name in first)
-    return RAW_INPUT if subtracts and multiplies else ARCFACE_INPUT
-
-
-def _providers(onnxruntime: Any, device: str) -> list[str]:
-    available = onnxruntime.get_available_providers()
-    cuda = "CUDAExecutionProvider" in available
-    if device.startswith("cuda"):
-        if not cuda:
-            raise UserError("--device cuda: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu, or use --device cpu)")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device == "auto" and cuda:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
 class OnnxModel(nn.Module):
-    """An ONNX recognition model behind the interface of facestra's networks (``forward`` on normalised
-    N x 3 x H x W tensors, ``embedding_size``, ``input_size``, ``input_convention``, ``arch``).
+    """An ONNX recognition model (:class:`facestra.models.onnx_runtime.OnnxRuntimeModel`) behind the
+    interface of facestra's networks (``forward`` on normalised N x 3 x H x W tensors, ``embedding_size``,
+    ``input_size``, ``input_convention``, ``arch``), for the batched embedding code.
 
     It has no parameters; inputs go to onnxruntime from the CPU and the features come back on the
     device of the input.
     """
 
-    def __init__(self, session: Any, path: Path, convention: InputConvention, *, fixed_batch: int | None,
-                 input_size: tuple[int, int], embedding_size: int) -> None:
+    def __init__(self, runtime: OnnxRuntimeModel) -> None:
         super().__init__()
-        self.session = session
-        self.path = path
-        self.input_convention = convention
-        self.fixed_batch = fixed_batch
-        self.input_size = input_size
-        self.embedding_size = embedding_size
-        self.arch = f"onnx:{path.name}"
-        self.input_name = session.get_inputs()[0].name
-        self.output_name = session.get_outputs()[0].name
-        self.input_dtype: type = np.float32
-
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        try:
-            (out,) = self.session.run([self.output_name], {self.input_name: batch.astype(self.input_dtype, copy=False)})
-        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own kinds for a graph that cannot run
-            raise UserError(f"{self.path}: onnxruntime cannot run it on a batch of {len(batch)} "
-                            f"{batch.shape[2]}x{batch.shape[3]} images ({_first_line(error)})") from None
-        return one_vector_per_image(np.asarray(out), len(batch), self.path)
+        self.runtime = runtime
+        self.session = runtime.session
+        self.path = runtime.path
+        self.input_convention = runtime.input_convention
+        self.input_size = runtime.input_size
+        self.embedding_size = runtime.embedding_size
+        self.arch = runtime.arch
 
     def forward(self, x: Tensor) -> Tensor:
-        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
-        if self.fixed_batch is None:
-            out = self._run(array)
-        else:
-            step = self.fixed_batch
-            parts = []
-            for start in range(0, len(array), step):
-                chunk = array[start : start + step]
-                padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)]) if len(chunk) < step else chunk
-                parts.append(self._run(padded)[: len(chunk)])
-            out = np.concatenate(parts) if parts else np.zeros((0, self.embedding_size), np.float32)
-        return torch.from_numpy(out).to(x.device)
-
-
-#: The element types an image input may have, and what facestra feeds each (normalised pixels, as floats).
-_FLOAT_INPUTS = MappingProxyType({"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64})
-#: The most images a model may declare as its fixed batch: facestra pads each chunk to it.
-MAX_FIXED_BATCH = 1024
-
-
-def one_vector_per_image(out: np.ndarray, images: int, path: Path) -> np.ndarray:
-    """``out`` as an ``images`` x D float32 matrix, or a UserError: an output that is not one vector per image
-    (a feature map, a score per batch, integers) is refused, never flattened into something that looks like
-    embeddings. Trailing axes of size 1 (N x D x 1 x 1, a 1x1 convolution head) are one vector."""
-    if not (np.issubdtype(out.dtype, np.floating) and out.ndim >= 2 and out.shape[0] == images and out.shape[1] >= 1
-            and all(side == 1 for side in out.shape[2:])):
-        kind = out.dtype if not np.issubdtype(out.dtype, np.floating) else " x ".join(map(str, out.shape))
-        raise UserError(f"{path}: its output for {images} image(s) is {kind}, not one floating-point vector per image "
-                        "(is it a recognition model?)")
-    return out.reshape(images, out.shape[1]).astype(np.float32, copy=False)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+        return torch.from_numpy(self.runtime.run(x.detach().float().cpu().numpy())).to(x.device)
 
 
 def load_onnx(path: str | os.PathLike, *, device: str = "auto") -> OnnxModel:
-    """An ONNX recognition model ready for :func:`facestra.embed.embed_images`; bad files are a UserError.
-
-    Whatever the file declares, the model is either run correctly or refused in one line: float16 and
-    double inputs are fed as such, other element types, ranks, channel counts and sides outside 8..4096 are
-    refused; a fixed batch is fed in padded chunks, a free batch that only runs one image at a time is fed
-    one at a time; the output must be one vector per image.
-    """
-    from facestra.fields import IMAGE_SIDES
-
-    path = Path(path)
-    onnx, onnxruntime = _onnx_packages()
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
-        session = onnxruntime.InferenceSession(str(path), providers=_providers(onnxruntime, device))
-    except UserError:
-        raise
-    except Exception as error:  # noqa: BLE001 - protobuf and onnxruntime raise many kinds
-        raise UserError(f"{path}: not a readable ONNX model ({_first_line(error)})") from None
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) < 1:
-        raise UserError(f"{path}: a recognition model has one input and one output; this one has {len(inputs)} and {len(outputs)}")
-    if inputs[0].type not in _FLOAT_INPUTS:
-        raise UserError(f"{path}: its input takes {inputs[0].type}, not floating-point images (float, float16 or double)")
-    shape = list(inputs[0].shape)
-    if len(shape) != 4:
-        raise UserError(f"{path}: its input is {shape}, not N x 3 x H x W images")
-    if isinstance(shape[1], int) and shape[1] != 3:
-        raise UserError(f"{path}: its input takes {shape[1]} channels, not 3 (RGB)")
-    low, high = IMAGE_SIDES
-    declared = [side for side in shape[2:4] if isinstance(side, int) and side > 0]
-    if any(not low <= side <= high for side in declared):
-        raise UserError(f"{path}: its input is {shape[2]} x {shape[3]} pixels; facestra feeds images of {low} to {high} pixels a side")
-    height, width = (int(side) if isinstance(side, int) and side > 0 else 112 for side in shape[2:4])
-    fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-    if fixed_batch is not None and fixed_batch > MAX_FIXED_BATCH:
-        raise UserError(f"{path}: its input declares a fixed batch of {fixed_batch} images; facestra pads to at most {MAX_FIXED_BATCH}")
-    convention = graph_convention([node.name for node in graph.node])
-    model = OnnxModel(session, path, convention, fixed_batch=fixed_batch, input_size=(height, width), embedding_size=0)
-    model.input_dtype = _FLOAT_INPUTS[inputs[0].type]
-    try:
-        probe = model(torch.zeros(2, 3, height, width))
-    except UserError as error:
-        if fixed_batch is not None:
-            raise
-        model.fixed_batch = 1  # a "free" batch that a Reshape fixes at 1 (older exporters): one image at a time
-        try:
-            probe = model(torch.zeros(2, 3, height, width))
-        except UserError:
-            raise error from None
-    model.embedding_size = int(probe.shape[1])
-    return model.eval()
+    """An ONNX recognition model ready for :func:`facestra.embed.embed_images`; bad files are a UserError
+    (see :func:`facestra.models.onnx_runtime.open_onnx`)."""
+    return OnnxModel(open_onnx(path, device=device)).eval()
 
 
 class _Normalised(nn.Module):
@@ -316,5 +200,5 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         written = export_onnx(model, out, opset=opset)
     except (RuntimeError, ValueError, TypeError) as error:  # the exporter's own errors subclass these
         raise UserError(f"--opset {opset}: the ONNX exporter cannot express {model.arch} at this opset "
-                        f"({_first_line(error)}); try opset {low} to {high}") from None
+                        f"({first_line(error)}); try opset {low} to {high}") from None
     return ExportReport(out, model.arch, tuple(model.input_size), int(model.embedding_size), baked=written == RAW_INPUT)

@@ -29,6 +29,7 @@ from facestra.fields import documented
 if TYPE_CHECKING:
     from torch import nn
 
+    from facestra.models.onnx_runtime import OnnxRuntimeModel
     from facestra.verify.calibration_job import StoredCalibration
 
 #: Distance below which two faces are called the same person when the model file records no threshold:
@@ -214,8 +215,38 @@ def _aligned_crop(path: Path, model_size: tuple[int, int], options: CompareOptio
     return cv2.imencode(".png", crop)[1].tobytes(), found
 
 
+def load_comparison_model(checkpoint: str | Path, device: str = "auto", *, arch: str | None = None) -> Any:
+    """The model compare runs: an ONNX model through onnxruntime alone (no torch to import, so a two-photo
+    compare answers in under a second), any other file through :func:`facestra.embed.inference.load_for_inference`."""
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        from facestra.models.onnx_runtime import open_onnx
+
+        if arch is not None:
+            raise UserError(f"--arch {arch}: {checkpoint} is an ONNX model, which holds its own network; leave --arch out")
+        return open_onnx(checkpoint, device=device)
+    from facestra.embed.inference import load_for_inference
+
+    return load_for_inference(checkpoint, device, arch=arch)
+
+
+def _embed(model: Any, crops: list[bytes], inference: InferenceOptions, names: list[str]) -> np.ndarray:
+    """Embeddings of aligned crops: numpy and onnxruntime for an ONNX model loaded without torch, else torch."""
+    from facestra.models.onnx_runtime import OnnxRuntimeModel
+
+    try:
+        if isinstance(model, OnnxRuntimeModel):
+            from facestra.embed.runtime import embed_with_runtime
+
+            return embed_with_runtime(model, crops, flip=inference.flip, names=names, batch_size=inference.batch_size)
+        from facestra.embed.inference import embed_images
+
+        return embed_images(model, crops, inference, names=names)
+    except UserError as error:
+        raise UserError(str(error), exit_code=2) from None
+
+
 def compare_images(
-    model: nn.Module | str | Path,
+    model: nn.Module | OnnxRuntimeModel | str | Path,
     first: str | Path,
     second: str | Path,
     options: CompareOptions = CompareOptions(),
@@ -229,18 +260,14 @@ def compare_images(
     :func:`choose_rule` (``calibration``: a calibration file or one already loaded). A photo that cannot be
     read or shows no face is a :class:`UserError` (exit 2) naming it."""
     from facestra.align.detect import load_detector
-    from facestra.embed.inference import embed_images, load_for_inference
 
     if isinstance(model, (str, Path)):
-        model = load_for_inference(model, inference.device, arch=arch)
+        model = load_comparison_model(model, inference.device, arch=arch)
     rule = choose_rule(model, options, inference.flip, calibration)
     detector = None if options.aligned else load_detector("yunet", min_score=options.min_score)
     size = tuple(int(v) for v in model.input_size)
     crops, faces = zip(*(_aligned_crop(Path(p), size, options, detector) for p in (first, second)))
-    try:
-        embeddings = embed_images(model, list(crops), inference, names=[str(first), str(second)])
-    except UserError as error:
-        raise UserError(str(error), exit_code=2) from None
+    embeddings = _embed(model, list(crops), inference, [str(first), str(second)])
     distance, cosine, same, probability = decide(rule, embeddings[0], embeddings[1])
     return _comparison(rule, distance, cosine, same, probability, (faces[0], faces[1]))
 
@@ -263,7 +290,7 @@ class PairOutcome:
 
 
 def compare_pairs(
-    model: nn.Module | str | Path,
+    model: nn.Module | OnnxRuntimeModel | str | Path,
     pairs: Sequence[tuple[str | Path, str | Path]],
     options: CompareOptions = CompareOptions(),
     inference: InferenceOptions = InferenceOptions(workers=0),
@@ -276,10 +303,9 @@ def compare_pairs(
     embedded once. A photo that is unreadable or shows no face makes its pairs' rows carry that status;
     the other pairs go on."""
     from facestra.align.detect import load_detector
-    from facestra.embed.inference import embed_images, load_for_inference
 
     if isinstance(model, (str, Path)):
-        model = load_for_inference(model, inference.device, arch=arch)
+        model = load_comparison_model(model, inference.device, arch=arch)
     rule = choose_rule(model, options, inference.flip, calibration)
     detector = None if options.aligned else load_detector("yunet", min_score=options.min_score)
     size = tuple(int(v) for v in model.input_size)
@@ -294,10 +320,7 @@ def compare_pairs(
         if progress is not None:
             progress(1)
     names = list(crops)
-    try:
-        embedded = embed_images(model, [crops[name][0] for name in names], inference, names=names)
-    except UserError as error:
-        raise UserError(str(error), exit_code=2) from None
+    embedded = _embed(model, [crops[name][0] for name in names], inference, names)
     row_of = {name: index for index, name in enumerate(names)}
     outcomes = []
     for first, second in pairs:

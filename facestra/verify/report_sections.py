@@ -37,7 +37,7 @@ def model_facts(model: nn.Module, checkpoint: str | os.PathLike) -> ModelFacts:
     arch = str(getattr(model, "arch", type(model).__name__))
     params = macs = None
     if not arch.startswith("onnx:"):
-        from facestra.models.complexity import complexity
+        from facestra.models.cost import complexity
 
         cost = complexity(model)
         params, macs = int(cost.params), int(cost.macs)
