@@ -24,8 +24,8 @@ import torch
 
 from facestra import models
 from facestra.allocator import reuse_freed_memory
-from facestra.embed.inference import InferenceOptions, embed_images, load_for_inference
 from facestra.data.images import image_to_tensor
+from facestra.embed.inference import InferenceOptions, embed_images, load_for_inference
 
 
 def bare_forward(model: torch.nn.Module, tensors: torch.Tensor, batch_size: int, flip: bool, device: torch.device) -> None:
@@ -88,10 +88,10 @@ def main() -> None:
         for flip in ("none", "concat"):
             mirrored = flip != "none"
 
-            def run_bare() -> None:
+            def run_bare(mirrored: bool = mirrored) -> None:
                 bare_forward(model, tensors, args.batch_size, mirrored, device)
 
-            def run_pipeline() -> None:
+            def run_pipeline(flip: str = flip) -> None:
                 embed_images(model, paths, InferenceOptions(flip=flip, batch_size=args.batch_size, workers=args.workers))
 
             bare_forward(model, tensors[: args.batch_size], args.batch_size, mirrored, device)  # warm-up

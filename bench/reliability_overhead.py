@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _timing import best_time
+
 from facestra import models
 from facestra.embed.fingerprint import job_fingerprint
 from facestra.embed.sanity import refuse_identical_rows

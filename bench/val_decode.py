@@ -4,7 +4,8 @@
 a broken ``--val`` file costs no training). This builds a ``.bin``-like benchmark of ~12,000 small JPEGs in
 memory (LFW's ``lfw.bin`` holds 12,000 images of 112x112), then times, in this process and on the same
 bytes, ``check_images`` and a plain ``cv2.imdecode`` loop (what any checker must do at least), best of N,
-and prints both and their ratio, then the time of ``check_benchmark`` (pairs and folds) on it. The difference is facestra's truncation check and its error handling.
+and prints both and their ratio, then the time of ``check_benchmark`` (pairs and folds) on it. The difference is
+facestra's truncation check and its error handling.
 
     python bench/val_decode.py [--images 12000] [--size 112] [--repeats 3]
 """
@@ -16,11 +17,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from _timing import best_time  # bench/ is this script's folder, first on sys.path
 
 from facestra.protocols.benchmark import Benchmark
 from facestra.verify.checks import check_benchmark, check_images
-
-from _timing import best_time  # bench/ is this script's folder, first on sys.path
 
 
 def make_benchmark(num_images: int, size: int, seed: int) -> Benchmark:

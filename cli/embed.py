@@ -22,8 +22,8 @@ def embed(input_path: Path, checkpoint: Path, arch: str | None, out: Path, no_no
 
     Rerunning an interrupted command continues where it stopped.
     """
-    from facestra.embed.job import check_outputs, embed_to_file, input_images
     from facestra.embed.inference import InferenceOptions, load_for_inference
+    from facestra.embed.job import check_outputs, embed_to_file, input_images
     from facestra.io import check_writable_folder
 
     options = InferenceOptions(**inference)

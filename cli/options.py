@@ -8,11 +8,12 @@ default changes in one place and ``--help`` always shows the value the library u
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-import os
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import click
 

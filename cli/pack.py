@@ -8,14 +8,16 @@ import click
 
 
 @click.command()
-@click.option("--benchmark", "name", help="Benchmark name (lfw, cfp-fp, cplfw, calfw, agedb-30 or any name for pairs.csv). Default: guessed from --data.")
+@click.option(
+    "--benchmark", "name", help="Benchmark name (lfw, cfp-fp, cplfw, calfw, agedb-30 or any name for pairs.csv). Default: guessed from --data."
+)
 @click.option("--data", required=True, type=click.Path(exists=True, path_type=Path), help="The benchmark folder or pair file.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .bin to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def pack(name: str | None, data: Path, out: Path, overwrite: bool) -> None:
     """Write a benchmark as a .bin (encoded images two per pair + labels) that other tools read."""
-    from facestra.verify.benchmarks import guess_name
     from facestra.protocols import load_benchmark
+    from facestra.verify.benchmarks import guess_name
     from facestra.verify.pack import pack_benchmark
 
     benchmark = load_benchmark(name or guess_name(data), data)

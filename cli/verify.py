@@ -23,17 +23,40 @@ from facestra.verify.templates import TemplateOptions
 @click.option("--benchmark", "names", help="lfw, cfp-fp, cplfw, calfw, agedb-30, ijbb, ijbc, any name for a .bin/pairs.csv, a comma list, or all.")
 @click.option("--data", type=click.Path(exists=True, path_type=Path), help="One benchmark: its .bin, pair file or folder.")
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder holding the standard .bin files or folders.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write every figure (folds, thresholds, TAR@FAR, ROC) as JSON.")
-@click.option("--roc", "roc_path", type=click.Path(dir_okay=False, path_type=Path), help="Plot the ROC of each benchmark to this image (.png/.pdf/.svg).")
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write every figure (folds, thresholds, TAR@FAR, ROC) as JSON."
+)
+@click.option(
+    "--roc", "roc_path", type=click.Path(dir_okay=False, path_type=Path), help="Plot the ROC of each benchmark to this image (.png/.pdf/.svg)."
+)
 @click.option("--save-embeddings", type=click.Path(file_okay=False, path_type=Path), help="Keep each benchmark's embeddings as <DIR>/<name>.npz.")
-@click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="IJB: folder for the resumable raw features (default: beside --json, else ./facestra-<name>-work).")
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="IJB: folder for the resumable raw features (default: beside --json, else ./facestra-<name>-work).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing --json, --roc, --report and --save-embeddings files.")
 @dataclass_options(TemplateOptions)
 @dataclass_options(ReportOptions)
 @inference_options
-def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | None, data_root: Path | None, json_path: Path | None,
-           roc_path: Path | None, save_embeddings: Path | None, work: Path | None, ijb_flip: str, ijb_norm: bool,
-           ijb_detector_score: bool, report: Path | None, report_pairs: int, overwrite: bool, **inference) -> None:
+def verify(
+    checkpoint: Path,
+    arch: str | None,
+    names: str | None,
+    data: Path | None,
+    data_root: Path | None,
+    json_path: Path | None,
+    roc_path: Path | None,
+    save_embeddings: Path | None,
+    work: Path | None,
+    ijb_flip: str,
+    ijb_norm: bool,
+    ijb_detector_score: bool,
+    report: Path | None,
+    report_pairs: int,
+    overwrite: bool,
+    **inference,
+) -> None:
     """Embed each benchmark's pairs (image + mirror), then 10-fold accuracy with the best threshold in [0, 4).
 
     With --benchmark ijbb or ijbc and --data DIR (the official folder: loose_crop/, meta/): templates, 1:1
@@ -45,12 +68,11 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
         refuse_unused_options(("data_root", "save_embeddings"), "not used by an IJB benchmark (give its folder as --data)")
         template_options = TemplateOptions(ijb_flip, ijb_norm, ijb_detector_score)
         report_options = ReportOptions(report, report_pairs)
-        return verify_ijb_command(checkpoint, arch, names, data, json_path, roc_path, work, template_options, report_options,
-                                  overwrite, inference)
+        return verify_ijb_command(checkpoint, arch, names, data, json_path, roc_path, work, template_options, report_options, overwrite, inference)
     from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.verify.benchmarks import check_each, select_each, verify_each
-    from facestra.verify.report import format_table, report_dict, write_json
     from facestra.verify.figures import figure_format, plot_roc
+    from facestra.verify.report import format_table, report_dict, write_json
 
     refuse_unused_options(("work", "ijb_flip", "ijb_norm", "ijb_detector_score"), "only used with --benchmark ijbb or ijbc")
     if roc_path:
@@ -92,10 +114,16 @@ def verify(checkpoint: Path, arch: str | None, names: str | None, data: Path | N
             from facestra.verify.report_sections import write_verify_report
 
             write_verify_report(
-                report, outcomes, model=model, checkpoint=checkpoint, command=command_line(),
-                device=resolve_device(options.device, model), settings=[("flip", options.flip), ("resize", str(options.resize))],
+                report,
+                outcomes,
+                model=model,
+                checkpoint=checkpoint,
+                command=command_line(),
+                device=resolve_device(options.device, model),
+                settings=[("flip", options.flip), ("resize", str(options.resize))],
                 notes=[f"{name} not found under {data_root}; skipped" for name in missing],
-                errors=[failure.error for failure in failures], pairs=report_pairs,
+                errors=[failure.error for failure in failures],
+                pairs=report_pairs,
             )
             click.echo(f"wrote {report}")
     if failures:
@@ -113,9 +141,19 @@ def benchmark_inputs(checkpoint: Path, data: Path | None, benchmarks: list) -> l
     return [checkpoint, *sources, *listed, *(image for b in benchmarks for image in b.images)]
 
 
-def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path | None, json_path: Path | None, roc_path: Path | None,
-                       work: Path | None, template_options: TemplateOptions, report_options: ReportOptions, overwrite: bool,
-                       inference: dict) -> None:
+def verify_ijb_command(
+    checkpoint: Path,
+    arch: str | None,
+    name: str,
+    data: Path | None,
+    json_path: Path | None,
+    roc_path: Path | None,
+    work: Path | None,
+    template_options: TemplateOptions,
+    report_options: ReportOptions,
+    overwrite: bool,
+    inference: dict,
+) -> None:
     """The IJB branch of ``verify``: one benchmark from its official folder."""
     from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.errors import UserError
@@ -161,8 +199,16 @@ def verify_ijb_command(checkpoint: Path, arch: str | None, name: str, data: Path
         from facestra.verify.report_sections import write_verify_report
 
         settings = [("flip", options.flip), *((key, str(value)) for key, value in asdict(template_options).items())]
-        write_verify_report(report, [outcome], model=model, checkpoint=checkpoint, command=command_line(),
-                            device=resolve_device(options.device, model), settings=settings, pairs=report_options.report_pairs)
+        write_verify_report(
+            report,
+            [outcome],
+            model=model,
+            checkpoint=checkpoint,
+            command=command_line(),
+            device=resolve_device(options.device, model),
+            settings=settings,
+            pairs=report_options.report_pairs,
+        )
         click.echo(f"wrote {report}")
 
 

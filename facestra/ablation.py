@@ -204,10 +204,10 @@ def _train_and_verify(config: AblationConfig, work: Path, data: str, val: tuple[
     import torch
 
     from facestra.embed.inference import InferenceOptions, load_for_inference
-    from facestra.verify.benchmarks import guess_name, verify_model
-    from facestra.protocols import load_benchmark
     from facestra.models.stra import StRAOptions
+    from facestra.protocols import load_benchmark
     from facestra.train import TrainConfig, resume_config, train
+    from facestra.verify.benchmarks import guess_name, verify_model
 
     if config.threads:
         torch.set_num_threads(config.threads)

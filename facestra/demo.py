@@ -321,12 +321,12 @@ def _train_and_verify(work: Path, aligned: Path, benchmark, arch: str, config: D
     import torch
 
     from facestra import models
-    from facestra.embed.job import embed_to_file
     from facestra.embed.inference import InferenceOptions, load_for_inference
-    from facestra.verify.benchmarks import verify_model
+    from facestra.embed.job import embed_to_file
     from facestra.io import list_images
     from facestra.synth.dataset import TEST_DIR, TRAIN_DIR
     from facestra.train import TrainConfig, train
+    from facestra.verify.benchmarks import verify_model
 
     train_images = len(list_images(aligned / TRAIN_DIR))
     batch_size = min(config.batch_size, train_images)  # a tiny demo set still makes one batch
@@ -401,9 +401,8 @@ def _mode_mask_figure(work: Path, model, benchmark, config: DemoConfig, faces: i
     import torch
 
     from facestra import models
+    from facestra.data.images import image_to_tensor, read_image
     from facestra.verify import figures as viz
-    from facestra.data.images import read_image
-    from facestra.data.images import image_to_tensor
 
     chosen = [benchmark.images[int(i)] for i in np.linspace(0, len(benchmark.images) - 1, faces).round()]
     crops = [read_image(path) for path in chosen]

@@ -8,7 +8,8 @@ allowed values are written once, here in the library, next to the code that uses
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Smallest and largest side, in pixels, of every image size an option takes (crops, network inputs,
 # rendered photos): a typo of one digit too many is refused instead of allocating gigabytes.
@@ -40,7 +41,17 @@ def documented(
     the option mandatory on the command line (a field without a default need not be: ``--resume`` fills
     ``data`` and ``out`` of a training run).
     """
-    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "positive": positive, "flag": flag, "metavar": metavar, "path": path, "required": required}
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "minimum": minimum,
+        "maximum": maximum,
+        "positive": positive,
+        "flag": flag,
+        "metavar": metavar,
+        "path": path,
+        "required": required,
+    }
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

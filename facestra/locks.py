@@ -17,8 +17,8 @@ import contextlib
 import errno
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from facestra.errors import UserError
 from facestra.io import pid_alive

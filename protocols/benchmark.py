@@ -10,14 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Union
 
 import numpy as np
 
 from facestra.errors import UserError
 from facestra.io import IMAGE_EXTENSIONS, read_text, text_lines
 
-ImageSource = Union[Path, bytes]
+ImageSource = Path | bytes
 
 # Display names as the paper's Table 5 prints them.
 TITLES = MappingProxyType({"lfw": "LFW", "cfp-fp": "CFP-FP", "cplfw": "CPLFW", "calfw": "CALFW", "agedb-30": "AgeDB-30"})

@@ -15,8 +15,8 @@ from __future__ import annotations
 import io
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -46,7 +46,7 @@ def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that can rebuild bytes, lists, tuples, bools and numpy bool arrays, and nothing else."""
 
-    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+    def find_class(self, module: str, name: str):  # the pickle.Unpickler hook
         if (module, name) == ("_codecs", "encode"):
             return _latin1_bytes
         if (module, name) in _ALLOWED_GLOBALS:

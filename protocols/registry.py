@@ -6,9 +6,9 @@ over an aligned image tree; any other benchmark as a ``.bin`` or a ``pairs.csv``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from _align_faces import landmarks_under, render, similarity
+
 from facestra.align.geometry import (
     ARCFACE_TEMPLATE_112,
     LandmarkError,

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
 from _align_faces import landmarks_under, render, similarity
 from _bad_images import oversized_png
+from click.testing import CliRunner
+
 from facestra.cli.main import main
 
 DIRECT = render(similarity(1.0, 0.0, 0.0, 0.0), (112, 112))

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from facestra.errors import UserError
 from facestra.align.landmarks import read_landmarks
+from facestra.errors import UserError
 
 POINTS = np.array([[10.5, 20.0], [30.0, 21.0], [20.0, 30.0], [12.0, 40.0], [28.0, 41.25]])
 

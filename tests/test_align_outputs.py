@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from click.testing import CliRunner
+from test_align_job import make_faces, write_csv
 
 from facestra.cli.main import main
-from test_align_job import make_faces, write_csv
 
 DETAIL_COLUMNS = [f"{axis}{i}" for i in range(1, 6) for axis in "xy"]
 

@@ -28,7 +28,6 @@ from facestra.verify.checks import check_benchmark, check_images
 from facestra.verify.pairs import evaluate_distances
 
 
-
 def write_csv(root: Path, rows: list[tuple[int, int, int] | tuple[int, int, int, int]]) -> Path:
     """``root/pairs.csv`` over images ``root/img/<n>.png`` (32x32), one row per (image, image, same[, fold])."""
     for row in rows:

@@ -15,18 +15,18 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _train_shapes import make_image_folder
 from click.testing import CliRunner
 from sklearn.metrics import roc_curve
 
-from _train_shapes import make_image_folder
 from facestra import models
 from facestra.cli.main import main
 from facestra.embed.options import InferenceOptions
+from facestra.protocols.benchmark import from_path_pairs
 from facestra.verify import calibrate, compare_images
 from facestra.verify.checks import check_benchmark
 from facestra.verify.compare import CompareOptions, compare_pairs
 from facestra.verify.pairs import evaluate_distances
-from facestra.protocols.benchmark import from_path_pairs
 
 
 def run(*args):

@@ -58,7 +58,9 @@ def test_compare_gives_the_distance_of_align_then_embed(photos, tmp_path) -> Non
     expected = float(np.sum((a - b) ** 2))
 
     out = tmp_path / "cmp.json"
-    result = run("compare", photos / "pair" / "a.png", photos / "pair" / "b.png", "--checkpoint", photos / "model.pt", "--json", out, "--threshold", 4)
+    result = run(
+        "compare", photos / "pair" / "a.png", photos / "pair" / "b.png", "--checkpoint", photos / "model.pt", "--json", out, "--threshold", 4
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["distance"] == pytest.approx(expected, abs=1e-5)
@@ -67,8 +69,9 @@ def test_compare_gives_the_distance_of_align_then_embed(photos, tmp_path) -> Non
     assert report["images"][0]["faces_in_image"] == 1 and report["images"][0]["score"] > 0.5
     assert f"distance {expected:.4f}" in result.output and "same person" in result.output
 
-    below = run("compare", photos / "pair" / "a.png", photos / "pair" / "b.png", "--checkpoint", photos / "model.pt",
-                "--threshold", round(expected * 0.5, 4))
+    below = run(
+        "compare", photos / "pair" / "a.png", photos / "pair" / "b.png", "--checkpoint", photos / "model.pt", "--threshold", round(expected * 0.5, 4)
+    )
     assert below.exit_code == 1 and "different people" in below.output
 
 

@@ -12,10 +12,9 @@ import torch
 from click.testing import CliRunner
 
 from facestra.cli.main import main
-
 from facestra.data.datasets import EpochBatchSampler, open_dataset
-from facestra.errors import UserError
 from facestra.data.images import image_to_tensor
+from facestra.errors import UserError
 
 MAGIC = 0xCED7230A
 
@@ -62,7 +61,7 @@ def _write_rec(folder: Path, images: list[np.ndarray], labels: list[int], *, ins
         key += 1
     if insightface_header:
         for identity in identities:
-            members = [i + 1 for i, l in enumerate(labels) if l == identity]
+            members = [i + 1 for i, label in enumerate(labels) if label == identity]
             header = struct.pack("<IfQQ", 2, 0.0, 0, 0) + np.array([members[0], members[-1] + 1], dtype="<f4").tobytes()
             idx.append((key, len(rec)))
             rec += _record_parts(header)
@@ -101,7 +100,9 @@ def test_recordio_labels_come_from_the_identity_table_when_there_is_one(tmp_path
     assert dataset.labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2] and dataset.identities == ["3", "7", "8"]
     assert len(reads) == 1 + 2 * 3  # the header, then each identity record and its first image; not all 9 images
     # a table that does not cover the images is not trusted: every image header is read instead
-    (tmp_path / "train.idx").write_text("\n".join(line for line in (tmp_path / "train.idx").read_text().splitlines() if not line.startswith("11\t")) + "\n")
+    (tmp_path / "train.idx").write_text(
+        "\n".join(line for line in (tmp_path / "train.idx").read_text().splitlines() if not line.startswith("11\t")) + "\n"
+    )
     reads.clear()
     assert open_dataset(rec, input_size=(16, 16)).labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2]
     assert len(reads) > 9
@@ -224,9 +225,20 @@ def test_training_reads_a_recordio_file(tmp_path):
 
     images = [_image(i, 32) for i in range(16)]
     rec = _write_rec(tmp_path, images, [i % 4 for i in range(16)], insightface_header=True)
-    result = train(TrainConfig(
-        data=str(rec), out=str(tmp_path / "run"), arch="resnet18", width=0.125, input_size=(32, 32),
-        embedding_size=16, batch_size=8, epochs=1, workers=0, device="cpu", threads=1,
-    ))
+    result = train(
+        TrainConfig(
+            data=str(rec),
+            out=str(tmp_path / "run"),
+            arch="resnet18",
+            width=0.125,
+            input_size=(32, 32),
+            embedding_size=16,
+            batch_size=8,
+            epochs=1,
+            workers=0,
+            device="cpu",
+            threads=1,
+        )
+    )
     assert (result.num_images, result.num_identities, result.global_step) == (16, 4, 2)
     assert models.load(result.model_path).embedding_size == 16

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from facestra import models
 from facestra.cli.main import main
-from facestra.embed.inference import InferenceOptions, embed_benchmark, embed_images
 from facestra.data.images import image_to_tensor
 from facestra.embed import read_paths
+from facestra.embed.inference import InferenceOptions, embed_benchmark, embed_images
 from facestra.errors import UserError
 from facestra.protocols import load_benchmark
 
@@ -96,7 +96,9 @@ def test_embedding_leaves_a_training_model_in_training_mode(model, tmp_path: Pat
 
 def test_embed_benchmark_pairs_rows(model, tmp_path: Path) -> None:
     paths = face_images(tmp_path / "img", 4)
-    (tmp_path / "pairs.csv").write_text("img/face_000.png,img/face_001.png,1\nimg/face_002.png,img/face_000.png,0\nimg/face_003.png,img/face_003.png,1\n")
+    (tmp_path / "pairs.csv").write_text(
+        "img/face_000.png,img/face_001.png,1\nimg/face_002.png,img/face_000.png,0\nimg/face_003.png,img/face_003.png,1\n"
+    )
     bench = load_benchmark("mine", tmp_path)
     emb1, emb2 = embed_benchmark(model, bench, InferenceOptions(flip="concat", batch_size=2, workers=0))
     single = embed_images(model, paths, InferenceOptions(flip="concat", workers=0))
@@ -121,7 +123,18 @@ def test_embed_cli_writes_matrix_and_paths(model, checkpoint: Path, tmp_path: Pa
     assert np.allclose(matrix, F.normalize(torch.cat([plain, mirror], 1), dim=1).numpy(), atol=1e-5)
     # a list file, another flip mode and raw vectors
     (tmp_path / "list.txt").write_text("faces/sub/face_004.png\n" + f"{paths[1]} 7\n")
-    result = run_embed(str(tmp_path / "list.txt"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "b.npy"), "--flip", "none", "--no-normalize", "--workers", "0")
+    result = run_embed(
+        str(tmp_path / "list.txt"),
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(tmp_path / "b.npy"),
+        "--flip",
+        "none",
+        "--no-normalize",
+        "--workers",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     assert np.allclose(np.load(tmp_path / "b.npy"), plain.numpy()[[4, 1]], atol=1e-5)
     assert (tmp_path / "b.paths.txt").read_text().splitlines() == [str(tmp_path / "faces/sub/face_004.png"), str(paths[1])]
@@ -138,7 +151,9 @@ def test_unreadable_image_exits_1_and_writes_nothing(checkpoint: Path, tmp_path:
     assert result.exit_code == 1
     assert f"error: {paths[3]}: not a readable image" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["faces"]  # no matrix, no paths, no temp files
-    result = run_embed(str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(out), "--batch-size", "2", "--workers", "0", "--skip-bad")
+    result = run_embed(
+        str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(out), "--batch-size", "2", "--workers", "0", "--skip-bad"
+    )
     assert result.exit_code == 0, result.output
     assert f"skipped: {paths[3]}: not a readable image" in result.output
     assert np.load(out).shape == (5, 1024)
@@ -256,7 +271,9 @@ def test_an_output_that_is_an_input_is_refused_even_with_overwrite(checkpoint: P
     # the paths file of --out would be the list INPUT itself (named through another spelling of its folder)
     listing = tmp_path / "e.paths.txt"
     listing.write_text("".join(f"faces/{p.name}\n" for p in paths))
-    result = run_embed(str(listing), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "faces" / ".." / "e.npy"), "--overwrite", "--workers", "0")
+    result = run_embed(
+        str(listing), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "faces" / ".." / "e.npy"), "--overwrite", "--workers", "0"
+    )
     assert result.exit_code == 2 and f"{listing}: is one of the inputs" in result.output
     assert listing.read_text() == "".join(f"faces/{p.name}\n" for p in paths)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.paths.txt", "faces"]
@@ -274,8 +291,9 @@ def test_a_model_with_non_finite_outputs_is_refused_by_embed_and_verify(model, t
     assert result.exit_code == 1
     assert f"error: {paths[0]}: the model's embedding is not finite (NaN or infinity)" in result.output
     assert not out.exists() and not (tmp_path / "e.paths.txt").exists()
-    (tmp_path / "pairs.csv").write_text("".join(f"faces/{a.name},faces/{b.name},{s}\n" for a, b, s in
-                                                [(paths[0], paths[1], 1), (paths[1], paths[2], 0)] * 10))
+    (tmp_path / "pairs.csv").write_text(
+        "".join(f"faces/{a.name},faces/{b.name},{s}\n" for a, b, s in [(paths[0], paths[1], 1), (paths[1], paths[2], 0)] * 10)
+    )
     result = CliRunner().invoke(main, ["verify", "--checkpoint", str(broken), "--data", str(tmp_path), "--workers", "0"])
     assert result.exit_code == 1 and "the model's embedding is not finite" in result.output
 
@@ -289,8 +307,7 @@ def _constant_model(model, value: float) -> torch.nn.Module:
     return broken
 
 
-@pytest.mark.parametrize(("value", "message"), [(0.0, "the model's embedding is all zero"),
-                                                (0.5, "the model gives every image the same embedding")])
+@pytest.mark.parametrize(("value", "message"), [(0.0, "the model's embedding is all zero"), (0.5, "the model gives every image the same embedding")])
 def test_all_zero_or_identical_embeddings_are_refused_in_embed_verify_and_compare(model, tmp_path: Path, value, message) -> None:
     broken = tmp_path / "broken.pt"
     models.save(_constant_model(model, value), broken)
@@ -300,8 +317,9 @@ def test_all_zero_or_identical_embeddings_are_refused_in_embed_verify_and_compar
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines()[-1].startswith(f"error: {paths[0]}") and message in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt", "faces"]  # no matrix, listing or partial
-    (tmp_path / "pairs.csv").write_text("".join(f"faces/{a.name},faces/{b.name},{s}\n" for a, b, s in
-                                                [(paths[0], paths[1], 1), (paths[2], paths[3], 0)] * 10))
+    (tmp_path / "pairs.csv").write_text(
+        "".join(f"faces/{a.name},faces/{b.name},{s}\n" for a, b, s in [(paths[0], paths[1], 1), (paths[2], paths[3], 0)] * 10)
+    )
     result = CliRunner().invoke(main, ["verify", "--checkpoint", str(broken), "--data", str(tmp_path), "--workers", "0"])
     assert result.exit_code == 1 and message in result.output, result.output
     # compare embeds its two crops with embed_images: two different faces are refused, one face twice is not
@@ -375,8 +393,11 @@ def test_a_killed_writers_temporaries_are_removed_by_the_next_run(checkpoint: Pa
     face_images(tmp_path / "faces", 2)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     dead_pid = int(dead.stdout)
-    left = [tmp_path / f".e.npy.{dead_pid}-0123456789ab.tmp.npy", tmp_path / f".e.paths.txt.{dead_pid}-0123456789ab.tmp.txt",
-            tmp_path / ".e.paths.txt.ba9876543210.tmp.txt"]  # a temporary of facestra 0.2, which named no process
+    left = [
+        tmp_path / f".e.npy.{dead_pid}-0123456789ab.tmp.npy",
+        tmp_path / f".e.paths.txt.{dead_pid}-0123456789ab.tmp.txt",
+        tmp_path / ".e.paths.txt.ba9876543210.tmp.txt",
+    ]  # a temporary of facestra 0.2, which named no process
     alive = tmp_path / f".e.npy.{os.getppid()}-0123456789ab.tmp.npy"  # a live process's: perhaps a concurrent run
     for path in [*left, alive]:
         path.write_bytes(b"half")

@@ -86,7 +86,9 @@ def test_a_bom_and_crlf_list_reads_like_a_plain_one(checkpoint, tmp_path: Path) 
     windows.write_bytes(b"\xef\xbb\xbfa.png\r\nb.png\r\nc.png\r\n")
     assert read_lines(windows) == read_lines(plain) == ["a.png", "b.png", "c.png"]
     for listing in (plain, windows):
-        result = CliRunner().invoke(main, ["embed", str(listing), "--checkpoint", str(path), "--out", str(tmp_path / f"{listing.stem}.npy"), "--workers", "0"])
+        result = CliRunner().invoke(
+            main, ["embed", str(listing), "--checkpoint", str(path), "--out", str(tmp_path / f"{listing.stem}.npy"), "--workers", "0"]
+        )
         assert result.exit_code == 0, result.output
     assert np.array_equal(np.load(tmp_path / "plain.npy"), np.load(tmp_path / "windows.npy"))
     assert read_paths(tmp_path / "plain.paths.txt") == read_paths(tmp_path / "windows.paths.txt")
@@ -133,8 +135,9 @@ def test_align_reads_a_listing_with_quoted_names(tmp_path: Path) -> None:
     import csv
     import json
 
-    from facestra.io import write_path_lines
     from test_align_job import make_faces
+
+    from facestra.io import write_path_lines
 
     images = tmp_path / "in"
     names = ["new\nline.png", '"quoted.png', "tab\tbed.png", "left out.png"]

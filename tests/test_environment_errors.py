@@ -102,19 +102,24 @@ def test_embed_onto_a_full_disk_is_one_line_and_leaves_nothing(checkpoint: Path,
 def test_embed_into_a_read_only_folder_stops_before_the_model(checkpoint: Path, tmp_path: Path, no_model) -> None:
     faces(tmp_path / "faces", 2)
     with tmpfs(tmp_path / "ro", readonly=True) as ro:
-        result = CliRunner().invoke(main, ["embed", str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(ro / "e.npy"), "--workers", "0"])
+        result = CliRunner().invoke(
+            main, ["embed", str(tmp_path / "faces"), "--checkpoint", str(checkpoint), "--out", str(ro / "e.npy"), "--workers", "0"]
+        )
         assert result.exit_code == 2, result.output
         assert result.output.strip().splitlines() == [f"error: cannot write {ro}: Read-only file system"]
 
 
 def test_verify_json_into_a_read_only_folder_stops_before_the_model(checkpoint: Path, tmp_path: Path, no_model) -> None:
     paths = faces(tmp_path / "faces", 3)
-    (tmp_path / "pairs.csv").write_text("".join(f"faces/{a.name},faces/{b.name},{s}\n" for a, b, s in
-                                                [(paths[0], paths[1], 1), (paths[1], paths[2], 0)] * 10))
+    (tmp_path / "pairs.csv").write_text(
+        "".join(f"faces/{a.name},faces/{b.name},{s}\n" for a, b, s in [(paths[0], paths[1], 1), (paths[1], paths[2], 0)] * 10)
+    )
     with tmpfs(tmp_path / "ro", readonly=True) as ro:
         for option in ("--json", "--roc"):
             name = "report.json" if option == "--json" else "roc.png"
-            result = CliRunner().invoke(main, ["verify", "--checkpoint", str(checkpoint), "--data", str(tmp_path), option, str(ro / name), "--workers", "0"])
+            result = CliRunner().invoke(
+                main, ["verify", "--checkpoint", str(checkpoint), "--data", str(tmp_path), option, str(ro / name), "--workers", "0"]
+            )
             assert result.exit_code == 2, result.output
             assert result.output.strip().splitlines() == [f"error: cannot write {ro}: Read-only file system"]
 
@@ -130,8 +135,27 @@ def test_check_writable_folder(tmp_path: Path) -> None:
             check_writable_folder(ro / "new" / "deep")
 
 
-TRAIN = ["--arch", "resnet18", "--width", "0.125", "--input-size", "32", "--embedding-size", "32", "--epochs", "1",
-         "--batch-size", "4", "--workers", "0", "--device", "cpu", "--threads", "1", "--quiet"]
+TRAIN = [
+    "--arch",
+    "resnet18",
+    "--width",
+    "0.125",
+    "--input-size",
+    "32",
+    "--embedding-size",
+    "32",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4",
+    "--workers",
+    "0",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--quiet",
+]
 
 
 def test_train_into_a_read_only_folder_or_onto_a_full_disk_is_one_line(tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ from facestra.verify.html_report import (
     render_report,
     write_report,
 )
-from facestra.verify.report_sections import scores_section
 from facestra.verify.pairs import reference_fold_accuracies
+from facestra.verify.report_sections import scores_section
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 CHROMIUM = next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
@@ -54,15 +54,15 @@ var result={
    var drawn=[].filter.call(s.querySelectorAll(shapes),function(e){var b=e.getBBox();return b.width>0||b.height>0}).length;
    return {title:s.getAttribute('aria-label'),drawn:drawn,width:r.width,height:r.height}}),
  missing:[].map.call(document.querySelectorAll('.missing'),function(d){return d.textContent}),
- external:[].filter.call(document.querySelectorAll('[src],[href]'),function(e){var u=e.getAttribute('src')||e.getAttribute('href');return !/^(data:|#)/.test(u)}).length,
+ external:[].filter.call(document.querySelectorAll('[src],[href]'),
+  function(e){var u=e.getAttribute('src')||e.getAttribute('href');return !/^(data:|#)/.test(u)}).length,
  errors:window.__errors};
 var p=document.createElement('pre');p.id='probe';p.textContent=JSON.stringify(result);document.body.appendChild(p);});
 </script>"""
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
-               f"--user-data-dir={profile}", *args]
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
@@ -100,9 +100,25 @@ def verified(checkpoint: Path, tmp_path_factory) -> tuple[Path, list, object, li
     """``verify --report`` on a 200-pair benchmark that the tiny model gets partly wrong."""
     root = tmp_path_factory.mktemp("report")
     rows = make_pairs_benchmark(root / "bench", num_pairs=200, seed=5)
-    args = ["verify", "--checkpoint", str(checkpoint), "--data", str(root / "bench" / "pairs.csv"), "--benchmark", "toy",
-            "--workers", "0", "--device", "cpu", "--save-embeddings", str(root / "kept"), "--report", str(root / "out" / "report.html"),
-            "--report-pairs", "5"]
+    args = [
+        "verify",
+        "--checkpoint",
+        str(checkpoint),
+        "--data",
+        str(root / "bench" / "pairs.csv"),
+        "--benchmark",
+        "toy",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--save-embeddings",
+        str(root / "kept"),
+        "--report",
+        str(root / "out" / "report.html"),
+        "--report-pairs",
+        "5",
+    ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", ["/usr/local/bin/facestra", *args])  # as a shell would start it
         result = CliRunner().invoke(main, args)
@@ -183,8 +199,24 @@ def test_every_warning_of_the_benchmark_checks_is_in_the_report(checkpoint: Path
     lines = [f"{a},{b},{int(s)}\n" for a, b, s in rows] + [f"{rows[0][0]},{rows[0][0]},1\n"]  # an image with itself
     (tmp_path / "bench" / "pairs.csv").write_text("".join(lines))
     report = tmp_path / "r.html"
-    result = CliRunner().invoke(main, ["verify", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "bench"), "--benchmark", "x",
-                                       "--workers", "0", "--device", "cpu", "--report", str(report)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "verify",
+            "--checkpoint",
+            str(checkpoint),
+            "--data",
+            str(tmp_path / "bench"),
+            "--benchmark",
+            "x",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--report",
+            str(report),
+        ],
+    )
     assert result.exit_code == 0, result.output
     printed = [line.removeprefix("warning: ") for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert printed and read_report_data(report)["facts"]["warnings"] == printed
@@ -222,13 +254,25 @@ def synthetic_section(key: str, seed: int, *, errors: int, broken: set[int] = fr
     def images(index: int) -> tuple[ReportImage, ReportImage]:
         if index in broken:
             return ReportImage(f"{key}/{index}_a.jpg", b"\xff\xd8 not really a jpeg"), ReportImage(f"{key}/{index}_b.png", None)
-        return (ReportImage(f"{key}/{index}_a.png", noise_png(seed * 100000 + 2 * index)),
-                ReportImage(f"{key}/{index}_b.png", noise_png(seed * 100000 + 2 * index + 1)))
+        return (
+            ReportImage(f"{key}/{index}_a.png", noise_png(seed * 100000 + 2 * index)),
+            ReportImage(f"{key}/{index}_b.png", noise_png(seed * 100000 + 2 * index + 1)),
+        )
 
     return scores_section(
-        key, key.upper(), f"/data/{key}.bin", distances, issame, thresholds=np.full(10, 1.2), fold_ids=folds,
-        pair_images=images, judged_by="by 1.2", marker=("protocol", 1.2), pairs=errors,
-        markers=[("calibrated FAR 1e-3", 0.9)], tables=[Table("Calibrated", ("FAR", "threshold"), (("1e-3", "0.9"),))],
+        key,
+        key.upper(),
+        f"/data/{key}.bin",
+        distances,
+        issame,
+        thresholds=np.full(10, 1.2),
+        fold_ids=folds,
+        pair_images=images,
+        judged_by="by 1.2",
+        marker=("protocol", 1.2),
+        pairs=errors,
+        markers=[("calibrated FAR 1e-3", 0.9)],
+        tables=[Table("Calibrated", ("FAR", "threshold"), (("1e-3", "0.9"),))],
         fold_accuracies=np.full(10, 0.9),
     )
 
@@ -269,10 +313,27 @@ def test_a_report_path_that_is_an_input_or_unwritable_is_refused_before_any_work
     bench = root / "bench"
     image = bench / rows[0][0]
     before = {p: p.read_bytes() for p in (checkpoint, bench / "pairs.csv", image)}
-    base = ["verify", "--checkpoint", str(checkpoint), "--data", str(bench / "pairs.csv"), "--benchmark", "toy", "--workers", "0",
-            "--device", "cpu", "--json", str(tmp_path / "r.json")]
-    for target, says in ((checkpoint, "is one of the inputs"), (bench / "pairs.csv", "is one of the inputs"),
-                         (image, "is one of the inputs"), (tmp_path / "r.json", "is also another output")):
+    base = [
+        "verify",
+        "--checkpoint",
+        str(checkpoint),
+        "--data",
+        str(bench / "pairs.csv"),
+        "--benchmark",
+        "toy",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
+    for target, says in (
+        (checkpoint, "is one of the inputs"),
+        (bench / "pairs.csv", "is one of the inputs"),
+        (image, "is one of the inputs"),
+        (tmp_path / "r.json", "is also another output"),
+    ):
         result = CliRunner().invoke(main, [*base, "--report", str(target)])
         assert result.exit_code == 2, result.output
         lines = result.stderr.strip().splitlines()
@@ -316,8 +377,21 @@ def test_an_ijb_report_shows_the_hardest_template_pairs_at_far_1e_4(checkpoint: 
     data = tmp_path / "IJBC"
     made = make_ijb(data, one_to_n=False)
     report, work = tmp_path / "ijbc.html", tmp_path / "work"
-    args = ["verify", "--checkpoint", str(checkpoint), "--benchmark", "ijbc", "--data", str(data), "--workers", "0",
-            "--device", "cpu", "--work", str(work)]
+    args = [
+        "verify",
+        "--checkpoint",
+        str(checkpoint),
+        "--benchmark",
+        "ijbc",
+        "--data",
+        str(data),
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--work",
+        str(work),
+    ]
     refused = CliRunner().invoke(main, [*args, "--report", str(data / "meta" / "ijbc_template_pair_label.txt")])
     assert refused.exit_code == 2 and "is one of the inputs" in refused.stderr and not work.exists()
     result = CliRunner().invoke(main, [*args, "--report", str(report), "--report-pairs", "4"])
@@ -368,9 +442,17 @@ def test_scores_without_pair_lists_or_folds_as_calibrate_has_them() -> None:
     distances = 2 - 2 * np.r_[genuine, impostor]
     issame = np.r_[np.ones(500, bool), np.zeros(5000, bool)]
     calibrated = [("FAR 1e-2", 2 - 2 * np.quantile(impostor, 0.99)), ("FAR 1e-3", 2 - 2 * np.quantile(impostor, 0.999))]
-    section = scores_section("mine", "my photos", "photos/", distances, issame, marker=calibrated[0], markers=calibrated[1:],
-                             judged_by="by the threshold calibrated at FAR 1e-2",
-                             tables=[Table("Calibrated operating points", ("FAR", "distance"), (("0.01", f"{calibrated[0][1]:.4f}"),))])
+    section = scores_section(
+        "mine",
+        "my photos",
+        "photos/",
+        distances,
+        issame,
+        marker=calibrated[0],
+        markers=calibrated[1:],
+        judged_by="by the threshold calibrated at FAR 1e-2",
+        tables=[Table("Calibrated operating points", ("FAR", "distance"), (("0.01", f"{calibrated[0][1]:.4f}"),))],
+    )
     assert section.num_false_accepts == np.count_nonzero(2 - 2 * impostor < calibrated[0][1]) == 50
     assert section.num_false_rejects == np.count_nonzero(2 - 2 * genuine >= calibrated[0][1]) > 0
     assert section.false_accepts == section.false_rejects == () and section.fold_accuracies is None

@@ -12,12 +12,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _align_faces import landmarks_under, render, similarity
 from click.testing import CliRunner
 from sklearn.metrics import roc_curve
 
-from _align_faces import landmarks_under, render, similarity
 from facestra import models
-from facestra.align.geometry import ARCFACE_TEMPLATE_112
 from facestra.cli.main import main
 from facestra.data.images import image_to_tensor
 from facestra.protocols.ijb import read_ijb
@@ -172,7 +171,8 @@ def expected_figures(raw: np.ndarray, made: dict, flip: str = "sum", norm: bool 
             allowed = int(np.floor(fpir * len(nonmated_tops) + 1e-9))
             threshold = nonmated_tops[allowed] if allowed < len(nonmated_tops) else -np.inf
             tpir[fpir] = np.mean([hit and top > threshold for hit, top in zip(mated_hits, mated_tops)])
-        identification[label] = {"tpir": tpir, "rank": {k: np.mean([r <= k for r in ranks]) for k in (1, 5)}, "mated": len(ranks), "nonmated": len(nonmated_tops)}
+        rank = {k: np.mean([r <= k for r in ranks]) for k in (1, 5)}
+        identification[label] = {"tpir": tpir, "rank": rank, "mated": len(ranks), "nonmated": len(nonmated_tops)}
     return {"tar": tar, "identification": identification, "labels": labels, "scores": pair_scores}
 
 
@@ -189,7 +189,23 @@ def test_verify_ijbc_matches_the_recipe_written_out(model, checkpoint: Path, tmp
     made = make_ijb(data)
     before = listing(data)
     report, work = tmp_path / "out" / "ijbc.json", tmp_path / "work"
-    args = ["verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0", "--batch-size", "5", "--device", "cpu", "--work", work]
+    args = [
+        "verify",
+        "--checkpoint",
+        checkpoint,
+        "--benchmark",
+        "ijbc",
+        "--data",
+        data,
+        "--workers",
+        "0",
+        "--batch-size",
+        "5",
+        "--device",
+        "cpu",
+        "--work",
+        work,
+    ]
     result = invoke(*args, "--json", report, "--roc", tmp_path / "roc.png")
     assert result.exit_code == 0, result.output
     stored = np.load(work / "ijbc_raw_features.npy")
@@ -245,7 +261,11 @@ def test_scores_pooling_and_roc_against_plain_numpy() -> None:
     medias = np.array([1, 1, 2, 1, 5, 1])
     raw = rng.standard_normal((6, 4))
     unique, pooled = T.template_features(raw, np.ones(6), templates, medias, T.TemplateOptions(ijb_detector_score=False), chunk_images=4)
-    sums = {7: (raw[0, :2] + raw[0, 2:] + raw[1, :2] + raw[1, 2:]) / 2 + raw[2, :2] + raw[2, 2:], 3: raw[3, :2] + raw[3, 2:] + raw[4, :2] + raw[4, 2:], 9: raw[5, :2] + raw[5, 2:]}
+    sums = {
+        7: (raw[0, :2] + raw[0, 2:] + raw[1, :2] + raw[1, 2:]) / 2 + raw[2, :2] + raw[2, 2:],
+        3: raw[3, :2] + raw[3, 2:] + raw[4, :2] + raw[4, 2:],
+        9: raw[5, :2] + raw[5, 2:],
+    }
     assert unique.tolist() == [3, 7, 9]
     assert np.allclose(pooled, [sums[t] / np.linalg.norm(sums[t]) for t in (3, 7, 9)])
 
@@ -385,8 +405,22 @@ def test_an_ijb_protocol_without_meaning_is_refused_before_embedding_not_a_silen
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert not report.exists() and not work.exists()  # refused before any image was embedded
     if breaking is _zero_detector_scores:  # the weighting that zeroes them can be turned off
-        result = invoke("verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0",
-                        "--no-ijb-detector-score", "--json", report, "--work", work)
+        result = invoke(
+            "verify",
+            "--checkpoint",
+            checkpoint,
+            "--benchmark",
+            "ijbc",
+            "--data",
+            data,
+            "--workers",
+            "0",
+            "--no-ijb-detector-score",
+            "--json",
+            report,
+            "--work",
+            work,
+        )
         assert result.exit_code == 0, result.output
 
 
@@ -402,9 +436,12 @@ def test_some_zero_detector_scores_are_warned_of(checkpoint: Path, tmp_path: Pat
     assert result.exit_code == 0, result.output
     warning = "ijbc_name_5pts_score.txt: 1 of 24 paired templates have only images of detector score 0"
     assert f"warning: {data / 'meta' / warning}" in result.stderr
-    few = f"{data / 'meta' / 'ijbc_template_pair_label.txt'}: 252 different-subject pairs; TAR at a FAR below 0.004 is read at the ROC's nearest point and says little"
+    few = (f"{data / 'meta' / 'ijbc_template_pair_label.txt'}: 252 different-subject pairs; "
+           "TAR at a FAR below 0.004 is read at the ROC's nearest point and says little")
     assert json.loads(report.read_text())["benchmarks"]["ijbc"]["warnings"] == [
-        few, str(data / "meta" / warning) + ": their features are zero and their pairs score 0"]
+        few,
+        str(data / "meta" / warning) + ": their features are zero and their pairs score 0",
+    ]
 
 
 def test_five_points_far_outside_the_image_are_bad_landmarks(checkpoint: Path, tmp_path: Path) -> None:
@@ -471,8 +508,11 @@ def test_options_an_ijb_or_pair_benchmark_does_not_use_are_refused(checkpoint: P
         assert result.exit_code == 2 and f"{flag}: not used by an IJB benchmark" in result.output, result.output
     (tmp_path / "pairs.csv").write_text("a.png,b.png,1\n")
     pairs = ["verify", "--checkpoint", checkpoint, "--data", tmp_path / "pairs.csv", "--workers", "0"]
-    for extra, flag in [(["--work", tmp_path / "w"], "--work"), (["--ijb-flip", "concat"], "--ijb-flip"),
-                        (["--no-ijb-norm"], "--ijb-norm/--no-ijb-norm")]:
+    for extra, flag in [
+        (["--work", tmp_path / "w"], "--work"),
+        (["--ijb-flip", "concat"], "--ijb-flip"),
+        (["--no-ijb-norm"], "--ijb-norm/--no-ijb-norm"),
+    ]:
         result = invoke(*pairs, *extra)
         assert result.exit_code == 2 and f"{flag}: only used with --benchmark ijbb or ijbc" in result.output, result.output
     assert not (tmp_path / "kept").exists() and not (tmp_path / "w").exists()

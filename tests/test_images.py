@@ -9,13 +9,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _bad_images import oversized_png
 from torch import nn
 
-from _bad_images import oversized_png
 from facestra.data.datasets import open_dataset
 from facestra.data.images import ImageSizeError, decode_image, image_to_tensor, load_pixels
-from facestra.errors import UserError
 from facestra.embed.inference import InferenceOptions, embed_images
+from facestra.errors import UserError
 from facestra.protocols import load_benchmark, write_bin
 from facestra.train.validation import Validator
 from facestra.verify.benchmarks import verify_model

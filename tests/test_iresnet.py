@@ -17,6 +17,7 @@ from facestra import models
 from facestra.cli.main import main
 from facestra.errors import UserError
 
+
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> list:
     folder = tmp_path_factory.mktemp("faces")
@@ -68,15 +69,31 @@ def test_a_wrong_or_missing_tensor_is_refused_in_one_line_naming_it(tmp_path, fa
     state = arcface_state_dict("iresnet18")
     wrong = dict(state, **{"layer2.1.conv1.weight": torch.zeros(128, 128, 1, 1)})
     torch.save(wrong, tmp_path / "wrong.pth")
-    with pytest.raises(UserError, match=r"wrong.pth: tensor 'layer2.1.conv1.weight' has shape \(128, 128, 1, 1\) but iresnet18 needs \(128, 128, 3, 3\)"):
+    with pytest.raises(
+        UserError, match=r"wrong.pth: tensor 'layer2.1.conv1.weight' has shape \(128, 128, 1, 1\) but iresnet18 needs \(128, 128, 3, 3\)"
+    ):
         models.load(tmp_path / "wrong.pth", arch="iresnet18")
     missing = {k: v for k, v in state.items() if k != "layer3.0.bn2.running_var"}
     torch.save(missing, tmp_path / "missing.pth")
-    result = CliRunner().invoke(main, ["embed", str(faces[0].parent), "--checkpoint", str(tmp_path / "missing.pth"),
-                                       "--arch", "iresnet18", "--workers", "0", "--out", str(tmp_path / "e.npy")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "embed",
+            str(faces[0].parent),
+            "--checkpoint",
+            str(tmp_path / "missing.pth"),
+            "--arch",
+            "iresnet18",
+            "--workers",
+            "0",
+            "--out",
+            str(tmp_path / "e.npy"),
+        ],
+    )
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == [f"error: {tmp_path / 'missing.pth'}: has no tensor 'layer3.0.bn2.running_var', "
-                                                  "which iresnet18 needs (is it a state dict of another network?)"]
+    assert result.output.strip().splitlines() == [
+        f"error: {tmp_path / 'missing.pth'}: has no tensor 'layer3.0.bn2.running_var', which iresnet18 needs (is it a state dict of another network?)"
+    ]
     assert not (tmp_path / "e.npy").exists()
     # the wrong network named by --arch is refused, not half loaded
     torch.save(state, tmp_path / "r18.pth")
@@ -127,9 +144,21 @@ def test_iresnet_stra_trains_and_its_model_file_records_the_validation_threshold
     images = [cv2.imencode(".png", im)[1].tobytes() for pair in zip(first, second) for im in pair]
     write_bin(tmp_path / "heldout.bin", images, same)
     run = tmp_path / "run"
-    config = TrainConfig(data=str(data), out=str(run), arch="iresnet50_stra", width=0.125, input_size=(32, 32),
-                         embedding_size=32, batch_size=16, epochs=1, workers=0, device="cpu", threads=1, log_every=1,
-                         val=(str(tmp_path / "heldout.bin"),))
+    config = TrainConfig(
+        data=str(data),
+        out=str(run),
+        arch="iresnet50_stra",
+        width=0.125,
+        input_size=(32, 32),
+        embedding_size=32,
+        batch_size=16,
+        epochs=1,
+        workers=0,
+        device="cpu",
+        threads=1,
+        log_every=1,
+        val=(str(tmp_path / "heldout.bin"),),
+    )
     train(config)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if r["kind"] == "step"]

@@ -184,7 +184,9 @@ def small_faces(tmp_path):
     (onnx.TensorProto.FLOAT, ("N", 3, "H", "W"), "pool", None),  # sides left free: fed at 112, resized
     (onnx.TensorProto.FLOAT, ("N", 3, 8, 8), "reshape to one", (1, 3)),
 ])
-def test_onnx_models_of_any_float_input_or_batch_declaration_run_correctly(small_faces, tmp_path, input_type, input_shape, body, output_shape) -> None:
+def test_onnx_models_of_any_float_input_or_batch_declaration_run_correctly(
+    small_faces, tmp_path, input_type, input_shape, body, output_shape
+) -> None:
     folder, expected = small_faces
     path = _graph_model(tmp_path / "m.onnx", input_type=input_type, input_shape=input_shape, body=body, output_shape=output_shape)
     extra = ("--resize",) if "H" in input_shape else ()
@@ -193,17 +195,20 @@ def test_onnx_models_of_any_float_input_or_batch_declaration_run_correctly(small
     np.testing.assert_allclose(got, expected, atol=tolerance)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"input_type": onnx.TensorProto.UINT8}, "its input takes tensor(uint8), not floating-point images"),
-    ({"input_type": onnx.TensorProto.INT32}, "its input takes tensor(int32), not floating-point images"),
-    ({"input_shape": ("N", 3, 8)}, "its input is ['N', 3, 8], not N x 3 x H x W images"),
-    ({"input_shape": ("N", 1, 8, 8)}, "its input takes 1 channels, not 3 (RGB)"),
-    ({"input_shape": ("N", 3, 2, 2)}, "its input is 2 x 2 pixels; facestra feeds images of 8 to 4096 pixels a side"),
-    ({"input_shape": (5000, 3, 8, 8)}, "its input declares a fixed batch of 5000 images; facestra pads to at most 1024"),
-    ({"body": "feature map", "output_shape": None}, "its output for 2 image(s) is 2 x 3 x 8 x 8, not one floating-point vector per image"),
-    ({"body": "integers", "output_type": onnx.TensorProto.INT64}, "its output for 2 image(s) is int64, not one floating-point vector"),
-    ({"body": "scalar", "output_shape": None}, "is  not one floating-point vector per image"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"input_type": onnx.TensorProto.UINT8}, "its input takes tensor(uint8), not floating-point images"),
+        ({"input_type": onnx.TensorProto.INT32}, "its input takes tensor(int32), not floating-point images"),
+        ({"input_shape": ("N", 3, 8)}, "its input is ['N', 3, 8], not N x 3 x H x W images"),
+        ({"input_shape": ("N", 1, 8, 8)}, "its input takes 1 channels, not 3 (RGB)"),
+        ({"input_shape": ("N", 3, 2, 2)}, "its input is 2 x 2 pixels; facestra feeds images of 8 to 4096 pixels a side"),
+        ({"input_shape": (5000, 3, 8, 8)}, "its input declares a fixed batch of 5000 images; facestra pads to at most 1024"),
+        ({"body": "feature map", "output_shape": None}, "its output for 2 image(s) is 2 x 3 x 8 x 8, not one floating-point vector per image"),
+        ({"body": "integers", "output_type": onnx.TensorProto.INT64}, "its output for 2 image(s) is int64, not one floating-point vector"),
+        ({"body": "scalar", "output_shape": None}, "is  not one floating-point vector per image"),
+    ],
+)
 def test_onnx_models_that_cannot_give_one_vector_per_image_are_one_line(small_faces, tmp_path, change, message) -> None:
     folder, _ = small_faces
     path = _graph_model(tmp_path / "m.onnx", **change)
@@ -220,8 +225,7 @@ def test_export_refuses_an_opset_that_cannot_express_the_network(tmp_path) -> No
     models.save(models.create("resnet18", width=0.125, embedding_size=16, input_size=(32, 32)).eval(), tmp_path / "plain.pt")
     refused = run("export", tmp_path / "stra.pt", "--onnx", tmp_path / "s11.onnx", "--opset", "11")
     assert refused.exit_code == 2
-    assert refused.output.strip() == ("error: --opset 11: resnet50_stra needs ONNX opset 12 to 21 "
-                                      "(StRA's attention uses einsum, added in opset 12)")
+    assert refused.output.strip() == ("error: --opset 11: resnet50_stra needs ONNX opset 12 to 21 (StRA's attention uses einsum, added in opset 12)")
     assert not (tmp_path / "s11.onnx").exists()
     for checkpoint, opset in [("stra.pt", 12), ("stra.pt", 21), ("plain.pt", 11)]:
         out = tmp_path / f"{checkpoint}.{opset}.onnx"

@@ -263,7 +263,8 @@ def test_two_gloo_processes_train_like_one_and_resume_resharded(data, tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "facestra", "train"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([*torchrun, "--data", str(data), "--out", str(two), *args, "--check-replicas"], capture_output=True, text=True, env=env, timeout=300)
+    command = [*torchrun, "--data", str(data), "--out", str(two), *args, "--check-replicas"]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     train(TrainConfig(data=str(data), out=str(one), batch_size=16, epochs=1, sample_rate=1.0, sync_bn=True, **SMALL))
     rows = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines() if '"step"' in line]

@@ -166,7 +166,8 @@ def test_pairs_csv_with_header_and_folds(tmp_path: Path) -> None:
         write_image(root / "img" / f"{i}.jpg", i)
     (root / "pairs.csv").write_text("path1,path2,same,fold\nimg/0.jpg,img/1.jpg,1,3\nimg/2.jpg,img/3.jpg,false,1\nimg/0.jpg,img/2.jpg,yes,3\n")
     bench = load_benchmark("mine", root)
-    assert pair_paths(bench) == [(root / "img/0.jpg", root / "img/1.jpg"), (root / "img/2.jpg", root / "img/3.jpg"), (root / "img/0.jpg", root / "img/2.jpg")]
+    expected = [(root / "img/0.jpg", root / "img/1.jpg"), (root / "img/2.jpg", root / "img/3.jpg"), (root / "img/0.jpg", root / "img/2.jpg")]
+    assert pair_paths(bench) == expected
     assert bench.issame.tolist() == [True, False, True] and bench.folds.tolist() == [3, 1, 3]
     assert bench.fold_ids().tolist() == [3, 1, 3]
     assert bench.title == "mine"
@@ -221,6 +222,7 @@ def test_python2_era_bin(tmp_path: Path) -> None:
 
     def binstring(data: bytes) -> bytes:  # BINSTRING: 'T' + 4-byte length + data
         return b"T" + len(data).to_bytes(4, "little") + data
+
     payload = b"\x80\x02]q\x00(" + b"".join(binstring(i) for i in images) + b"e]q\x01\x89a\x86q\x02."
     (tmp_path / "lfw.bin").write_bytes(payload)
     bench = load_benchmark("lfw", tmp_path / "lfw.bin")
@@ -242,12 +244,15 @@ def test_current_insightface_bin_with_imencode_arrays(tmp_path: Path, protocol: 
     assert np.array_equal(again, cv2.imdecode(encoded[3], cv2.IMREAD_COLOR))
 
 
-@pytest.mark.parametrize("entry, said", [
-    (np.zeros((4, 3), np.uint8), r"image entry 1 is an array of uint8 with shape \(4, 3\)"),
-    (np.zeros(5, np.float32), r"image entry 1 is an array of float32"),
-    (np.array([b"x"], dtype=object), r"image entry 1 is an array of object"),
-    (7, r"image entry 1 is a int"),
-])
+@pytest.mark.parametrize(
+    "entry, said",
+    [
+        (np.zeros((4, 3), np.uint8), r"image entry 1 is an array of uint8 with shape \(4, 3\)"),
+        (np.zeros(5, np.float32), r"image entry 1 is an array of float32"),
+        (np.array([b"x"], dtype=object), r"image entry 1 is an array of object"),
+        (7, r"image entry 1 is a int"),
+    ],
+)
 def test_bin_entry_that_is_no_encoded_image_is_refused(tmp_path: Path, entry: object, said: str) -> None:
     (tmp_path / "x.bin").write_bytes(pickle.dumps(([b"a", entry], [True])))
     with pytest.raises(UserError, match=rf"x\.bin: not a benchmark \.bin \({said}"):
@@ -311,8 +316,11 @@ def test_unknown_layout_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"empty: no benchmark found for cfp-fp \(expected a \.bin, a folder with Protocol/Pair_list_F\.txt"):
         load_benchmark("cfp-fp", tmp_path / "empty")
     # a name that is not a standard benchmark: say which names read the original layouts
-    with pytest.raises(UserError, match=r"empty: no benchmark found for mine \(expected a \.bin or a folder with "
-                                        r"pairs\.csv\); for a standard layout name the benchmark \(lfw, cfp-fp"):
+    with pytest.raises(
+        UserError,
+        match=r"empty: no benchmark found for mine \(expected a \.bin or a folder with "
+        r"pairs\.csv\); for a standard layout name the benchmark \(lfw, cfp-fp",
+    ):
         load_benchmark("mine", tmp_path / "empty")
 
 
@@ -344,13 +352,20 @@ def test_pack_out_naming_a_file_it_reads_is_refused_even_with_overwrite(tmp_path
     make_bin(tmp_path / "agedb_30.bin")
     image = next((root / "aligned").rglob("*.jpg"))
     (tmp_path / "link.bin").symlink_to(tmp_path / "agedb_30.bin")  # another name for the file packed
-    victims = [(root, root / "pairs.txt"), (root / "pairs.txt", root / "pairs.txt"), (root, image),
-               (tmp_path / "agedb_30.bin", tmp_path / "agedb_30.bin"), (tmp_path / "agedb_30.bin", tmp_path / "link.bin")]
+    victims = [
+        (root, root / "pairs.txt"),
+        (root / "pairs.txt", root / "pairs.txt"),
+        (root, image),
+        (tmp_path / "agedb_30.bin", tmp_path / "agedb_30.bin"),
+        (tmp_path / "agedb_30.bin", tmp_path / "link.bin"),
+    ]
     for data, out in victims:
         before = out.read_bytes()
         result = CliRunner().invoke(main, ["pack", "--data", str(data), "--out", str(out), "--overwrite"])
         assert result.exit_code == 2, (data, out, result.output)
-        assert result.output.strip() == f"error: {out}: is a file of the benchmark it packs; refusing to write the .bin over it (choose another --out)"
+        assert (
+            result.output.strip() == f"error: {out}: is a file of the benchmark it packs; refusing to write the .bin over it (choose another --out)"
+        )
         assert out.read_bytes() == before
     # a .bin written into the benchmark's folder before may be replaced when asked
     for _ in range(2):

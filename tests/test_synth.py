@@ -105,11 +105,10 @@ def test_eye_landmarks_sit_on_the_pupils_of_a_clean_photo():
 
 
 def test_pairs_are_read_back_by_the_lfw_and_bin_readers(small_set):
-    from facestra.protocols import load_benchmark
-
     from facestra.align.geometry import warp_face
-    from facestra.data.images import decode_image, read_image
     from facestra.align.landmarks import read_landmarks
+    from facestra.data.images import decode_image, read_image
+    from facestra.protocols import load_benchmark
 
     lfw = load_benchmark("lfw", small_set / "test")
     assert lfw.num_pairs == 10 * 2 * 5
@@ -176,7 +175,6 @@ def test_cli_writes_a_set_and_refuses_foreign_or_different_folders(tmp_path):
 def test_raw_pixel_floor_separates_copies_and_not_strangers(tmp_path):
     """The raw-pixel baseline on hand-made .bin files: identical crops are always matched, noise is a coin flip."""
     from facestra.protocols.binfile import write_bin
-
     from facestra.synth.baseline import raw_pixel_embeddings, raw_pixel_verification
 
     rng = np.random.default_rng(0)

@@ -26,7 +26,7 @@ from facestra.train import TrainConfig, build_config, resume_config, train
 from facestra.train.optim import paper_lr_factor
 
 SMALL = dict(arch="resnet18", width=0.125, input_size=(32, 32), embedding_size=32, workers=0, log_every=1, device="cpu", threads=1)
-SMALL_CLI = ["--arch", "resnet18", "--width", "0.125", "--input-size", "32", "--embedding-size", "32", "--workers", "0", "--device", "cpu", "--threads", "1", "--quiet"]
+SMALL_CLI = "--arch resnet18 --width 0.125 --input-size 32 --embedding-size 32 --workers 0 --device cpu --threads 1 --quiet".split()
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,9 @@ def _metrics(run_dir: Path, kind: str = "step") -> list[dict]:
 @pytest.mark.parametrize("loss", ["softmax", "cosface", "arcface"])
 def test_each_loss_learns_and_verifies_held_out_identities(shapes, tmp_path, loss):
     run = tmp_path / "run"
-    config = TrainConfig(data=str(shapes["data"]), out=str(run), loss=loss, batch_size=16, epochs=6, lr_steps=(5,), val=(str(shapes["val"]),), **SMALL)
+    config = TrainConfig(
+        data=str(shapes["data"]), out=str(run), loss=loss, batch_size=16, epochs=6, lr_steps=(5,), val=(str(shapes["val"]),), **SMALL
+    )
     result = train(config)
     assert result.stopped == "completed" and result.global_step == 48 == result.total_steps
     losses = [m["loss"] for m in _metrics(run)]
@@ -151,12 +153,16 @@ def test_a_diverged_run_stops_without_a_model_and_can_be_started_again(shapes, t
     args = ["train", "--data", str(shapes["data"]), "--out", str(run), "--batch-size", "32", "--epochs", "2", *SMALL_CLI]
     diverged = CliRunner().invoke(main, [*args, "--lr", "1e12", "--log-every", "1"])
     assert diverged.exit_code == 2
-    assert re.fullmatch(r"error: step \d+: the training loss is (nan|inf); the run diverged and no model was written from "
-                        r"its weights; start again with a lower --lr \(now 1e\+12\) or --warmup-epochs", diverged.output.strip())
+    assert re.fullmatch(
+        r"error: step \d+: the training loss is (nan|inf); the run diverged and no model was written from "
+        r"its weights; start again with a lower --lr \(now 1e\+12\) or --warmup-epochs",
+        diverged.output.strip(),
+    )
     assert not (run / "model.pt").exists() and not (run / "last.pt").exists()
     resumed = CliRunner().invoke(main, ["train", "--resume", str(run)])
     assert resumed.exit_code == 2 and resumed.output.strip().endswith(
-        "no last.pt to resume from; its run stopped before saving anything: start it again without --resume")
+        "no last.pt to resume from; its run stopped before saving anything: start it again without --resume"
+    )
     again = CliRunner().invoke(main, [*args, "--lr", "0.01", "--epochs", "1"])  # no --overwrite: nothing was saved
     assert again.exit_code == 0, again.output
     assert json.loads((run / "config.json").read_text())["lr"] == 0.01
@@ -192,14 +198,32 @@ def test_unreadable_images_are_skipped_and_listed_or_fatal_with_strict(shapes, t
     assert result.skipped_images == 1
     assert (run / "skipped.txt").read_text() == f"{broken}\n"
     assert sum(m["unreadable"] for m in _metrics(run)) == 1
-    strict = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "strict"), "--batch-size", "32", "--epochs", "1", "--strict", *SMALL_CLI])
+    strict = CliRunner().invoke(
+        main, ["train", "--data", str(data), "--out", str(tmp_path / "strict"), "--batch-size", "32", "--epochs", "1", "--strict", *SMALL_CLI]
+    )
     assert strict.exit_code == 2
     assert strict.output.strip().splitlines()[-1] == f"error: {broken}: unreadable image (--strict)"
 
 
 def test_ctrl_c_on_the_command_saves_and_exits_130(shapes, tmp_path):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "facestra", "train", "--data", str(shapes["data"]), "--out", str(run), "--batch-size", "16", "--epochs", "1000", "--log-every", "1", *SMALL_CLI]
+    command = [
+        sys.executable,
+        "-m",
+        "facestra",
+        "train",
+        "--data",
+        str(shapes["data"]),
+        "--out",
+        str(run),
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1000",
+        "--log-every",
+        "1",
+        *SMALL_CLI,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         metrics = run / "metrics.jsonl"
@@ -296,8 +320,21 @@ def _stage4_switches(model) -> list[tuple]:
     ids=["baseline", "local", "local+mode", "full", "softmax", "tanh", "k5", "k7"],
 )
 def test_every_ablation_row_trains_from_flags(shapes, tmp_path, flags, expected):
-    args = ["train", "--data", str(shapes["data"]), "--out", str(tmp_path / "run"), "--batch-size", "16", "--max-steps", "1",
-            *SMALL_CLI[2:], "--arch", "resnet50_stra", *flags]
+    args = [
+        "train",
+        "--data",
+        str(shapes["data"]),
+        "--out",
+        str(tmp_path / "run"),
+        "--batch-size",
+        "16",
+        "--max-steps",
+        "1",
+        *SMALL_CLI[2:],
+        "--arch",
+        "resnet50_stra",
+        *flags,
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     model = models.load(tmp_path / "run" / "model.pt")
@@ -307,8 +344,16 @@ def test_every_ablation_row_trains_from_flags(shapes, tmp_path, flags, expected)
 def test_accumulation_mixed_precision_channels_last_and_step_validation(shapes, tmp_path):
     run = tmp_path / "run"
     config = TrainConfig(
-        data=str(shapes["data"]), out=str(run), batch_size=32, grad_accum=2, amp="bf16", channels_last=True,
-        epochs=1, val=(str(shapes["val"]),), val_every=2, **SMALL,
+        data=str(shapes["data"]),
+        out=str(run),
+        batch_size=32,
+        grad_accum=2,
+        amp="bf16",
+        channels_last=True,
+        epochs=1,
+        val=(str(shapes["val"]),),
+        val_every=2,
+        **SMALL,
     )
     result = train(config)
     rows = _metrics(run)

@@ -15,7 +15,14 @@ from facestra.align.detect import YuNetDetector, rank_faces
 from facestra.align.geometry import LandmarkError, fit_face, outside_image_problem, warp_to_crop
 from facestra.align.plan import output_name
 from facestra.align.records import (
-    BAD_LANDMARKS, NO_FACE, OCCUPIED, OK, UNREADABLE, AlignSettings, AlignTask, FaceRecord,
+    BAD_LANDMARKS,
+    NO_FACE,
+    OCCUPIED,
+    OK,
+    UNREADABLE,
+    AlignSettings,
+    AlignTask,
+    FaceRecord,
 )
 from facestra.data.images import decode_image
 from facestra.errors import UserError

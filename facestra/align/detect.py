@@ -10,8 +10,8 @@ and its scores are integers 0..100; here they are floats 0..1.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

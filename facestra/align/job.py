@@ -20,16 +20,22 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from facestra.align.crop import CropPlan
 from facestra.align.detect import YuNetDetector, load_detector
 from facestra.align.geometry import parse_size
 from facestra.align.journal import (
-    JOURNAL_NAME, REPORT_NAME, Journal, read_journal, remove_journaled_outputs, remove_stale_temporaries,
-    still_done, write_report,
+    JOURNAL_NAME,
+    REPORT_NAME,
+    Journal,
+    read_journal,
+    remove_journaled_outputs,
+    remove_stale_temporaries,
+    still_done,
+    write_report,
 )
 from facestra.align.landmarks import read_landmarks
 from facestra.align.plan import check_output_folder, plan_tasks, resolve_input, split_name_clashes

@@ -9,8 +9,8 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from facestra.align.records import FINE_STATUSES, OK, AlignSettings, FaceRecord
 from facestra.errors import UserError
@@ -120,7 +120,7 @@ class Journal:
         self.fresh = fresh
         self.handle: io.TextIOBase | None = None
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:
         try:
             if self.fresh:
                 write_text_atomic(self.path, json.dumps({"settings": self.settings.to_json()}) + "\n")

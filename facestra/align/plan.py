@@ -11,7 +11,13 @@ from pathlib import Path
 
 from facestra.align.landmarks import LandmarkEntry
 from facestra.align.records import (
-    BAD_LANDMARKS, MISSING_IMAGE, NAME_CLASH, NO_LANDMARKS, AlignSettings, AlignTask, FaceRecord,
+    BAD_LANDMARKS,
+    MISSING_IMAGE,
+    NAME_CLASH,
+    NO_LANDMARKS,
+    AlignSettings,
+    AlignTask,
+    FaceRecord,
 )
 from facestra.errors import UserError
 from facestra.io import check_readable, check_writable_folder, list_image_paths, parse_path_line, read_lines

@@ -44,7 +44,7 @@ class FaceRecord:
                 "landmarks": None if self.landmarks is None else list(self.landmarks), "detail": self.detail}
 
     @classmethod
-    def from_json(cls, data: dict) -> "FaceRecord":
+    def from_json(cls, data: dict) -> FaceRecord:
         landmarks = data.get("landmarks")
         return cls(**{**data, "landmarks": tuple(landmarks) if landmarks is not None else None})
 

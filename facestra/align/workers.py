@@ -10,8 +10,8 @@ import math
 import multiprocessing
 import os
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable, Iterator, Sequence
 
 from facestra.align.crop import CropPlan, PendingCrop, align_one, finish_image, prepare_image
 from facestra.align.journal import journal_line

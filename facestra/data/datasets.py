@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from facestra.errors import UserError
 from facestra.data.images import load_pixels, normalize
+from facestra.errors import UserError
 from facestra.io import IMAGE_EXTENSIONS, check_readable, list_images, read_lines
 
 RECORDIO_MAGIC = 0xCED7230A
@@ -111,7 +111,15 @@ class FileDataset(FaceDataset):
 class RecordIODataset(FaceDataset):
     """Images inside an insightface ``.rec`` file, located through its ``.idx`` offsets."""
 
-    def __init__(self, rec_path: Path, offsets: Sequence[int], keys: Sequence[int], labels: Sequence[int], identities: Sequence[str], input_size: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        rec_path: Path,
+        offsets: Sequence[int],
+        keys: Sequence[int],
+        labels: Sequence[int],
+        identities: Sequence[str],
+        input_size: tuple[int, int],
+    ) -> None:
         self.rec_path = str(rec_path)
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.keys = np.asarray(keys, dtype=np.int64)
@@ -326,7 +334,7 @@ def open_list_file(list_path: Path, input_size: tuple[int, int]) -> FileDataset:
         raise UserError(f"{list_path}: the list file names no images")
     names = sorted({label for _, label in entries}, key=_natural_key)
     index = {name: i for i, name in enumerate(names)}
-    return FileDataset([p for p, _ in entries], [index[l] for _, l in entries], names, input_size, str(list_path))
+    return FileDataset([p for p, _ in entries], [index[label] for _, label in entries], names, input_size, str(list_path))
 
 
 def _natural_key(name: str) -> tuple:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,9 +29,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from facestra.data.images import FACESTRA_INPUT, ImageSizeError, load_pixels
 from facestra.data.images import normalize as normalize_pixels
-from facestra.errors import UserError
 from facestra.embed.options import FLIP_MODES, FlipMode, InferenceOptions
 from facestra.embed.sanity import refuse_identical_rows, refuse_meaningless_rows
+from facestra.errors import UserError
 
 if TYPE_CHECKING:
     from facestra.protocols import Benchmark

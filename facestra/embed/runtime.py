@@ -10,8 +10,8 @@ second. Images are decoded in this process; the batched, multi-process path for 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -4,8 +4,8 @@ ONNX path (:mod:`facestra.embed.runtime`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

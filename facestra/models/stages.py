@@ -15,8 +15,8 @@ network); :func:`with_diversity` calls it, or the plain ``forward`` with zeros f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from torch import Tensor, nn
 

@@ -10,8 +10,9 @@ names it, so a wrong ``--arch`` never loads half a network.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -66,7 +66,9 @@ def restore_rng(state: dict[str, Any]) -> None:
     python = state["python"]
     random.setstate((python["version"], tuple(int(v) for v in python["state"].tolist()), python["gauss"]))
     numpy_state = state["numpy"]
-    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached"]))
+    np.random.set_state(
+        ("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached"])
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
 
@@ -167,8 +169,16 @@ class Checkpointer:
                 shard_files.remove_other_generations(self.run_dir, shards["token"])
         return self.process.is_main
 
-    def _write(self, position: Position, best_accuracy: float | None, every_skipped: list[int], rng_states: list,
-               shards: dict[str, Any] | None, *, model_too: bool) -> None:
+    def _write(
+        self,
+        position: Position,
+        best_accuracy: float | None,
+        every_skipped: list[int],
+        rng_states: list,
+        shards: dict[str, Any] | None,
+        *,
+        model_too: bool,
+    ) -> None:
         backbone, head = self.network.backbone, self.network.head
         payload = {
             "config": self.config.to_json(),

@@ -20,9 +20,10 @@ import contextlib
 import gc
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -142,7 +143,9 @@ def _check_data(config: TrainConfig, process: distributed.Process, dataset: Face
     if state is not None and list(state["identities"]) != dataset.identities:
         raise UserError(f"{config.data}: its identities differ from those of the run in {run_dir}; resume with the same data")
     if state is not None and state.get("num_images", len(dataset)) != len(dataset):
-        raise UserError(f"{config.data}: {len(dataset)} images, but the run in {run_dir} was trained on {state['num_images']}; resume with the same data")
+        raise UserError(
+            f"{config.data}: {len(dataset)} images, but the run in {run_dir} was trained on {state['num_images']}; resume with the same data"
+        )
     per_step = process.world_size * config.grad_accum
     if config.batch_size % per_step:
         raise UserError(f"--batch-size {config.batch_size} must be divisible by processes × --grad-accum = {per_step}")
@@ -153,9 +156,18 @@ def _check_data(config: TrainConfig, process: distributed.Process, dataset: Face
 class _Loop:
     """The epochs and optimizer steps of one :func:`train` call, and where they stand."""
 
-    def __init__(self, config: TrainConfig, process: distributed.Process, dataset: FaceDataset, backbone: torch.nn.Module,
-                 head: ClassifierHead | ShardedClassifierHead, validation: BestValidation, state: dict[str, Any] | None, stop_requests: StopRequests,
-                 progress: Progress | None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        process: distributed.Process,
+        dataset: FaceDataset,
+        backbone: torch.nn.Module,
+        head: ClassifierHead | ShardedClassifierHead,
+        validation: BestValidation,
+        state: dict[str, Any] | None,
+        stop_requests: StopRequests,
+        progress: Progress | None,
+    ) -> None:
         self.config = config
         self.process = process
         self.dataset = dataset
@@ -171,7 +183,9 @@ class _Loop:
         self.channels_last = uses_channels_last(config, self.device)
         self.network = place(backbone, head, config, process)
         sharded = head if isinstance(head, ShardedClassifierHead) else None
-        self.optimisation = Optimisation(self.network.parameters(), config, steps_per_epoch=self.steps_per_epoch, device=self.device, sharded_head=sharded)
+        self.optimisation = Optimisation(
+            self.network.parameters(), config, steps_per_epoch=self.steps_per_epoch, device=self.device, sharded_head=sharded
+        )
         self.checkpoints = Checkpointer(self.run_dir, config, dataset, self.network, self.optimisation, process)
         self.position = Position()
         self.skipped: set[int] = set()
@@ -292,8 +306,13 @@ class _Loop:
         """One optimizer step over the micro-batches; returns the global figures and any stop request."""
         c = self.config
         reduced = accumulate(
-            self.module, self.optimisation, micro_batches, process=self.process, channels_last=self.channels_last,
-            diversity_weight=c.diversity_weight, pending_stop=lambda: pending_stop(self.stop_requests, self.budget),
+            self.module,
+            self.optimisation,
+            micro_batches,
+            process=self.process,
+            channels_last=self.channels_last,
+            diversity_weight=c.diversity_weight,
+            pending_stop=lambda: pending_stop(self.stop_requests, self.budget),
         )
         if c.strict and reduced.unreadable > 0:
             bad_here = reduced.unreadable_here

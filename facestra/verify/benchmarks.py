@@ -7,9 +7,9 @@ Nothing here prints; the command prints what these functions return.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from torch import nn

@@ -27,8 +27,9 @@ Pure numpy and scikit-learn: arrays in, small dataclasses out.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

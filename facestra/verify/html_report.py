@@ -26,10 +26,11 @@ import base64
 import datetime
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -187,7 +188,8 @@ td.mono,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;w
 .figures{display:flex;flex-wrap:wrap;gap:10px}.figures svg{border:1px solid #eee;max-width:100%;height:auto}
 .pairs{display:flex;flex-wrap:wrap;gap:10px}.pair{margin:0;border:1px solid #ddd;border-radius:4px;padding:6px;width:206px;font-size:11px}
 .faces{display:flex;gap:4px}.faces img,.missing{width:96px;height:96px;object-fit:contain;background:#eee}
-.missing{display:flex;align-items:center;justify-content:center;text-align:center;font-size:10px;color:#a00;border:1px dashed #a00;box-sizing:border-box;padding:3px;overflow:hidden}
+.missing{display:flex;align-items:center;justify-content:center;text-align:center;font-size:10px;color:#a00;
+ border:1px dashed #a00;box-sizing:border-box;padding:3px;overflow:hidden}
 .pair figcaption{margin-top:4px}.pair .name{color:#555;word-break:break-all}.warn{color:#8a5300}.err{color:#a00}
 nav a{margin-right:12px}.note{color:#555;font-size:13px}
 """
@@ -208,7 +210,8 @@ def render_report(facts: ReportFacts, sections: Sequence[Section], *, title: str
 
     models = ", ".join(m.arch for m in facts.models)
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<header><h1>{escape(title)}</h1><p>{escape(models)} · {escape(facts.date)} · facestra {escape(facts.facestra_version)}</p></header><main>",
@@ -243,8 +246,10 @@ def _rates_at(section: Section, threshold: float) -> tuple[float, float]:
 
 
 def _section_html(section: Section, face: Callable[[ReportImage], str]) -> str:
-    parts = [f'<section class="benchmark" id="{escape(_anchor(section.key))}"><h2>{escape(section.title)}</h2>',
-             f'<p class="note mono">{escape(section.source)}</p>']
+    parts = [
+        f'<section class="benchmark" id="{escape(_anchor(section.key))}"><h2>{escape(section.title)}</h2>',
+        f'<p class="note mono">{escape(section.source)}</p>',
+    ]
     parts += [f'<p class="warn">warning: {escape(w)}</p>' for w in section.warnings]
     parts += [_table_html(t) for t in section.tables]
     rates = [(label, *_rates_at(section, threshold)) for label, threshold in section.markers]
@@ -257,8 +262,10 @@ def _section_html(section: Section, face: Callable[[ReportImage], str]) -> str:
     if section.fold_accuracies is not None:
         figures.append(svg.bars_svg(section.fold_accuracies, title=f"{section.title}: held-out fold accuracies"))
     parts.append('<div class="figures">' + "".join(figures) + "</div>")
-    for kind, shown, total in (("false accepts", section.false_accepts, section.num_false_accepts),
-                               ("false rejects", section.false_rejects, section.num_false_rejects)):
+    for kind, shown, total in (
+        ("false accepts", section.false_accepts, section.num_false_accepts),
+        ("false rejects", section.false_rejects, section.num_false_rejects),
+    ):
         parts.append(f"<h3>Hardest {kind}: {len(shown)} of {total}</h3>")
         if section.judged_by:
             parts.append(f'<p class="note">Judged {escape(section.judged_by)}; hardest = furthest beyond it.</p>')
@@ -267,9 +274,11 @@ def _section_html(section: Section, face: Callable[[ReportImage], str]) -> str:
             fold = f" · fold {pair.fold}" if pair.fold is not None else ""
             cards.append(
                 f'<figure class="pair"><div class="faces">{face(pair.first)}{face(pair.second)}</div><figcaption>'
-                f"<b>distance {pair.distance:.4f}</b> (cosine {1 - pair.distance / 2:.4f})<br>threshold {pair.threshold:.4f}{fold} · pair {pair.index + 1}"
+                f"<b>distance {pair.distance:.4f}</b> (cosine {1 - pair.distance / 2:.4f})<br>"
+                f"threshold {pair.threshold:.4f}{fold} · pair {pair.index + 1}"
                 f'<br><span class="name">{escape(pair.first.name)}</span><br><span class="name">{escape(pair.second.name)}</span>'
-                "</figcaption></figure>")
+                "</figcaption></figure>"
+            )
         parts.append('<div class="pairs">' + "".join(cards) + "</div>" if cards else '<p class="note">none</p>')
     parts.append("</section>")
     return "\n".join(parts)
@@ -278,12 +287,23 @@ def _section_html(section: Section, face: Callable[[ReportImage], str]) -> str:
 def _facts_html(facts: ReportFacts) -> str:
     rows: list[tuple[str, str]] = []
     for model in facts.models:
-        rows += [("model", model.arch), ("checkpoint", model.checkpoint), ("sha256", model.sha256),
-                 ("parameters", "not counted (ONNX)" if model.params is None else f"{model.params:,}"),
-                 ("multiply-adds per image", "not counted (ONNX)" if model.macs is None else f"{model.macs:,}"),
-                 ("input", model.input), ("embedding size", str(model.embedding_size))]
-    rows += [("command", facts.command), ("device", facts.device), *facts.settings,
-             ("facestra", facts.facestra_version), ("torch", facts.torch_version), ("date", facts.date)]
+        rows += [
+            ("model", model.arch),
+            ("checkpoint", model.checkpoint),
+            ("sha256", model.sha256),
+            ("parameters", "not counted (ONNX)" if model.params is None else f"{model.params:,}"),
+            ("multiply-adds per image", "not counted (ONNX)" if model.macs is None else f"{model.macs:,}"),
+            ("input", model.input),
+            ("embedding size", str(model.embedding_size)),
+        ]
+    rows += [
+        ("command", facts.command),
+        ("device", facts.device),
+        *facts.settings,
+        ("facestra", facts.facestra_version),
+        ("torch", facts.torch_version),
+        ("date", facts.date),
+    ]
     parts = ['<section id="facts"><h2>Facts</h2><table>']
     parts += [f'<tr><th>{escape(k)}</th><td class="mono">{escape(v)}</td></tr>' for k, v in rows]
     parts.append("</table>")
@@ -300,18 +320,20 @@ def report_data(facts: ReportFacts, sections: Sequence[Section]) -> dict[str, An
     """What the page lists, JSON-ready: the facts and, per section, its tables and the pairs shown."""
 
     def pair(p: ShownPair) -> dict[str, Any]:
-        return {"pair": p.index, "first": p.first.name, "second": p.second.name, "distance": p.distance,
-                "threshold": p.threshold, "fold": p.fold}
+        return {"pair": p.index, "first": p.first.name, "second": p.second.name, "distance": p.distance, "threshold": p.threshold, "fold": p.fold}
 
     return {
         "format": "facestra-report/1",
         "facts": asdict(facts),
         "sections": {
             s.key: {
-                "title": s.title, "source": s.source, "num_pairs": int(len(s.distances)),
+                "title": s.title,
+                "source": s.source,
+                "num_pairs": int(len(s.distances)),
                 "markers": [{"label": label, "distance": value} for label, value in s.markers],
                 "tables": [asdict(t) for t in s.tables],
-                "num_false_accepts": s.num_false_accepts, "num_false_rejects": s.num_false_rejects,
+                "num_false_accepts": s.num_false_accepts,
+                "num_false_rejects": s.num_false_rejects,
                 "false_accepts": [pair(p) for p in s.false_accepts],
                 "false_rejects": [pair(p) for p in s.false_rejects],
                 "warnings": list(s.warnings),
@@ -333,16 +355,20 @@ def read_report_data(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(text[start : text.index("</script>", start)])
 
 
-def write_report(path: str | os.PathLike, facts: ReportFacts, sections: Sequence[Section], *,
-                 title: str = "facestra verification report") -> None:
+def write_report(path: str | os.PathLike, facts: ReportFacts, sections: Sequence[Section], *, title: str = "facestra verification report") -> None:
     """Render the page and write it atomically."""
     from facestra.io import write_text_atomic
 
     write_text_atomic(path, render_report(facts, sections, title=title))
 
 
-def check_report_path(report: str | os.PathLike, inputs: Sequence[str | os.PathLike | bytes], *,
-                      other_outputs: Sequence[str | os.PathLike | None] = (), overwrite: bool = False) -> None:
+def check_report_path(
+    report: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike | bytes],
+    *,
+    other_outputs: Sequence[str | os.PathLike | None] = (),
+    overwrite: bool = False,
+) -> None:
     """Refuse a report path that names one of the command's ``inputs`` (the shared check,
     :func:`facestra.io.refuse_output_over_inputs`: links included, even with ``overwrite``), an existing
     file without ``overwrite``, a folder, or another of the command's outputs; then prove its folder takes a

@@ -60,7 +60,9 @@ def check_work_folder(work: Path, data_root: Path) -> None:
         raise UserError(f"{work}: is inside the benchmark folder {data_root}; choose a --work folder elsewhere")
 
 
-def evaluate_ijb(data: IJBData, raw: np.ndarray, options: TemplateOptions = TemplateOptions()) -> tuple[TemplateVerification, dict[str, Identification]]:
+def evaluate_ijb(
+    data: IJBData, raw: np.ndarray, options: TemplateOptions = TemplateOptions()
+) -> tuple[TemplateVerification, dict[str, Identification]]:
     """The figures of ``data`` from its raw image+mirror features (N x 2D, may be a memory map)."""
     unique_templates, features = template_features(raw, data.detector_scores, data.templates, data.medias, options)
     verification = verify_templates(features, unique_templates, data.pairs, data.labels)
@@ -116,8 +118,11 @@ def format_ijb_table(outcome: IJBOutcome, network: str) -> str:
         header = ["Gallery", "Mated", "Non-mated"] + [f"TPIR@FPIR={f:g}" for f in first.tpir_at_fpir] + [f"Rank-{k}" for k in first.rank_accuracy]
         rows = [header]
         for label, part in outcome.identification.items():
-            rows.append([label, str(part.num_mated), str(part.num_nonmated)]
-                        + [f"{100 * v:.2f}" for v in part.tpir_at_fpir.values()] + [f"{100 * v:.2f}" for v in part.rank_accuracy.values()])
+            rows.append(
+                [label, str(part.num_mated), str(part.num_nonmated)]
+                + [f"{100 * v:.2f}" for v in part.tpir_at_fpir.values()]
+                + [f"{100 * v:.2f}" for v in part.rank_accuracy.values()]
+            )
         mean = mean_identification(outcome.identification)
         rows.append(["mean", "", ""] + [f"{100 * v:.2f}" for v in mean["tpir_at_fpir"].values()] + [f"{100 * v:.2f}" for v in mean["rank"].values()])
         lines += ["", f"{outcome.data.title} 1:N (%)"] + _columns(rows)

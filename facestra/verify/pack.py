@@ -8,14 +8,14 @@ whether that holds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from facestra.errors import UserError
 from facestra.data.images import decode_image
+from facestra.errors import UserError
 from facestra.io import input_at, refuse_output_over_inputs
 from facestra.protocols.benchmark import Benchmark
 from facestra.protocols.binfile import write_bin

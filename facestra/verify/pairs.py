@@ -16,8 +16,9 @@ Everything here is pure numpy: arrays in, arrays or small dataclasses out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

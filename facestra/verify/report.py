@@ -7,8 +7,9 @@ the table's layout is tested on its own.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from facestra.io import write_text_atomic
 from facestra.verify.benchmarks import BenchmarkFailure, BenchmarkOutcome

@@ -16,7 +16,7 @@ Pure numpy: embeddings in (unit rows, float32), :class:`~facestra.verify.calibra
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

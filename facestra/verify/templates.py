@@ -26,8 +26,9 @@ and scores above it; rank-k counts mated probes whose mate is among the k best.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
