@@ -77,12 +77,14 @@ class LazyGroup(click.Group):
         return getattr(module, attribute)
 
     def invoke(self, ctx: click.Context):
-        from facestra.errors import UserError, environment_error, out_of_memory_message
+        from facestra.cli.messages import as_flags, command_flags, environment_error, out_of_memory_message
+        from facestra.errors import UserError
 
         try:
             return super().invoke(ctx)
         except UserError as error:
-            click.echo(f"error: {error}", err=True)
+            command = self._find(ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+            click.echo(f"error: {as_flags(str(error), command_flags(command))}", err=True)
             ctx.exit(error.exit_code)
         except (MemoryError, RuntimeError) as error:
             message = out_of_memory_message(error)

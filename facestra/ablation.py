@@ -97,7 +97,7 @@ class AblationConfig:
         if self.jobs < 1:
             raise UserError(f"jobs must be at least 1, got {self.jobs}")
         if self.data and not self.val:
-            raise UserError("with --data give --val benchmarks to measure the variants on")
+            raise UserError("with `data` give `val` benchmarks to measure the variants on")
 
 
 QUICK = dict(

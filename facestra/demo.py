@@ -172,7 +172,7 @@ def _claim_workdir(work: Path, config: DemoConfig) -> None:
     if work.exists() and not work.is_dir():
         raise UserError(f"{work}: exists and is not a folder")
     if work.is_dir() and any(work.iterdir()) and not marker.is_file():
-        raise UserError(f"{work}: folder is not empty and was not made by facestra demo; choose another --workdir")
+        raise UserError(f"{work}: folder is not empty and was not made by facestra demo; choose another `workdir`")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
     write_text_atomic(marker, json.dumps({"format": "facestra-demo/1", "settings": settings}, indent=2) + "\n")
 

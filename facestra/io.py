@@ -408,7 +408,7 @@ def refuse_output_over_inputs(
         written = "" if os.fspath(source) == os.fspath(output) and not role else f" {label}"
         raise UserError(f"{source}: is one of the inputs; refusing to write{written} over it (choose another output)")
     if os.path.lexists(output) and not overwrite:
-        raise UserError(f"{label}: already exists (pass --overwrite to replace it)")
+        raise UserError(f"{label}: already exists (pass `overwrite` to replace it)")
     remove_dead_temporaries(output)
 
 

@@ -189,7 +189,7 @@ def test_corrupt_or_foreign_calibration_files_are_one_line(setup, tmp_path) -> N
                       "--far", "0.001")
     assert unsupported.exit_code == 2 and "FAR 0.001 is not supported" in unsupported.output and "use one of 0.1, 0.01" in unsupported.output
     uncalibrated = run("compare", photo, photo, "--checkpoint", setup / "model.pt", "--aligned", "--far", "0.01")
-    assert uncalibrated.exit_code == 2 and "needs a calibration" in uncalibrated.output
+    assert uncalibrated.exit_code == 2 and "error: --far: needs a --calibration (a file" in uncalibrated.output
 
 
 def test_outputs_never_replace_inputs_or_existing_files(setup, tmp_path) -> None:

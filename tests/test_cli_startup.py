@@ -60,3 +60,24 @@ def test_compare_with_an_onnx_model_needs_neither_torch_nor_onnx_and_gives_the_t
     cosine, distance, torch_loaded, onnx_loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert not torch_loaded and not onnx_loaded
     assert cosine == pytest.approx(torch_path.cosine, abs=1e-6) and distance == pytest.approx(torch_path.distance, abs=1e-6)
+
+
+def test_library_errors_name_settings_and_the_program_renders_them_as_flags(tmp_path) -> None:
+    """The library says `overwrite` and `save_model`; the program says --overwrite and --save-model."""
+    import pytest
+    from click.testing import CliRunner
+
+    from facestra.cli.messages import as_flags
+    from facestra.errors import UserError
+    from facestra.io import refuse_output_over_inputs
+
+    existing = tmp_path / "out.json"
+    existing.write_text("{}")
+    with pytest.raises(UserError) as raised:
+        refuse_output_over_inputs(existing, [], overwrite=False)
+    assert str(raised.value) == f"{existing}: already exists (pass `overwrite` to replace it)"
+    assert as_flags(str(raised.value)) == f"{existing}: already exists (pass --overwrite to replace it)"
+    assert as_flags("choose `json_path`", {"json_path": "--json"}) == "choose --json"
+    assert as_flags("run `facestra verify --data DIR`") == "run `facestra verify --data DIR`"  # not a setting name
+    result = CliRunner().invoke(main, ["pack", "lfw", str(tmp_path / "missing.bin"), "--out", str(existing)])
+    assert "`" not in result.output

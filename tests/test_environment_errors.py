@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 from facestra import models
 from facestra.cli.main import main
-from facestra.errors import UserError, environment_error
+from facestra.cli.messages import environment_error
+from facestra.errors import UserError
 from facestra.io import check_writable_folder, reserve_space, write_text_atomic
 from tests._mounts import tmpfs
 

@@ -60,7 +60,7 @@ def test_no_output_is_an_input_however_it_is_named(tmp_path):
     (tmp_path / "old.json").write_text("{}")
     (tmp_path / "dangling.json").symlink_to(tmp_path / "nowhere")
     for existing in (tmp_path / "old.json", tmp_path / "dangling.json"):
-        with pytest.raises(UserError, match=rf"^--json {existing}: already exists \(pass --overwrite to replace it\)$"):
+        with pytest.raises(UserError, match=rf"^--json {existing}: already exists \(pass `overwrite` to replace it\)$"):
             refuse_output_over_inputs(existing, [source], overwrite=False, role="--json")
         refuse_output_over_inputs(existing, [source], overwrite=True)
     refuse_output_over_inputs(tmp_path / "new.json", [source], overwrite=False)

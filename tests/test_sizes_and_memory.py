@@ -17,7 +17,8 @@ from torch import nn
 
 from facestra import models
 from facestra.cli.main import main
-from facestra.errors import UserError, out_of_memory_message
+from facestra.cli.messages import out_of_memory_message
+from facestra.errors import UserError
 from facestra.models.memory import activation_bytes, check_fits, tensor_bytes
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -36,7 +36,7 @@ def read_journal(path: Path, settings: AlignSettings) -> dict[str, list[FaceReco
     except json.JSONDecodeError:
         header = None
     if not isinstance(header, dict):
-        raise UserError(f"{path}: not a facestra progress journal; use another output folder or --overwrite")
+        raise UserError(f"{path}: not a facestra progress journal; use another output folder or `overwrite`")
     if header.get("settings") != settings.to_json():
         raise UserError(
             f"{path.parent}: holds an alignment run with other settings ({header.get('settings')}); "

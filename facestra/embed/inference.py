@@ -72,7 +72,7 @@ def resolve_device(device: str | torch.device, model: nn.Module | None = None) -
             return anchor.device if anchor is not None else torch.device("cpu")
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available here (use --device cpu or auto)")
+        raise UserError("`device` cuda: no CUDA GPU is available here (use `device` cpu or auto)")
     try:
         return torch.device(device)
     except RuntimeError:
@@ -89,7 +89,7 @@ def load_for_inference(checkpoint: str | os.PathLike, device: str | torch.device
         from facestra.models.onnx import load_onnx
 
         if arch is not None:
-            raise UserError(f"--arch {arch}: {checkpoint} is an ONNX model, which holds its own network; leave --arch out")
+            raise UserError(f"`arch` {arch}: {checkpoint} is an ONNX model, which holds its own network; leave `arch` out")
         return load_onnx(checkpoint, device=target.type)
     model = models.load(checkpoint, map_location=target, arch=arch)
     return model.to(memory_format=torch.channels_last).eval()

@@ -186,7 +186,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
-        raise UserError(f"--onnx {out}: the output must end in .onnx")
+        raise UserError(f"`onnx` {out}: the output must end in .onnx")
     refuse_output_over_inputs(out, [checkpoint], overwrite=overwrite, role="--onnx")
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise UserError(f"{checkpoint}: is already an ONNX model")
@@ -194,11 +194,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     model = load(checkpoint, arch=arch)
     low, high = supported_opsets(model)
     if not low <= opset <= high:
-        raise UserError(f"--opset {opset}: {model.arch} needs ONNX opset {low} to {high}"
+        raise UserError(f"`opset` {opset}: {model.arch} needs ONNX opset {low} to {high}"
                         + (" (StRA's attention uses einsum, added in opset 12)" if low > OPSETS[0] else ""))
     try:
         written = export_onnx(model, out, opset=opset)
     except (RuntimeError, ValueError, TypeError) as error:  # the exporter's own errors subclass these
-        raise UserError(f"--opset {opset}: the ONNX exporter cannot express {model.arch} at this opset "
+        raise UserError(f"`opset` {opset}: the ONNX exporter cannot express {model.arch} at this opset "
                         f"({first_line(error)}); try opset {low} to {high}") from None
     return ExportReport(out, model.arch, tuple(model.input_size), int(model.embedding_size), baked=written == RAW_INPUT)

@@ -56,7 +56,7 @@ def providers(onnxruntime: Any, device: str) -> list[str]:
     cuda = "CUDAExecutionProvider" in available
     if device.startswith("cuda"):
         if not cuda:
-            raise UserError("--device cuda: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu, or use --device cpu)")
+            raise UserError("`device` cuda: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu, or use `device` cpu)")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "auto" and cuda:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -133,7 +133,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, a
         raise UserError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
     if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
         if arch is not None and arch != payload.get("arch"):
-            raise UserError(f"--arch {arch}: {path} is a facestra model file of {payload.get('arch')}; leave --arch out")
+            raise UserError(f"`arch` {arch}: {path} is a facestra model file of {payload.get('arch')}; leave `arch` out")
         model = _from_model_file(payload, path)
     else:
         model = _from_state_dict(payload, path, arch)

@@ -77,11 +77,11 @@ def select_each(
     """:func:`select_benchmarks` that reads every benchmark it finds, keeping those that fail to read as
     :class:`BenchmarkFailure` so that the others still run."""
     if (data is None) == (data_root is None):
-        raise UserError("give either --data PATH (one benchmark) or --data-root DIR (several)")
+        raise UserError("give either `data` PATH (one benchmark) or `data_root` DIR (several)")
     if data is not None:
         name = guess_name(data) if names is None else names
         if name == "all" or "," in name:
-            raise UserError("--data reads one benchmark; use --data-root DIR for several")
+            raise UserError("`data` reads one benchmark; use `data_root` DIR for several")
         found, missing = {name: data}, []
     else:
         wanted = standard_names() if names in (None, "all") else [n for n in names.split(",") if n.strip()]

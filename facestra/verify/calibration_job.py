@@ -122,9 +122,9 @@ class StoredCalibration:
             return
         if weights_sha256(model) != self.weights_sha256:
             raise UserError(f"{self.origin}: calibrated for other weights ({self.data['model'].get('network', '?')}, "
-                            f"sha256 {self.weights_sha256[:12]}...); calibrate this model, or force it")
+                            f"sha256 {self.weights_sha256[:12]}...); calibrate this model, or pass `force`")
         if flip != self.flip:
-            raise UserError(f"{self.origin}: calibrated with flip {self.flip}, not {flip}; use the same flip, or force it")
+            raise UserError(f"{self.origin}: calibrated with `flip` {self.flip}, not {flip}; use the same `flip`, or pass `force`")
 
 
 def load_calibration(path: str | Path) -> StoredCalibration:
@@ -280,7 +280,7 @@ def write_calibration(calibration: Calibration, path: str | Path, *, overwrite: 
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise UserError(f"{path}: already exists; choose another --out or pass --overwrite")
+        raise UserError(f"{path}: already exists; choose another `out` or pass `overwrite`")
     write_text_atomic(path, json.dumps(_json_ready(calibration.as_dict()), indent=2) + "\n")
 
 
@@ -291,9 +291,9 @@ def save_calibrated_model(model: nn.Module, calibration: Calibration, out: str |
 
     out = Path(out)
     if getattr(model, "session", None) is not None:
-        raise UserError(f"--save-model {out}: an ONNX model cannot carry a calibration; keep the JSON and pass --calibration")
+        raise UserError(f"`save_model` {out}: an ONNX model cannot carry a calibration; keep the JSON and pass `calibration`")
     if out.exists() and not overwrite:
-        raise UserError(f"{out}: already exists; choose another --save-model or pass --overwrite")
+        raise UserError(f"{out}: already exists; choose another `save_model` or pass `overwrite`")
     model.calibration = _json_ready(calibration.as_dict())
     try:
         registry.save(model, out)

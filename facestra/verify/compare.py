@@ -151,7 +151,7 @@ def choose_rule(model: nn.Module, options: CompareOptions, flip: str,
 
     if options.threshold is not None:
         if options.prior is not None:
-            raise UserError("prior: P(same) needs a calibration, and a given threshold decides without one")
+            raise UserError("`prior`: P(same) needs a calibration, and a given `threshold` decides without one")
         return OperatingRule(float(options.threshold), "given")
     if isinstance(calibration, (str, Path)):
         calibration = load_calibration(calibration)
@@ -159,7 +159,7 @@ def choose_rule(model: nn.Module, options: CompareOptions, flip: str,
         calibration = carried_calibration(model)
     if calibration is None:
         if options.far is not None or options.prior is not None:
-            raise UserError(f"{'far' if options.far is not None else 'prior'}: needs a calibration (a file from "
+            raise UserError(f"`{'far' if options.far is not None else 'prior'}`: needs a `calibration` (a file from "
                             "facestra calibrate, or a model file that carries one)")
         return OperatingRule(*choose_threshold(model, None))
     calibration.check_model(model, flip, force=options.force)
@@ -223,7 +223,7 @@ def load_comparison_model(checkpoint: str | Path, device: str = "auto", *, arch:
         from facestra.models.onnx_runtime import open_onnx
 
         if arch is not None:
-            raise UserError(f"--arch {arch}: {checkpoint} is an ONNX model, which holds its own network; leave --arch out")
+            raise UserError(f"`arch` {arch}: {checkpoint} is an ONNX model, which holds its own network; leave `arch` out")
         return open_onnx(checkpoint, device=device)
     from facestra.embed.inference import load_for_inference
 

@@ -376,9 +376,9 @@ def check_report_path(
     from facestra.io import check_writable_folder, input_at, refuse_output_over_inputs
 
     if Path(report).is_dir():
-        raise UserError(f"{report}: is a folder; --report names an .html file")
+        raise UserError(f"{report}: is a folder; `report` names an .html file")
     refuse_output_over_inputs(report, inputs, overwrite=overwrite, role="--report")
     clash = input_at(report, [o for o in other_outputs if o is not None])
     if clash is not None:
-        raise UserError(f"{report}: is also another output of this command ({clash}); choose another --report file")
+        raise UserError(f"{report}: is also another output of this command ({clash}); choose another `report` file")
     check_writable_folder(Path(report).parent)

@@ -57,7 +57,7 @@ def check_work_folder(work: Path, data_root: Path) -> None:
     root = Path(data_root).resolve()
     place = Path(work).resolve()
     if place == root or root in place.parents:
-        raise UserError(f"{work}: is inside the benchmark folder {data_root}; choose a --work folder elsewhere")
+        raise UserError(f"{work}: is inside the benchmark folder {data_root}; choose a `work` folder elsewhere")
 
 
 def evaluate_ijb(

@@ -72,5 +72,5 @@ def _refuse_input_as_output(benchmark: Benchmark, out: Path, overwrite: bool) ->
     inside = source.is_dir() and target.is_relative_to(source) and target.suffix.lower() in (".txt", ".csv")
     inputs = [source, *benchmark.images]
     if inside or input_at(out, inputs) is not None:  # pack's own words for the shared check's first case
-        raise UserError(f"{out}: is a file of the benchmark it packs; refusing to write the .bin over it (choose another --out)")
+        raise UserError(f"{out}: is a file of the benchmark it packs; refusing to write the .bin over it (choose another `out`)")
     refuse_output_over_inputs(out, inputs, overwrite=overwrite)
