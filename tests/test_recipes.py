@@ -244,3 +244,24 @@ def test_recipe_options_are_refused_in_one_line(tmp_path, extra, message):
                                        "--batch-size", "8", "--quiet", *extra])
     assert result.exit_code == 2 and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_run_saved_with_one_parameter_group_resumes_into_the_backbone_and_head_groups():
+    config = TrainConfig(data="d", out="o", lr=0.1, schedule="step", lr_steps=(1,))
+    backbone, head = _tiny_network(0)
+    ours = Optimisation(backbone, head, config, steps_per_epoch=2, device=torch.device("cpu"))
+    # what facestra 0.2 saved: SGD and LambdaLR over the network's parameters (backbone, then head) in one group
+    old_backbone, old_head = _tiny_network(0)
+    old = torch.optim.SGD([*old_backbone.parameters(), *old_head.parameters()], lr=0.1, momentum=0.9, weight_decay=5e-4)
+    old_schedule = torch.optim.lr_scheduler.LambdaLR(old, lambda step: 0.1 ** (step >= 2))
+    for step in range(3):
+        for p in [*old_backbone.parameters(), *old_head.parameters()]:
+            p.grad = torch.full_like(p, 0.1 * (step + 1))
+        old.step()
+        old_schedule.step()
+    ours.load_state_dict({"optimizer": old.state_dict(), "scheduler": old_schedule.state_dict(), "scaler": ours.scaler.state_dict()})
+    assert [group["lr"] for group in ours.optimizer.param_groups] == pytest.approx([0.01, 0.01])
+    momenta = [ours.optimizer.state[p]["momentum_buffer"] for group in ours.optimizer.param_groups for p in group["params"]]
+    expected = [old.state[p]["momentum_buffer"] for p in [*old_backbone.parameters(), *old_head.parameters()]]
+    assert all(torch.equal(a, b) for a, b in zip(momenta, expected)) and len(momenta) == len(expected)
+    assert ours.scheduler.last_epoch == 3

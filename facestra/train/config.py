@@ -162,7 +162,7 @@ def check_config(config: TrainConfig) -> None:
     if config.loss == "softmax" and (config.scale is not None or config.margin is not None):
         given = [_option(name) for name in ("scale", "margin") if getattr(config, name) is not None]
         verb = "applies" if len(given) == 1 else "apply"
-        raise UserError(f"{' and '.join(given)} {verb} to the margin losses; plain softmax has neither")
+        raise UserError(f"{' and '.join(given)} {verb} to --loss cosface and arcface; plain softmax has neither")
     _check_margins(config)
     _check_fine_tuning(config)
     low, high = IMAGE_SIDES
