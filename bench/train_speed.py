@@ -16,6 +16,12 @@ and resnet50_stra against resnet50, each as a ratio of runs made in this process
 Every rate is the median over a run's steps after ``--warmup`` steps; the whole-run rate counts the
 train() call from start to end (building, loading, saving). A first train() call, whose rate is shown
 but used nowhere, warms up the process.
+
+On a 2-core machine shared with other processes, use ``--threads 1``: with two OpenMP threads on two
+cores, every parallel region ends at a barrier where one thread spins while the other waits for a core
+taken by another process (or by a loader worker), so the same run measures anywhere from 5 to 65 img/s and
+its CPU time inflates with the spinning; resnet50_stra, with more and smaller operations per step, pays
+more such barriers. One thread has no barrier and gives the same figures run after run.
 """
 
 from __future__ import annotations
@@ -99,6 +105,15 @@ def training_rates(data: str, out: Path, arch: str, width: float, args) -> Rates
 
 def bare_step_rate(arch: str, width: float, args) -> float:
     """Images/s of forward + diversity + head + backward + SGD on one batch, as train() computes them, without train()."""
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(args.threads or threads_before)  # as train() sets them
+    try:
+        return args.batch / statistics.median(_bare_step_times(arch, width, args))
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _bare_step_times(arch: str, width: float, args) -> list[float]:
     torch.manual_seed(0)
     network = models.create(arch, width=width, input_size=(args.input, args.input)).train()
     head = ClassifierHead(network.embedding_size, 16, loss="softmax")
@@ -114,7 +129,7 @@ def bare_step_rate(arch: str, width: float, args) -> float:
         optimizer.step()
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
-    return args.batch / statistics.median(times)
+    return times
 
 
 def main() -> None:
@@ -169,7 +184,11 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for arch in (*arches, *reversed(arches)):  # A B B A
                     nets[arch].append(training_rates(jpeg, Path(tmp) / arch, arch, args.width, args))
-            bare = {arch: bare_step_rate(arch, args.width, args) for arch in arches}
+            bare_runs: dict[str, list[float]] = {arch: [] for arch in arches}
+            for repeat in range(args.repeats):
+                for arch in (*arches, *reversed(arches)):
+                    bare_runs[arch].append(bare_step_rate(arch, args.width, args))
+            bare = {arch: statistics.median(rates) for arch, rates in bare_runs.items()}
             print(f"\n2. networks at width {args.width:g} (JPEG folder)      step img/s   img/cpu-s   whole run img/s   bare step img/s")
             medians = {}
             for arch in arches:

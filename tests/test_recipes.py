@@ -231,7 +231,7 @@ def test_train_runs_and_resumes_on_synthetic_data_from_the_command_line(tmp_path
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--margins", "1,0.5,0"], "--margins applies to --loss combined; --loss softmax takes --margin"),
+    (["--margins", "1,0.5,0"], "--margins applies to --loss combined, not --loss softmax"),
     (["--loss", "combined"], "--loss combined needs --margins m1,m2,m3"),
     (["--loss", "combined", "--margins", "1,0.5"], "--loss combined needs --margins m1,m2,m3"),
     (["--loss", "combined", "--margins", "0.5,0,0"], "--margins 0.5,0,0: needs m1 >= 1"),

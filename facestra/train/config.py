@@ -44,7 +44,8 @@ FIXED_ON_RESUME: tuple[str, ...] = (
 class TrainConfig:
     """Everything a run depends on; saved as ``config.json`` in the run folder."""
 
-    data: str = documented(help="Training images: identity folder tree, 'path,label' list file, or train.rec (+ train.idx).")
+    data: str = documented(help="Training images: identity folder tree, 'path,label' list file, train.rec (+ train.idx), or "
+                           "synthetic[:IDENTITIES[:IMAGES]] (one random image in memory: the step without the disk).")
     out: str = documented(help="Run folder for checkpoints, metrics and the trained model.")
     init: str | None = documented(
         None, "Start the backbone from these weights (a facestra model file, arcface_torch's backbone.pth or "
@@ -175,7 +176,7 @@ def check_config(config: TrainConfig) -> None:
 def _check_margins(config: TrainConfig) -> None:
     if config.loss != "combined":
         if config.margins is not None:
-            raise UserError(f"--margins applies to --loss combined; --loss {config.loss} takes --margin")
+            raise UserError(f"--margins applies to --loss combined, not --loss {config.loss}")
         return
     if config.margin is not None:
         raise UserError("--loss combined takes its margins as --margins m1,m2,m3, not --margin")

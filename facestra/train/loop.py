@@ -3,7 +3,9 @@
 The data flow is the paper's (§4.2, appendices B.2 and D): dataset -> loader (random horizontal flip) ->
 backbone -> classification head (softmax, CosFace or ArcFace) + ``diversity_weight`` × the diversity loss
 (each image's L_d summed over the StRA blocks, from ``forward_with_diversity``, averaged over the batch)
--> SGD (momentum 0.9, weight decay 5e-4, lr 0.1 × 0.1 at the step epochs) -> checkpoint.
+-> SGD (momentum 0.9, weight decay 5e-4, lr 0.1 × 0.1 at the step epochs) -> checkpoint. arcface_torch's
+recipes replace pieces of it (the combined margin, AdamW, the polynomial schedule, clipping), and
+``init`` starts the backbone from pretrained weights (:mod:`facestra.train.initial`) instead of the seed.
 
 Under ``torchrun`` every process runs :func:`train`; the global batch is split evenly over them,
 gradients are averaged by DistributedDataParallel, and only rank 0 writes files. Every random choice is
