@@ -1,12 +1,27 @@
-"""Training throughput of resnet50 and resnet50_stra, and of the data loader alone, side by side.
+"""Training throughput through :func:`facestra.train.train`: the loader's cost (synthetic data vs a JPEG folder)
+and resnet50_stra against resnet50, each as a ratio of runs made in this process.
 
-    python bench/train_speed.py [--width 0.25] [--input 112] [--batch 32] [--steps 6] [--workers 2]
+    python bench/train_speed.py [--loader-width 0.5] [--width 0.25] [--input 112] [--batch 32] [--steps 8]
+                                [--workers 2] [--repeats 2] [--threads N]
 
-Both networks train through :func:`facestra.train.train` itself (loader, forward, head, backward, SGD) on
-the same JPEG ImageFolder written to a temporary folder; images/s is the median over the measured steps
-(the first steps are warm-up). The loader alone iterates the same DataLoader configuration without a
-network: its rate divided by the training rate says how far the loader is from being the bottleneck
-(above 1: the network is the bottleneck).
+1. Loader: the same network trained on ``--data synthetic`` (one image in memory, as arcface_torch's
+   SyntheticDataset: no disk, no decoding) and on a JPEG ImageFolder written to a temporary folder, side
+   by side; JPEG / synthetic is what the loader costs the whole step.
+2. Networks: resnet50 and resnet50_stra trained on the JPEG folder, in the order A B B A for each repeat
+   (a run's position in the process then weighs on both alike), and the bare step (forward, backward,
+   SGD on one batch, without train()) of each. Besides images/s of wall time, the images per CPU-second of
+   this process are shown: on a shared machine wall time also counts the other processes' load, CPU time
+   counts only this run's work (and the spinning of its threads while one of them waits for a core).
+
+Every rate is the median over a run's steps after ``--warmup`` steps; the whole-run rate counts the
+train() call from start to end (building, loading, saving). A first train() call, whose rate is shown
+but used nowhere, warms up the process.
+
+On a 2-core machine shared with other processes, use ``--threads 1``: with two OpenMP threads on two
+cores, every parallel region ends at a barrier where one thread spins while the other waits for a core
+taken by another process (or by a loader worker), so the same run measures anywhere from 5 to 65 img/s and
+its CPU time inflates with the spinning; resnet50_stra, with more and smaller operations per step, pays
+more such barriers. One thread has no barrier and gives the same figures run after run.
 """
 
 from __future__ import annotations
@@ -21,9 +36,10 @@ import cv2
 import numpy as np
 import torch
 
+from facestra import models
 from facestra.allocator import reuse_freed_memory
-from facestra.data.datasets import EpochBatchSampler, open_dataset
 from facestra.train import TrainConfig, train
+from facestra.train.heads import ClassifierHead
 
 
 def write_faces(root: Path, identities: int, per_identity: int, size: tuple[int, int]) -> Path:
@@ -42,46 +58,95 @@ def write_faces(root: Path, identities: int, per_identity: int, size: tuple[int,
     return root
 
 
-def loader_rate(data: Path, *, input_size, batch: int, workers: int, steps: int) -> float:
-    """Images/s of the training DataLoader (decode, flip, normalise, collate) without a network."""
-    dataset = open_dataset(data, input_size)
-    sampler = EpochBatchSampler(len(dataset), global_batch=batch, seed=0, epoch=0)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers, prefetch_factor=4 if workers else None)
-    iterator = iter(loader)
-    next(iterator)  # workers started
+class Rates:
+    """One train() call's step rates (wall and CPU of this process) and its whole duration."""
+
+    def __init__(self, warmup: int, batch: int) -> None:
+        self.warmup, self.batch = warmup, batch
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.last = (time.perf_counter(), time.process_time())
+        self.whole_s = 0.0
+        self.images = 0
+
+    def record(self, event) -> None:
+        now = (time.perf_counter(), time.process_time())
+        if event.kind == "step":
+            if event.global_step > self.warmup:
+                self.wall.append(self.batch / max(now[0] - self.last[0], 1e-9))
+                self.cpu.append(self.batch / max(now[1] - self.last[1], 1e-9))
+            self.images += self.batch
+        self.last = now
+
+    @property
+    def step_rate(self) -> float:
+        return statistics.median(self.wall)
+
+    @property
+    def cpu_rate(self) -> float:
+        return statistics.median(self.cpu)
+
+    @property
+    def whole_rate(self) -> float:
+        return self.images / self.whole_s
+
+
+def training_rates(data: str, out: Path, arch: str, width: float, args) -> Rates:
+    rates = Rates(args.warmup, args.batch)
     start = time.perf_counter()
-    count = 0
-    for _ in range(min(steps, len(sampler) - 1)):
-        count += len(next(iterator)[0])
-    return count / (time.perf_counter() - start)
-
-
-def training_rate(data: Path, out: Path, arch: str, args) -> float:
-    rates: list[float] = []
-
-    def record(event) -> None:
-        if event.kind == "step" and event.global_step > args.warmup:
-            rates.append(event.values["images_per_s"])
-
     train(TrainConfig(
-        data=str(data), out=str(out), arch=arch, width=args.width, input_size=(args.input, args.input),
-        batch_size=args.batch, epochs=1, max_steps=args.warmup + args.steps, workers=args.workers,
-        log_every=1, device=args.device, amp=args.amp, threads=args.threads,
-    ), progress=record)
-    return statistics.median(rates)
+        data=data, out=str(out), arch=arch, width=width, input_size=(args.input, args.input), batch_size=args.batch, epochs=1,
+        max_steps=args.warmup + args.steps, workers=args.workers, log_every=1, device=args.device, amp=args.amp, threads=args.threads,
+        overwrite=True,
+    ), progress=rates.record)
+    rates.whole_s = time.perf_counter() - start
+    return rates
+
+
+def bare_step_rate(arch: str, width: float, args) -> float:
+    """Images/s of forward + diversity + head + backward + SGD on one batch, as train() computes them, without train()."""
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(args.threads or threads_before)  # as train() sets them
+    try:
+        return args.batch / statistics.median(_bare_step_times(arch, width, args))
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _bare_step_times(arch: str, width: float, args) -> list[float]:
+    torch.manual_seed(0)
+    network = models.create(arch, width=width, input_size=(args.input, args.input)).train()
+    head = ClassifierHead(network.embedding_size, 16, loss="softmax")
+    optimizer = torch.optim.SGD([*network.parameters(), *head.parameters()], lr=0.01, momentum=0.9, weight_decay=5e-4)
+    images, labels = torch.randn(args.batch, 3, args.input, args.input), torch.randint(0, 16, (args.batch,))
+    times = []
+    for step in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        embeddings, diversity = network.forward_with_diversity(images)
+        cross_entropy, _ = head.loss_and_correct(embeddings, labels)
+        optimizer.zero_grad(set_to_none=True)
+        (cross_entropy.mean() + 0.1 * diversity.mean()).backward()
+        optimizer.step()
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--width", type=float, default=None, help="channel width (default 1.0 on GPU, 0.25 on CPU)")
+    parser.add_argument("--loader-width", type=float, default=0.5, help="width of the loader comparison (1)")
+    parser.add_argument("--width", type=float, default=None, help="width of the network comparison (2; default 1.0 on GPU, 0.25 on CPU)")
+    parser.add_argument("--loader-arch", default="resnet50_stra")
     parser.add_argument("--input", type=int, default=112)
     parser.add_argument("--batch", type=int, default=None, help="global batch (default 256 on GPU, 32 on CPU)")
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", default="none")
+    parser.add_argument("--skip", choices=("loader", "networks"), default=None)
     args = parser.parse_args()
     reuse_freed_memory()  # as the facestra program does at start, so that both sides of each ratio run alike
     gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
@@ -89,17 +154,50 @@ def main() -> None:
     args.batch = args.batch if args.batch is not None else (256 if gpu else 32)
     size = (args.input, args.input)
     per_identity = -(-args.batch * (args.warmup + args.steps + 2) // 16)
+    print(f"device {'cuda' if gpu else 'cpu'}, input {args.input}x{args.input}, batch {args.batch}, workers {args.workers}, "
+          f"torch threads {args.threads or torch.get_num_threads()}, {args.steps} measured steps after {args.warmup}, "
+          f"{args.repeats} repeats")
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_faces(Path(tmp) / "data", 16, per_identity, size)
-        print(f"device {'cuda' if gpu else 'cpu'}, input {args.input}x{args.input}, width {args.width:g}, batch {args.batch}, "
-              f"workers {args.workers}, torch threads {args.threads or torch.get_num_threads()}")
-        loader = loader_rate(data, input_size=size, batch=args.batch, workers=args.workers, steps=args.warmup + args.steps)
-        print(f"data loader alone     {loader:9.1f} img/s")
-        rates = {}
-        for arch in ("resnet50", "resnet50_stra"):
-            rates[arch] = training_rate(data, Path(tmp) / arch, arch, args)
-            print(f"train {arch:<15} {rates[arch]:9.1f} img/s   loader / train = {loader / rates[arch]:.1f}")
-        print(f"resnet50_stra / resnet50 training speed: {rates['resnet50_stra'] / rates['resnet50']:.3f}")
+        jpeg = str(write_faces(Path(tmp) / "data", 16, per_identity, size))
+        synthetic = f"synthetic:16:{16 * per_identity}"
+        first = training_rates(jpeg, Path(tmp) / "first", "resnet50", args.width, args)
+        print(f"first train() call of the process (resnet50, width {args.width:g}): {first.step_rate:.1f} img/s, not used below")
+
+        if args.skip != "loader":
+            runs: dict[str, list[Rates]] = {"synthetic": [], "jpeg": []}
+            for repeat in range(args.repeats):
+                order = ("synthetic", "jpeg") if repeat % 2 == 0 else ("jpeg", "synthetic")
+                for name in order:
+                    runs[name].append(training_rates(synthetic if name == "synthetic" else jpeg, Path(tmp) / name, args.loader_arch,
+                                                     args.loader_width, args))
+            print(f"\n1. loader: {args.loader_arch} at width {args.loader_width:g}      step img/s   img/cpu-s   whole run img/s")
+            medians = {}
+            for name, rates in runs.items():
+                medians[name] = [statistics.median(getattr(r, key) for r in rates) for key in ("step_rate", "cpu_rate", "whole_rate")]
+                print(f"   {name:<38} {medians[name][0]:9.1f} {medians[name][1]:11.1f} {medians[name][2]:17.1f}")
+            ratio = [j / s for j, s in zip(medians["jpeg"], medians["synthetic"])]
+            print(f"   JPEG / synthetic                       {ratio[0]:9.3f} {ratio[1]:11.3f} {ratio[2]:17.3f}")
+
+        if args.skip != "networks":
+            arches = ("resnet50", "resnet50_stra")
+            nets: dict[str, list[Rates]] = {arch: [] for arch in arches}
+            for _ in range(args.repeats):
+                for arch in (*arches, *reversed(arches)):  # A B B A
+                    nets[arch].append(training_rates(jpeg, Path(tmp) / arch, arch, args.width, args))
+            bare_runs: dict[str, list[float]] = {arch: [] for arch in arches}
+            for _ in range(args.repeats):
+                for arch in (*arches, *reversed(arches)):
+                    bare_runs[arch].append(bare_step_rate(arch, args.width, args))
+            bare = {arch: statistics.median(rates) for arch, rates in bare_runs.items()}
+            print(f"\n2. networks at width {args.width:g} (JPEG folder)      step img/s   img/cpu-s   whole run img/s   bare step img/s")
+            medians = {}
+            for arch in arches:
+                medians[arch] = [statistics.median(getattr(r, key) for r in nets[arch]) for key in ("step_rate", "cpu_rate", "whole_rate")]
+                medians[arch].append(bare[arch])
+                print(f"   train {arch:<32} {medians[arch][0]:9.1f} {medians[arch][1]:11.1f} {medians[arch][2]:17.1f} {bare[arch]:17.1f}")
+                print(f"      each run's step img/s: {', '.join(f'{r.step_rate:.1f}' for r in nets[arch])}")
+            ratio = [s / r for s, r in zip(medians["resnet50_stra"], medians["resnet50"])]
+            print(f"   resnet50_stra / resnet50               {ratio[0]:9.3f} {ratio[1]:11.3f} {ratio[2]:17.3f} {ratio[3]:17.3f}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ SHORT_HELP: dict[str, str] = {
     "info": "Parameters and multiply-adds of networks, per stage (compare resnet50 with resnet50_stra).",
     "synth": "Write synthetic faces to OUT: train/ and test/ identity folders, landmarks.csv, test/pairs.txt, test.bin.",
     "align": "Align the faces of INPUT (an image folder or a list file) to the ArcFace template.",
-    "train": "Train a face network with softmax, CosFace or ArcFace (torchrun for several GPUs or processes).",
+    "train": "Train a face network with softmax, CosFace, ArcFace or the combined margin, from random weights or fine-tuning "
+             "pretrained ones (--init); torchrun for several GPUs or processes.",
     "verify": "Embed each benchmark's pairs (image + mirror), then 10-fold accuracy with the best threshold in [0, 4).",
     "embed": "Embed every image of INPUT (a folder of aligned faces, or a text file with one image path per line).",
     "compare": "Detect the face in each photo (YuNet), align it, embed it with its mirror and compare the two.",

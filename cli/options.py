@@ -117,7 +117,7 @@ def _param_type(annotation: Any, meta: dict[str, Any]) -> click.ParamType:
         if arguments == (int, int):
             return SIZE
         if len(arguments) == 2 and arguments[1] is Ellipsis:
-            return CommaList(arguments[0], "EPOCHS" if arguments[0] is int else "FILES")
+            return CommaList(arguments[0], {int: "EPOCHS", float: "NUMBERS"}.get(arguments[0], "FILES"))
     bounds = {"min": meta.get("minimum"), "max": meta.get("maximum")}
     if meta.get("positive"):
         bounds.update(min=0, min_open=True)

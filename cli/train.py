@@ -30,13 +30,17 @@ def _only(first: str, last: str) -> tuple[str, ...]:
 
 @click.command()
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this folder.")
-@click.option("--preset", type=click.Choice(list(PRESETS)), help="The paper's schedule (epochs, lr steps, batch).")
+@click.option("--preset", type=click.Choice(list(PRESETS)),
+              help="A published recipe: the paper's schedules (paper-*), or arcface_torch's configs of the same name "
+              "(network, margins and scale, optimizer, lr, weight decay, batch of 128 per GPU x 8, epochs, warm-up, poly "
+              "schedule, clipping, fp16); explicit options override it.")
 @dataclass_options(TrainConfig, exclude=_only("data", "dropout"))
 @stra_options
 @dataclass_options(TrainConfig, exclude=_only("loss", "check_replicas"))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(resume_dir: str | None, preset: str | None, quiet: bool, **options) -> None:
-    """Train a face network with softmax, CosFace or ArcFace (torchrun for several GPUs or processes)."""
+    """Train a face network with softmax, CosFace, ArcFace or the combined margin, from random weights or
+    fine-tuning pretrained ones (--init); torchrun for several GPUs or processes."""
     from facestra.train import build_config, resume_config
     from facestra.train import train as run_training
 

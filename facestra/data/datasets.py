@@ -9,6 +9,9 @@ Three layouts are read, all into the same :class:`FaceDataset` interface:
   padded to 4 bytes, the payload a header ``flag, label, id, id2`` (plus ``flag`` extra float labels) and
   the encoded image.
 
+``synthetic`` (or ``synthetic:IDENTITIES[:IMAGES]``) is no file at all: one random image, as arcface_torch's
+SyntheticDataset, handed out under every index, to time the training step without the disk.
+
 Identity names are mapped once to contiguous class indices (sorted names), and that mapping is saved with
 the run. An image that cannot be decoded does not stop training: its item comes back with ``ok=False`` and
 the loop leaves it out of the loss, counts it and lists it (or fails, with ``strict``).
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from facestra.data.images import load_pixels, normalize
+from facestra.data.images import FACESTRA_INPUT, InputConvention, load_pixels, normalize
 from facestra.errors import UserError
 from facestra.io import IMAGE_EXTENSIONS, check_readable, list_images, read_lines
 
@@ -55,9 +58,11 @@ class RecordHeader:
 
 
 class FaceDataset(Dataset):
-    """Images with integer class labels. ``self[(index, flip)]`` -> (tensor, label, index, ok)."""
+    """Images with integer class labels. ``self[(index, flip)]`` -> (tensor, label, index, ok), the tensor
+    normalised with :attr:`convention` (facestra's, or that of the weights a run fine-tunes)."""
 
     def __init__(self, labels: Sequence[int], identities: Sequence[str], input_size: tuple[int, int], source: str) -> None:
+        self.convention: InputConvention = FACESTRA_INPUT
         self.labels = np.asarray(labels, dtype=np.int64)
         self.identities = list(identities)
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -88,7 +93,54 @@ class FaceDataset(Dataset):
             pixels = load_pixels(self.read_bytes(index), self.describe(index), self.input_size, fit=True, flip=flip)
         except UserError:
             return torch.zeros(3, *self.input_size), int(self.labels[index]), index, False
-        return normalize(torch.from_numpy(pixels)).contiguous(), int(self.labels[index]), index, True
+        return normalize(torch.from_numpy(pixels), self.convention).contiguous(), int(self.labels[index]), index, True
+
+
+SYNTHETIC = "synthetic"
+#: arcface_torch's SyntheticDataset reports a million images; identities: a classifier of this many rows.
+SYNTHETIC_IMAGES, SYNTHETIC_IDENTITIES = 1_000_000, 1000
+
+
+class SyntheticDataset(FaceDataset):
+    """One random RGB image (seeded) under every index, labels cycling over the identities: the loader's
+    work without decoding (what arcface_torch's SyntheticDataset measures)."""
+
+    def __init__(self, num_identities: int, num_images: int, input_size: tuple[int, int], source: str) -> None:
+        labels = np.arange(num_images, dtype=np.int64) % num_identities
+        super().__init__(labels, [str(i) for i in range(num_identities)], input_size, source)
+        self.pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (*self.input_size, 3), dtype=np.uint8))
+
+    def describe(self, index: int) -> str:
+        return f"{self.source}#{index}"
+
+    def __getitem__(self, item: tuple[int, bool]) -> tuple[torch.Tensor, int, int, bool]:
+        index, flip = int(item[0]), bool(item[1])
+        pixels = self.pixels.flip(1) if flip else self.pixels
+        return normalize(pixels, self.convention).contiguous(), int(self.labels[index]), index, True
+
+
+def is_synthetic(data: str | os.PathLike) -> bool:
+    """Whether ``--data`` names the synthetic dataset rather than a path (a folder called so: ./synthetic)."""
+    return str(data).split(":")[0] == SYNTHETIC
+
+
+def data_source(data: str | os.PathLike) -> str:
+    """``--data`` as a run records it: a path made absolute, the synthetic dataset as it was named."""
+    return str(data) if is_synthetic(data) else str(Path(data).resolve())
+
+
+def open_synthetic(spec: str, input_size: tuple[int, int]) -> SyntheticDataset:
+    """``synthetic[:IDENTITIES[:IMAGES]]``: defaults :data:`SYNTHETIC_IDENTITIES` and :data:`SYNTHETIC_IMAGES`."""
+    fields = spec.split(":")[1:]
+    try:
+        numbers = [int(field) for field in fields]
+    except ValueError:
+        numbers = []
+    if len(fields) > 2 or len(numbers) != len(fields) or any(n < 2 for n in numbers):
+        raise UserError(f"--data {spec}: the synthetic dataset is 'synthetic', 'synthetic:IDENTITIES' or "
+                        "'synthetic:IDENTITIES:IMAGES' with at least 2 of each")
+    identities, images = (numbers + [SYNTHETIC_IDENTITIES, SYNTHETIC_IMAGES][len(numbers):])[:2]
+    return SyntheticDataset(identities, max(images, identities), input_size, spec)
 
 
 class FileDataset(FaceDataset):
@@ -343,7 +395,10 @@ def _natural_key(name: str) -> tuple:
 
 
 def open_dataset(path: str | os.PathLike, input_size: tuple[int, int] = (112, 112)) -> FaceDataset:
-    """The dataset at ``path``: a ``.rec`` (or a folder holding ``train.rec``), a list file, or a folder tree."""
+    """The dataset at ``path``: a ``.rec`` (or a folder holding ``train.rec``), a list file, a folder tree, or
+    the in-memory ``synthetic`` one."""
+    if is_synthetic(path):
+        return open_synthetic(str(path), input_size)
     path = Path(path)
     check_readable(path)
     if path.is_dir():

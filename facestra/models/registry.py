@@ -33,6 +33,9 @@ from facestra.models.state_dicts import backbone_tensors, infer_iresnet, load_st
 from facestra.models.stra import StRAOptions, stra_mid_layer
 
 CHECKPOINT_FORMAT = "facestra-model/1"
+#: What a model file says about its weights besides them: what training's --val measured, facestra
+#: calibrate's figures, and the file a fine-tuned run started from (``--init``: path and sha256).
+MODEL_RECORDS = ("verification", "calibration", "initialised_from")
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def save(model: FaceNetwork, path: str | os.PathLike) -> None:
         "input": getattr(model, "input_convention", FACESTRA_INPUT).as_dict(),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
-    for record in ("verification", "calibration"):  # what training's --val measured; facestra calibrate's figures
+    for record in MODEL_RECORDS:
         value = getattr(model, record, None)
         if value:
             payload[record] = _plain(value)
@@ -155,8 +158,9 @@ def _from_model_file(payload: dict, path: Path) -> FaceNetwork:
     model.input_convention = _convention(payload.get("input"), path)
     if payload.get("verification") is not None:
         model.verification = check_recorded_verification(payload["verification"], path)
-    if isinstance(payload.get("calibration"), dict):
-        model.calibration = payload["calibration"]
+    for record in MODEL_RECORDS:
+        if record != "verification" and isinstance(payload.get(record), dict):
+            setattr(model, record, payload[record])
     return model
 
 

@@ -1,7 +1,8 @@
 """The resumable ``last.pt`` checkpoint of a training run, and the run's ``config.json`` and ``identities.json``.
 
 ``last.pt`` holds everything that decides the next step (weights, head, optimiser, scheduler, AMP scaler,
-every random generator of every process, and the position in the epoch), so that a resumed CPU run
+every random generator of every process, the position in the epoch, and the ``--init`` start with its
+input convention), so that a resumed CPU run
 repeats the uninterrupted run's losses bit for bit. It holds only tensors and plain values, so it loads
 with ``torch.load(weights_only=True)``; it is written atomically, so an interrupted save never leaves a
 broken checkpoint behind. Saving is collective (every process sends its generators and skipped images
@@ -22,11 +23,12 @@ import numpy as np
 import torch
 
 from facestra import models
-from facestra.data.datasets import FaceDataset
+from facestra.data.datasets import FaceDataset, data_source
 from facestra.errors import UserError
 from facestra.io import atomic_write, write_path_lines, write_text_atomic
 from facestra.train import distributed, shard_files
 from facestra.train.config import TrainConfig
+from facestra.train.initial import Start
 from facestra.train.network import TrainingNetwork
 from facestra.train.optim import Optimisation
 from facestra.train.partial_fc import ShardedClassifierHead
@@ -96,7 +98,9 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, dataset: FaceDataset) ->
         clear_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_json = config.to_json()
-    config_json["data"] = str(Path(config.data).resolve())
+    config_json["data"] = data_source(config.data)
+    if config.init is not None:
+        config_json["init"] = str(Path(config.init).resolve())
     config_json["out"] = str(run_dir.resolve())
     config_json["resume"] = config_json["overwrite"] = False
     write_text_atomic(run_dir / CONFIG, json.dumps(config_json, indent=2) + "\n")
@@ -123,6 +127,7 @@ class Checkpointer:
     network: TrainingNetwork
     optimisation: Optimisation
     process: distributed.Process
+    start: Start | None = None  # the --init weights the backbone started from
 
     @property
     def path(self) -> Path:
@@ -193,6 +198,7 @@ class Checkpointer:
             "best_accuracy": best_accuracy,
             "skipped": every_skipped,
             "world_size": self.process.world_size,
+            "init": None if self.start is None else self.start.record(),
         }
         save_training_state(self.path, payload)
         if model_too:

@@ -1,4 +1,4 @@
-"""Classification heads that turn embeddings into identity logits: softmax, CosFace and ArcFace.
+"""Classification heads that turn embeddings into identity logits: softmax, CosFace, ArcFace and the combined margin.
 
 The margin heads work on cosines between L2-normalised embeddings and L2-normalised class weights, so the
 network is rewarded for angular separation, which is exactly what verification measures. The margin is
@@ -7,7 +7,8 @@ without margin, which are what "training accuracy" means.
 
 :class:`MarginSpec` and :func:`margin_logits` are the one definition of the losses, which the sharded head
 (:mod:`facestra.train.partial_fc`) applies to its own shard's columns. Defaults follow the paper (appendix D):
-CosFace s=20, m=0.2; ArcFace s=20, m=0.15.
+CosFace s=20, m=0.2; ArcFace s=20, m=0.15. ``combined`` is arcface_torch's CombinedMarginLoss with its
+``margin_list`` (m1, m2, m3) given and its scale 64 by default.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LOSSES = ("softmax", "cosface", "arcface")
-# (scale, margin) when not given: the paper's (appendix D); softmax has neither.
-_DEFAULTS = {"softmax": (1.0, 0.0), "cosface": (20.0, 0.2), "arcface": (20.0, 0.15)}
+LOSSES = ("softmax", "cosface", "arcface", "combined")
+# (scale, margin) when not given: the paper's (appendix D); softmax has neither; combined has arcface_torch's
+# scale (train_v2.py builds CombinedMarginLoss(64, *margin_list)) and its margins in ``combined``.
+_DEFAULTS = {"softmax": (1.0, 0.0), "cosface": (20.0, 0.2), "arcface": (20.0, 0.15), "combined": (64.0, 0.0)}
+NO_MARGINS = (1.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,14 @@ class MarginSpec:
     Softmax is a linear layer with a bias. CosFace and ArcFace score the cosines between L2-normalised
     embeddings and class weights, scaled by ``scale``, with a margin on the true class; both are cases of
     arcface_torch's combined margin ``s · (cos(m1·θ_y + m2) − m3)`` (:attr:`margins`): ArcFace is
-    ``(1, m, 0)``, CosFace ``(1, 0, m)``. :meth:`of` fills the defaults; the constructor checks.
+    ``(1, m, 0)``, CosFace ``(1, 0, m)``; loss ``combined`` takes any ``combined`` triple (m1 > 1: a
+    SphereFace-style multiplicative margin). :meth:`of` fills the defaults; the constructor checks.
     """
 
     loss: str
     scale: float
     margin: float
+    combined: tuple[float, float, float] = NO_MARGINS  # (m1, m2, m3) of loss "combined"
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -47,12 +52,26 @@ class MarginSpec:
             raise ValueError(f"margin must not be negative, got {self.margin}")
         if not self.normalised and (self.scale, self.margin) != _DEFAULTS[self.loss]:
             raise ValueError("scale and margin apply to cosface and arcface; plain softmax has neither")
+        if self.loss != "combined" and self.combined != NO_MARGINS:
+            raise ValueError("margins (m1, m2, m3) apply to the combined loss only")
+        if self.loss == "combined":
+            m1, m2, m3 = self.combined
+            if self.margin != 0.0:
+                raise ValueError("the combined loss takes its margins as (m1, m2, m3), not one margin")
+            if not all(math.isfinite(m) for m in self.combined) or m1 < 1.0 or m2 < 0.0 or m3 < 0.0:
+                raise ValueError(f"combined margins need m1 >= 1, m2 >= 0 and m3 >= 0, got {self.combined}")
 
     @classmethod
-    def of(cls, loss: str, *, scale: float | None = None, margin: float | None = None) -> MarginSpec:
-        """The specification of ``loss`` with the paper's scale and margin where they are not given."""
+    def of(cls, loss: str, *, scale: float | None = None, margin: float | None = None,
+           margins: tuple[float, float, float] | None = None) -> MarginSpec:
+        """The specification of ``loss`` with the paper's scale and margin (arcface_torch's scale 64 for
+        ``combined``) where they are not given; ``margins`` is the combined loss's (m1, m2, m3)."""
         default_scale, default_margin = _DEFAULTS.get(loss, (1.0, 0.0))
-        return cls(loss, float(default_scale if scale is None else scale), float(default_margin if margin is None else margin))
+        combined = NO_MARGINS if margins is None else tuple(float(m) for m in margins)
+        if loss == "combined" and (margins is None or len(combined) != 3):
+            raise ValueError("the combined loss needs its margins m1, m2, m3")
+        return cls(loss, float(default_scale if scale is None else scale), float(default_margin if margin is None else margin),
+                   combined)  # type: ignore[arg-type]
 
     @property
     def normalised(self) -> bool:
@@ -61,8 +80,10 @@ class MarginSpec:
 
     @property
     def angular(self) -> bool:
-        """Whether the margin acts on the angle θ, which needs cosines clamped to [-1, 1] (ArcFace)."""
-        return self.loss == "arcface"
+        """Whether the margin acts on the angle θ, which needs cosines clamped to [-1, 1] (ArcFace, and a
+        combined margin with m1 or m2)."""
+        m1, m2, _ = self.margins
+        return self.loss == "arcface" or (self.loss == "combined" and (m1 != 1.0 or m2 != 0.0))
 
     @property
     def margins(self) -> tuple[float, float, float]:
@@ -71,28 +92,34 @@ class MarginSpec:
             return 1.0, self.margin, 0.0
         if self.loss == "cosface":
             return 1.0, 0.0, self.margin
-        return 1.0, 0.0, 0.0
+        return self.combined
 
 
 def margin_logits(cosine: Tensor, labels: Tensor, spec: MarginSpec) -> Tensor:
     """``s · (cos(m1·θ_y + m2) − m3)`` in each row's true-class column ``y = labels[row]``, ``s · cos θ_j``
-    elsewhere (for ``spec.margins``; m1 is 1 for every loss so far).
+    elsewhere (for ``spec.margins``).
 
     As in arcface_torch, a label of -1 says that the row's class is none of these columns (another shard of
     a sharded classifier holds it): that row gets no margin here. ArcFace's ``cos(θ + m)`` stops decreasing
     once θ + m passes π, which would reward pushing a sample *away* from its class; there the usual
-    fallback ``cos θ − m·sin m`` keeps the target logit monotonic in θ.
+    fallback ``cos θ − m·sin m`` keeps the target logit monotonic in θ (arcface_torch's, for m1 = 1). With
+    m1 > 1 the angle is read with arccos and past ``m1·θ + m2 = π`` the target continues as
+    ``cos θ − cos θ* − 1`` (θ* where it reached π), which is continuous and keeps decreasing.
     """
-    _, m2, m3 = spec.margins
+    m1, m2, m3 = spec.margins
     if spec.angular:
         cosine = cosine.clamp(-1.0, 1.0)  # the whole row, as θ is read from it
     owned = labels >= 0
     column = labels.clamp_min(0).unsqueeze(1)
     target = cosine.gather(1, column)
-    if spec.angular:
+    if spec.angular and m1 == 1.0:
         sine = torch.sqrt((1.0 - target * target).clamp_min(0.0))
         threshold = math.cos(math.pi - m2)  # cos θ > threshold  <=>  θ + m2 < π
         target = torch.where(target > threshold, target * math.cos(m2) - sine * math.sin(m2), target - m2 * math.sin(m2))
+    elif spec.angular:
+        turn = math.cos((math.pi - m2) / m1)  # cos θ* where m1·θ* + m2 = π
+        theta = torch.acos(target.clamp(-1.0 + 1e-7, 1.0 - 1e-7))  # acos' gradient is infinite at ±1
+        target = torch.where(target > turn, torch.cos(m1 * theta + m2), target - turn - 1.0)
     target = target - m3
     mask = torch.zeros_like(cosine, dtype=torch.bool).scatter_(1, column, owned.unsqueeze(1))
     return spec.scale * torch.where(mask, target.expand_as(cosine), cosine)
@@ -112,7 +139,8 @@ def classifier_logits(embeddings: Tensor, weight: Tensor, bias: Tensor | None, l
 
 
 class ClassifierHead(nn.Module):
-    """One weight vector per identity; ``loss`` picks softmax (linear + bias), CosFace or ArcFace."""
+    """One weight vector per identity; ``loss`` picks softmax (linear + bias), CosFace, ArcFace or the
+    combined margin ``margins``."""
 
     def __init__(
         self,
@@ -122,9 +150,10 @@ class ClassifierHead(nn.Module):
         loss: str = "arcface",
         scale: float | None = None,
         margin: float | None = None,
+        margins: tuple[float, float, float] | None = None,
     ) -> None:
         super().__init__()
-        self.spec = MarginSpec.of(loss, scale=scale, margin=margin)
+        self.spec = MarginSpec.of(loss, scale=scale, margin=margin, margins=margins)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         nn.init.normal_(self.weight, std=0.01)
         self.bias = None if self.spec.normalised else nn.Parameter(torch.zeros(num_classes))
@@ -143,4 +172,4 @@ class ClassifierHead(nn.Module):
     def extra_repr(self) -> str:
         classes, size = self.weight.shape
         spec = self.spec
-        return f"loss={spec.loss}, embedding_size={size}, num_classes={classes}, scale={spec.scale}, margin={spec.margin}"
+        return f"loss={spec.loss}, embedding_size={size}, num_classes={classes}, scale={spec.scale}, margins={spec.margins}"

@@ -3,7 +3,9 @@
 The data flow is the paper's (§4.2, appendices B.2 and D): dataset -> loader (random horizontal flip) ->
 backbone -> classification head (softmax, CosFace or ArcFace) + ``diversity_weight`` × the diversity loss
 (each image's L_d summed over the StRA blocks, from ``forward_with_diversity``, averaged over the batch)
--> SGD (momentum 0.9, weight decay 5e-4, lr 0.1 × 0.1 at the step epochs) -> checkpoint.
+-> SGD (momentum 0.9, weight decay 5e-4, lr 0.1 × 0.1 at the step epochs) -> checkpoint. arcface_torch's
+recipes replace pieces of it (the combined margin, AdamW, the polynomial schedule, clipping), and
+``init`` starts the backbone from pretrained weights (:mod:`facestra.train.initial`) instead of the seed.
 
 Under ``torchrun`` every process runs :func:`train`; the global batch is split evenly over them,
 gradients are averaged by DistributedDataParallel, and only rank 0 writes files. Every random choice is
@@ -35,6 +37,7 @@ from facestra.train import distributed
 from facestra.train.checkpoint import Checkpointer, Position, load_training_state, prepare_run_dir
 from facestra.train.config import TrainConfig, check_config
 from facestra.train.heads import ClassifierHead
+from facestra.train.initial import InitialNetwork, Start, initial_network
 from facestra.train.metrics import MetricsLog, Progress, RunLog
 from facestra.train.network import build_backbone, place, replicated, seed_everything, uses_channels_last, weights_digest, wrap
 from facestra.train.optim import Optimisation
@@ -91,8 +94,16 @@ def _train_locked(config: TrainConfig, process: distributed.Process, run_dir: Pa
     state = load_training_state(run_dir / LAST) if config.resume else None
     dataset = open_dataset(config.data, config.input_size)
     _check_data(config, process, dataset, state, run_dir)
+    initial = _initial_network(config) if state is None else None
+    start = initial.start if initial is not None else Start.from_record(state["init"]) if state and state.get("init") else None
     seed_everything(config.seed)
     backbone = build_backbone(config, process)
+    if initial is not None:
+        initial.load_into(backbone)
+        del initial  # its copy of the weights
+    if start is not None:
+        start.apply(backbone)
+        dataset.convention = start.convention  # the training images as the weights were trained on them
     head = _build_head(config, process, dataset.num_classes)
     validation = BestValidation(config.val, run_dir, process, batch_size=config.val_batch_size)
     for warning in validation.warnings:  # now, before training, not only in the result
@@ -105,7 +116,7 @@ def _train_locked(config: TrainConfig, process: distributed.Process, run_dir: Pa
     loop = None
     try:
         with StopRequests() as stop_requests:
-            loop = _Loop(config, process, dataset, backbone, head, validation, state, stop_requests, progress)
+            loop = _Loop(config, process, dataset, backbone, head, validation, state, stop_requests, progress, start)
             result = loop.run()
         distributed.barrier(process)  # no process tears the group down while another still talks to it
         return result
@@ -120,14 +131,24 @@ def _train_locked(config: TrainConfig, process: distributed.Process, run_dir: Pa
         distributed.teardown(process)
 
 
+def _initial_network(config: TrainConfig) -> InitialNetwork | None:
+    """The ``--init`` network, checked against the run's options (before anything is written)."""
+    if config.init is None:
+        return None
+    initial = initial_network(Path(config.init), arch=config.arch)
+    initial.check({name: getattr(config, name) for name in initial.options})
+    return initial
+
+
 def _build_head(config: TrainConfig, process: distributed.Process, num_classes: int) -> ClassifierHead | ShardedClassifierHead:
     """The replicated head, or with ``sample_rate`` this process's shard of the Partial FC head."""
+    margins = None if config.margins is None else tuple(config.margins)
     if config.sample_rate is None:
-        return ClassifierHead(config.embedding_size, num_classes, loss=config.loss, scale=config.scale, margin=config.margin)
+        return ClassifierHead(config.embedding_size, num_classes, loss=config.loss, scale=config.scale, margin=config.margin, margins=margins)
     if num_classes < process.world_size:
         raise UserError(f"{config.data}: {num_classes} identities cannot be sharded over {process.world_size} processes (--sample-rate)")
     return ShardedClassifierHead(
-        config.embedding_size, num_classes, loss=config.loss, scale=config.scale, margin=config.margin,
+        config.embedding_size, num_classes, loss=config.loss, scale=config.scale, margin=config.margin, margins=margins,
         sample_rate=config.sample_rate, process=process, seed=config.seed,
     )
 
@@ -156,18 +177,9 @@ def _check_data(config: TrainConfig, process: distributed.Process, dataset: Face
 class _Loop:
     """The epochs and optimizer steps of one :func:`train` call, and where they stand."""
 
-    def __init__(
-        self,
-        config: TrainConfig,
-        process: distributed.Process,
-        dataset: FaceDataset,
-        backbone: torch.nn.Module,
-        head: ClassifierHead | ShardedClassifierHead,
-        validation: BestValidation,
-        state: dict[str, Any] | None,
-        stop_requests: StopRequests,
-        progress: Progress | None,
-    ) -> None:
+    def __init__(self, config: TrainConfig, process: distributed.Process, dataset: FaceDataset, backbone: torch.nn.Module,
+                 head: ClassifierHead | ShardedClassifierHead, validation: BestValidation, state: dict[str, Any] | None, stop_requests: StopRequests,
+                 progress: Progress | None, start: Start | None) -> None:
         self.config = config
         self.process = process
         self.dataset = dataset
@@ -182,11 +194,8 @@ class _Loop:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.channels_last = uses_channels_last(config, self.device)
         self.network = place(backbone, head, config, process)
-        sharded = head if isinstance(head, ShardedClassifierHead) else None
-        self.optimisation = Optimisation(
-            self.network.parameters(), config, steps_per_epoch=self.steps_per_epoch, device=self.device, sharded_head=sharded
-        )
-        self.checkpoints = Checkpointer(self.run_dir, config, dataset, self.network, self.optimisation, process)
+        self.optimisation = Optimisation(self.network.backbone, self.network.head, config, steps_per_epoch=self.steps_per_epoch, device=self.device)
+        self.checkpoints = Checkpointer(self.run_dir, config, dataset, self.network, self.optimisation, process, start)
         self.position = Position()
         self.skipped: set[int] = set()
         self.last_values: dict[str, Any] = {}
@@ -305,14 +314,11 @@ class _Loop:
     def _step(self, micro_batches: list) -> tuple[dict[str, Any], str | None]:
         """One optimizer step over the micro-batches; returns the global figures and any stop request."""
         c = self.config
+        frozen = self.position.epoch < c.freeze_backbone_epochs
         reduced = accumulate(
-            self.module,
-            self.optimisation,
-            micro_batches,
-            process=self.process,
-            channels_last=self.channels_last,
-            diversity_weight=c.diversity_weight,
-            pending_stop=lambda: pending_stop(self.stop_requests, self.budget),
+            self.module, self.optimisation, micro_batches, process=self.process, channels_last=self.channels_last,
+            diversity_weight=c.diversity_weight, pending_stop=lambda: pending_stop(self.stop_requests, self.budget),
+            frozen_backbone=self.network.backbone if frozen else None,
         )
         if c.strict and reduced.unreadable > 0:
             bad_here = reduced.unreadable_here
@@ -326,7 +332,7 @@ class _Loop:
                 f"step {self.position.global_step + 1}: the training loss is {values['loss']}; the run diverged and "
                 f"no model was written from its weights; {again} with a lower --lr (now {c.lr:g}) or --warmup-epochs"
             )
-        self.optimisation.step()
+        self.optimisation.step(freeze_backbone=frozen)
         self.position = Position(self.position.epoch, self.position.step_in_epoch + 1, self.position.global_step + 1)
         if c.check_replicas:
             digests = distributed.gather_objects(weights_digest(replicated(self.network)), self.process)

@@ -141,7 +141,8 @@ class _Scored:
 
 
 class ShardedClassifierHead(nn.Module):
-    """This process's shard of a softmax / CosFace / ArcFace classifier, trained with its own row-wise SGD.
+    """This process's shard of a softmax / CosFace / ArcFace / combined-margin classifier, trained with its
+    own row-wise SGD.
 
     The rows are buffers, not parameters: DistributedDataParallel must neither broadcast nor average them,
     and the optimizer of the backbone must not see them. :meth:`step` applies SGD with momentum and weight
@@ -151,11 +152,11 @@ class ShardedClassifierHead(nn.Module):
 
     def __init__(
         self, embedding_size: int, num_classes: int, *, loss: str = "arcface", scale: float | None = None,
-        margin: float | None = None, sample_rate: float = 1.0, process: distributed.Process = distributed.Process(),
-        seed: int = 0,
+        margin: float | None = None, margins: tuple[float, float, float] | None = None, sample_rate: float = 1.0,
+        process: distributed.Process = distributed.Process(), seed: int = 0,
     ) -> None:
         super().__init__()
-        self.spec = MarginSpec.of(loss, scale=scale, margin=margin)
+        self.spec = MarginSpec.of(loss, scale=scale, margin=margin, margins=margins)
         if not 0 < sample_rate <= 1:
             raise ValueError(f"sample_rate must be in (0, 1], not {sample_rate}")
         if num_classes < process.world_size:
@@ -286,4 +287,4 @@ class ShardedClassifierHead(nn.Module):
     def extra_repr(self) -> str:
         spec = self.spec
         return (f"loss={spec.loss}, embedding_size={self.weight.shape[1]}, classes={self.start}..{self.stop - 1} of "
-                f"{self.num_classes}, sample_rate={self.sample_rate}, scale={spec.scale}, margin={spec.margin}")
+                f"{self.num_classes}, sample_rate={self.sample_rate}, scale={spec.scale}, margins={spec.margins}")

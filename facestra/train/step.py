@@ -53,13 +53,18 @@ class Reduced:
 
 def accumulate(
     module: nn.Module, optimisation: Optimisation, micro_batches: list, *, process: distributed.Process,
-    channels_last: bool, diversity_weight: float, pending_stop: Callable[[], str | None],
+    channels_last: bool, diversity_weight: float, pending_stop: Callable[[], str | None], frozen_backbone: nn.Module | None = None,
 ) -> Reduced:
     """Zero the gradients, forward and backward every micro-batch (gradients synchronised on the last one),
     and all-reduce the figures with this process's stop request, asked of ``pending_stop`` once the gradients
-    are in; the optimizer step is left to the caller."""
+    are in; the optimizer step is left to the caller. The BatchNorm layers of ``frozen_backbone`` normalise
+    with their running statistics and leave them as they are (a backbone frozen while its head trains)."""
     device = process.device
     module.train()
+    if frozen_backbone is not None:
+        for layer in frozen_backbone.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.eval()
     optimisation.zero_grad()
     # ce sum, diversity sum, correct, valid, unreadable: kept on the device, read once per step
     totals = torch.zeros(5, dtype=torch.float64, device=device)
