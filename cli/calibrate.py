@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from facestra.cli.options import check_command_outputs, dataclass_options, inference_options, progress_bar
+from facestra.cli.options import check_command_outputs, dataclass_options, inference_options, progress_bar, refuse_unused_options
 from facestra.verify.calibration import CalibrationOptions
 from facestra.verify.html_report import ReportOptions
 
@@ -36,6 +36,8 @@ def calibrate(checkpoint: Path, arch: str | None, data: Path, out: Path, save_mo
     from facestra.verify.calibration_job import read_source, save_calibrated_model, write_calibration
     from facestra.verify.calibration_report import format_calibration
 
+    if report is None:
+        refuse_unused_options(("report_pairs",), "only used with --report")
     try:
         options = CalibrationOptions(far, prior, bootstrap, max_pairs, held_out, seed)
     except ValueError as error:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from facestra.cli.options import check_command_outputs, dataclass_options, model_options, progress_bar
+from facestra.cli.options import check_command_outputs, dataclass_options, model_options, progress_bar, refuse_unused_options
 from facestra.embed.options import InferenceOptions
 from facestra.verify.compare import CompareOptions
 
@@ -43,6 +43,8 @@ def compare(photos: tuple[Path, ...], pair_list: Path | None, out: Path | None, 
         raise click.UsageError("--pairs compares the pairs of its list: give --out RESULTS.csv and no photo arguments")
     if out is not None and pair_list is None:
         raise click.UsageError("--out writes the rows of --pairs; for two photos use --json")
+    if compare_options["aligned"]:
+        refuse_unused_options(("min_score",), "not used with --aligned (no face is detected)")
     try:
         options = CompareOptions(**compare_options)
     except ValueError as error:

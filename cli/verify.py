@@ -64,6 +64,8 @@ def verify(
     """
     from facestra.protocols.ijb import is_ijb
 
+    if report is None:
+        refuse_unused_options(("report_pairs",), "only used with --report")
     if is_ijb(names):
         refuse_unused_options(("data_root", "save_embeddings"), "not used by an IJB benchmark (give its folder as --data)")
         template_options = TemplateOptions(ijb_flip, ijb_norm, ijb_detector_score)

@@ -305,3 +305,18 @@ def test_the_calibration_report_shows_the_hardest_errors_at_the_calibrated_thres
     existing = run("calibrate", "--checkpoint", setup / "model.pt", "--data", setup / "faces", "--out", tmp_path / "d.json",
                    "--report", report)
     assert existing.exit_code == 2 and "already exists" in existing.output and not (tmp_path / "d.json").exists()
+
+
+def test_options_a_mode_does_not_use_are_refused(setup, tmp_path) -> None:
+    photo = setup / "faces" / "id000" / "000.png"
+    cases = [
+        (["calibrate", "--checkpoint", setup / "model.pt", "--data", setup / "faces", "--out", tmp_path / "c.json", "--report-pairs", "3"],
+         "--report-pairs: only used with --report"),
+        (["compare", photo, photo, "--checkpoint", setup / "model.pt", "--aligned", "--min-score", "0.9"], "--min-score: not used with --aligned"),
+        (["compare", photo, photo, "--checkpoint", setup / "model.pt", "--aligned", "--threshold", "1", "--far", "0.1"],
+         "far and threshold both choose the operating point"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "c.json").exists()
