@@ -18,7 +18,7 @@ from sklearn.metrics import roc_curve
 
 from facestra import models
 from facestra.cli.main import main
-from facestra.data.images import image_to_tensor
+from facestra.data.images import FACESTRA_INPUT, normalize
 from facestra.protocols.ijb import read_ijb
 from facestra.verify import templates as T
 
@@ -98,9 +98,13 @@ def make_ijb(root: Path, seed: int = 0, one_to_n: bool = True) -> dict:
     return {"transforms": transforms, "subject_of": subject_of, "pairs": pairs, "landmarks": landmark_lines, "media": media_lines}
 
 
-def raw_by_hand(model, root: Path, made: dict) -> np.ndarray:
+def raw_by_hand(model, root: Path, made: dict, convention=FACESTRA_INPUT) -> np.ndarray:
     """Each loose crop warped by the inverse of the transform it was rendered with (to the 32x32 template),
-    the model called on it and on its mirror: [image, mirror] raw outputs."""
+    the model called on it and on its mirror, pixels normalised by ``convention``: [image, mirror] raw outputs."""
+
+    def image_to_tensor(bgr: np.ndarray) -> torch.Tensor:
+        return normalize(torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])), convention)
+
     ratio = INPUT[0] / 128.0  # reference_landmarks' rule for a square size that is not a multiple of 112
     rows = []
     for line, transform in zip(made["landmarks"], made["transforms"]):
@@ -516,3 +520,23 @@ def test_options_an_ijb_or_pair_benchmark_does_not_use_are_refused(checkpoint: P
         result = invoke(*pairs, *extra)
         assert result.exit_code == 2 and f"{flag}: only used with --benchmark ijbb or ijbc" in result.output, result.output
     assert not (tmp_path / "kept").exists() and not (tmp_path / "w").exists()
+
+
+def test_ijb_features_follow_the_models_input_convention(model, tmp_path: Path) -> None:
+    """IJB feeds a model the pixels of its own input convention, as embed and verify do (arcface_torch's
+    weights take (x/255 - 0.5)/0.5); a convention far from facestra's makes the difference plain."""
+    import copy
+
+    from facestra.data.images import InputConvention
+    from facestra.embed.inference import InferenceOptions
+    from facestra.verify import ijb_embed
+
+    other = copy.deepcopy(model)
+    other.input_convention = InputConvention(0.0, 255.0)  # pixels in [0, 1]
+    data = tmp_path / "IJBC"
+    made = make_ijb(data, seed=4, one_to_n=False)
+    raw = np.load(ijb_embed.embed_ijb(other, read_ijb("ijbc", data), tmp_path / "w", InferenceOptions(workers=0, device="cpu")).path)
+    expected = raw_by_hand(other, data, made, other.input_convention)
+    scale = 1e-2 * np.abs(expected).max()  # facestra's aligner against the known inverse warp
+    assert np.allclose(raw, expected, atol=scale)
+    assert np.abs(raw - raw_by_hand(other, data, made)).max() > 5 * scale  # facestra's own convention: other features

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from facestra.align.geometry import LandmarkError, estimate_similarity, outside_image_problem, reference_landmarks, warp_to_crop
-from facestra.data.images import decode_image
+from facestra.data.images import FACESTRA_INPUT, decode_image
 from facestra.data.images import normalize as normalize_pixels
 from facestra.embed.fingerprint import job_fingerprint as embedding_job
 from facestra.embed.inference import (
@@ -164,13 +164,14 @@ def _fill(model, data, matrix, done, journal, fingerprint, options, progress) ->
                         collate_fn=_collate, pin_memory=target.type == "cuda")
     saved_at = time.monotonic()
     was_training = model.training
+    convention = getattr(model, "input_convention", FACESTRA_INPUT)  # arcface_torch's weights take (x/255 - 0.5)/0.5
     model.eval()
     try:
         with torch.inference_mode():
             for indices, batch, problems in loader:
                 if problems:
                     raise UserError(problems[0], exit_code=1)
-                images = normalize_pixels(batch.to(target, non_blocking=True))
+                images = normalize_pixels(batch.to(target, non_blocking=True), convention)
                 raw = embed_batch(model, images, flip="concat", normalize=False).cpu().numpy()
                 refuse_meaningless_rows(raw, origins[done : done + len(indices)])
                 matrix[done : done + len(indices)] = raw
