@@ -162,7 +162,7 @@ def _field_option(field: dataclasses.Field, annotation: Any, only_given: bool) -
 def stra_options(command: Callable) -> Callable:
     """One option per :class:`facestra.models.StRAOptions` switch, given-only so plain ResNets accept a
     command line without them."""
-    from facestra.models.stra import StRAOptions
+    from facestra.models.stra_options import StRAOptions
 
     return dataclass_options(StRAOptions, only_given=True)(command)
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 
 from facestra.cli.main import COMMANDS, SHORT_HELP, main
 
@@ -81,3 +82,11 @@ def test_library_errors_name_settings_and_the_program_renders_them_as_flags(tmp_
     assert as_flags("run `facestra verify --data DIR`") == "run `facestra verify --data DIR`"  # not a setting name
     result = CliRunner().invoke(main, ["pack", "lfw", str(tmp_path / "missing.bin"), "--out", str(existing)])
     assert "`" not in result.output
+
+
+@pytest.mark.parametrize("verb", list(COMMANDS))
+def test_every_verbs_help_imports_no_torch(verb: str) -> None:
+    probe = (f"import sys\nfrom facestra.cli.main import main\ntry:\n    main([{verb!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+             "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "Usage:" in result.stdout and result.stdout.strip().splitlines()[-1] == "False", result.stdout[-300:]

@@ -2,11 +2,28 @@
 
 The public API is the configuration (:class:`TrainConfig`, :func:`build_config` for presets,
 :func:`resume_config` to continue a run), :func:`train`, and what it reports (:class:`TrainEvent` while it
-runs, :class:`TrainResult` when it ends); the modules of this package are its parts.
+runs, :class:`TrainResult` when it ends); the modules of this package are its parts. Names are imported on
+first use: the configuration is torch-free, so ``facestra train --help`` builds its options without torch.
 """
 
-from facestra.train.config import TrainConfig, build_config, resume_config
-from facestra.train.loop import TrainResult, train
-from facestra.train.metrics import TrainEvent
+from __future__ import annotations
 
-__all__ = ["TrainConfig", "TrainEvent", "TrainResult", "build_config", "resume_config", "train"]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "TrainConfig": "facestra.train.config",
+    "build_config": "facestra.train.config",
+    "resume_config": "facestra.train.config",
+    "TrainResult": "facestra.train.loop",
+    "train": "facestra.train.loop",
+    "TrainEvent": "facestra.train.metrics",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'facestra.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -20,13 +20,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from facestra.data.datasets import data_source
 from facestra.embed.options import DEVICES
 from facestra.errors import UserError
 from facestra.fields import IMAGE_SIDES, MAX_WORKERS, documented
-from facestra.models.stra import StRAOptions
-from facestra.train.heads import LOSSES
-from facestra.train.initial import initial_network
+from facestra.models.stra_options import StRAOptions
+from facestra.train.margins import LOSSES
 from facestra.train.run_folder import CONFIG, check_run_dir
 
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
@@ -218,6 +216,8 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
             raise UserError(f"{run_dir}: {_option(key)} cannot change when resuming")
         value = tuple(value) if isinstance(value, list) else value
         if key == "data" and value is not None:
+            from facestra.data.datasets import data_source  # torch: imported when a run resumes, not for --help
+
             value = data_source(value)
         if key == "init" and value is not None:
             value = str(Path(value).resolve())
@@ -276,6 +276,8 @@ def build_config(options: dict[str, Any], preset: str | None = None) -> TrainCon
     options = dict(options)
     switches = {key: options.pop(key) for key in StRAOptions.names() if key in options}
     if options.get("init") is not None:
+        from facestra.train.initial import initial_network  # torch: loaded with the weights, not for --help
+
         values.update(initial_network(Path(options["init"]), arch=options.get("arch")).options)
     values.update(options)
     if switches:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from facestra.errors import UserError
-from facestra.train import shard_files
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -53,6 +52,8 @@ def clear_run(run_dir: Path) -> None:
     """Remove an earlier run's files (only the files a run writes; anything else in the folder stays)."""
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
+    from facestra.train import shard_files  # torch: only when a run folder is cleared
+
     shard_files.remove_all(run_dir)
     board = run_dir / TENSORBOARD
     if board.is_dir():
