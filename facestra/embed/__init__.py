@@ -6,10 +6,8 @@ Only :class:`InferenceOptions` is imported eagerly; the rest loads torch, so it 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from facestra.embed.options import InferenceOptions
+from facestra.lazy import lazy_attributes
 
 _LAZY = {
     "EmbedReport": "facestra.embed.job",
@@ -24,8 +22,4 @@ _LAZY = {
 
 __all__ = ["InferenceOptions", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'facestra.embed' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -6,8 +6,7 @@ ONNX runtime path, :mod:`facestra.models.onnx_graph`, the fingerprint) must not 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from facestra.lazy import lazy_attributes
 
 _LAZY = {
     "Complexity": "facestra.models.cost",
@@ -36,8 +35,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'facestra.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -8,8 +8,7 @@ first use: the configuration is torch-free, so ``facestra train --help`` builds 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from facestra.lazy import lazy_attributes
 
 _LAZY = {
     "TrainConfig": "facestra.train.config",
@@ -22,8 +21,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'facestra.train' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
