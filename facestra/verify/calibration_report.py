@@ -5,12 +5,14 @@ from __future__ import annotations
 from facestra.verify.calibration_job import Calibration
 
 
-def _percent(value: float | None, digits: int = 2) -> str:
+def percent(value: float | None, digits: int = 2) -> str:
+    """A fraction as a percentage with ``digits`` decimals; ``-`` for a figure these data could not give."""
     return "-" if value is None else f"{100 * value:.{digits}f}"
 
 
-def _span(bounds: tuple[float, float] | None, digits: int = 2) -> str:
-    return "-" if bounds is None else f"{_percent(bounds[0], digits)}-{_percent(bounds[1], digits)}"
+def percent_span(bounds: tuple[float, float] | None, digits: int = 2) -> str:
+    """An interval of fractions as ``low-high`` in percent; ``-`` when no bootstrap draw could measure it."""
+    return "-" if bounds is None else f"{percent(bounds[0], digits)}-{percent(bounds[1], digits)}"
 
 
 def format_calibration(calibration: Calibration) -> str:
@@ -30,8 +32,8 @@ def format_calibration(calibration: Calibration) -> str:
             rows.append([f"{point.far_target:g}", "-", "-", "-", "-", "-", "not supported (too few impostor pairs)"])
             continue
         rows.append([
-            f"{point.far_target:g}", f"{point.threshold:.4f}", f"{point.distance_threshold:.4f}", _percent(point.tar),
-            _span(point.tar_interval), _percent(point.far, 5), _span(point.far_interval, 5),
+            f"{point.far_target:g}", f"{point.threshold:.4f}", f"{point.distance_threshold:.4f}", percent(point.tar),
+            percent_span(point.tar_interval), percent(point.far, 5), percent_span(point.far_interval, 5),
         ])
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(header))]
     lines += ["".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

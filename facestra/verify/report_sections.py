@@ -216,6 +216,7 @@ def calibration_section(calibration: Calibration, *, pairs: int = 12) -> Section
     errors judged by the first supported one, else the EER's), the operating points as a table, and the
     hardest errors with their faces."""
     from facestra.verify.calibration import genuine_corners
+    from facestra.verify.calibration_report import percent_span
 
     scored, result = calibration.scored, calibration.result
     supported = [p for p in result.points if p.supported and p.threshold is not None]
@@ -232,7 +233,7 @@ def calibration_section(calibration: Calibration, *, pairs: int = 12) -> Section
             rows.append((f"{point.far_target:g}", "-", "-", "-", "-", "-", "not supported: " + (point.reason or "")))
             continue
         rows.append((f"{point.far_target:g}", f"{point.threshold:.4f}", f"{point.distance_threshold:.4f}", f"{100 * point.tar:.2f}",
-                     _span(point.tar_interval), f"{100 * point.far:.4f}", _span(point.far_interval, 4)))
+                     percent_span(point.tar_interval), f"{100 * point.far:.4f}", percent_span(point.far_interval, 4)))
     table = Table("Calibrated operating points (95 % intervals over identities)",
                   ("target FAR", "cosine >=", "distance <=", "TAR %", "TAR 95 %", "FAR achieved %", "FAR 95 %"), tuple(rows))
     num_genuine = len(scored.genuine)
@@ -250,10 +251,6 @@ def calibration_section(calibration: Calibration, *, pairs: int = 12) -> Section
         judged_by=f"by {judged}", pair_images=pair_images if images is not None else None, pairs=pairs, tables=[table],
         roc=(np.concatenate(([0.0], far, [1.0])), np.concatenate(([0.0], tar, [1.0]))), warnings=result.warnings,
     )
-
-
-def _span(bounds: tuple[float, float] | None, digits: int = 2) -> str:
-    return "-" if bounds is None else f"{100 * bounds[0]:.{digits}f}-{100 * bounds[1]:.{digits}f}"
 
 
 def write_calibration_report(path: str | os.PathLike, calibration: Calibration, *, model: nn.Module, checkpoint: str | os.PathLike,
