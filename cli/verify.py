@@ -72,6 +72,7 @@ def verify(
         report_options = ReportOptions(report, report_pairs)
         return verify_ijb_command(checkpoint, arch, names, data, json_path, roc_path, work, template_options, report_options, overwrite, inference)
     from facestra.embed.inference import InferenceOptions, load_for_inference
+    from facestra.models.record import record_of
     from facestra.verify.benchmarks import check_each, select_each, verify_each
     from facestra.verify.figures import figure_format, plot_roc
     from facestra.verify.report import format_table, report_dict, write_json
@@ -103,9 +104,9 @@ def verify(
         for outcome in outcomes:
             for warning in outcome.warnings:
                 click.echo(f"warning: {warning}", err=True)
-        click.echo(format_table(outcomes, model.arch))
+        click.echo(format_table(outcomes, record_of(model).arch))
         if json_path:
-            figures = report_dict(outcomes, checkpoint=str(checkpoint), network=model.arch, flip=options.flip, failures=failures)
+            figures = report_dict(outcomes, checkpoint=str(checkpoint), network=record_of(model).arch, flip=options.flip, failures=failures)
             write_json(figures, json_path)
             click.echo(f"wrote {json_path}")
         if roc_path:
@@ -159,6 +160,7 @@ def verify_ijb_command(
     """The IJB branch of ``verify``: one benchmark from its official folder."""
     from facestra.embed.inference import InferenceOptions, load_for_inference
     from facestra.errors import UserError
+    from facestra.models.record import record_of
     from facestra.protocols.ijb import ijb_name, read_ijb
     from facestra.verify.figures import figure_format
     from facestra.verify.ijb import check_work_folder, format_ijb_table, ijb_report_dict, plot_ijb_roc, verify_ijb, work_folder
@@ -189,9 +191,9 @@ def verify_ijb_command(
         click.echo(f"note: {outcome.resumed_from} of {len(benchmark.images)} images' features were already in {folder}", err=True)
     for warning in outcome.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(format_ijb_table(outcome, model.arch))
+    click.echo(format_ijb_table(outcome, record_of(model).arch))
     if json_path:
-        write_json(ijb_report_dict(outcome, checkpoint=str(checkpoint), network=model.arch, options=template_options), json_path)
+        write_json(ijb_report_dict(outcome, checkpoint=str(checkpoint), network=record_of(model).arch, options=template_options), json_path)
         click.echo(f"wrote {json_path}")
     if roc_path:
         plot_ijb_roc(outcome, roc_path)

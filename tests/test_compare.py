@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from facestra import models
 from facestra.cli.main import main
+from facestra.models.record import with_record
 from facestra.verify.compare import DEFAULT_THRESHOLD, CompareOptions, compare_images
 
 pytest.importorskip("yuface")
@@ -81,7 +82,7 @@ def test_threshold_comes_from_the_model_file_else_the_default(photos, tmp_path) 
     model = models.load(photos / "model.pt")
     same = compare_images(model, photos / "pair" / "a.png", photos / "pair" / "a.png")
     assert same.threshold == DEFAULT_THRESHOLD and same.distance == pytest.approx(0, abs=1e-9) and same.same
-    model.verification = {"benchmark": "lfw", "threshold": 0.0, "accuracy": 0.99}
+    with_record(model, verification={"benchmark": "lfw", "threshold": 0.0, "accuracy": 0.99})
     models.save(model, tmp_path / "recorded.pt")
     result = run("compare", photos / "pair" / "a.png", photos / "pair" / "a.png", "--checkpoint", tmp_path / "recorded.pt")
     assert "threshold 0.0000 (model file (lfw))" in result.output

@@ -210,7 +210,7 @@ def test_the_model_file_of_a_fine_tuned_run_exports_with_the_weights_convention(
                         "max_steps": 2, **RUN}))
     export_onnx(models.load(run / "model.pt"), tmp_path / "model.onnx")
     exported = load_onnx(tmp_path / "model.onnx")
-    assert exported.input_convention == ARCFACE_INPUT
+    assert exported.record.input_convention == ARCFACE_INPUT
     pixels = torch.randint(0, 256, (2, 3, 32, 32)).float()
     network = models.load(run / "model.pt")
     expected = F.normalize(network((pixels - 127.5) / 127.5), dim=1)

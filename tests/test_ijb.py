@@ -529,14 +529,15 @@ def test_ijb_features_follow_the_models_input_convention(model, tmp_path: Path) 
 
     from facestra.data.images import InputConvention
     from facestra.embed.inference import InferenceOptions
+    from facestra.models.record import with_record
     from facestra.verify import ijb_embed
 
     other = copy.deepcopy(model)
-    other.input_convention = InputConvention(0.0, 255.0)  # pixels in [0, 1]
+    with_record(other, input_convention=InputConvention(0.0, 255.0))  # pixels in [0, 1]
     data = tmp_path / "IJBC"
     made = make_ijb(data, seed=4, one_to_n=False)
     raw = np.load(ijb_embed.embed_ijb(other, read_ijb("ijbc", data), tmp_path / "w", InferenceOptions(workers=0, device="cpu")).path)
-    expected = raw_by_hand(other, data, made, other.input_convention)
+    expected = raw_by_hand(other, data, made, other.record.input_convention)
     scale = 1e-2 * np.abs(expected).max()  # facestra's aligner against the known inverse warp
     assert np.allclose(raw, expected, atol=scale)
     assert np.abs(raw - raw_by_hand(other, data, made)).max() > 5 * scale  # facestra's own convention: other features

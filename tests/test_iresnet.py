@@ -56,7 +56,7 @@ def test_the_architecture_of_a_backbone_pth_is_read_from_its_tensors(tmp_path) -
     path = tmp_path / "backbone.pth"
     torch.save({f"module.{k}": v for k, v in state.items()}, path)  # as saved from a DDP wrapper
     model = models.load(path)
-    assert model.arch == "iresnet50" and model.embedding_size == 256
+    assert model.record.arch == "iresnet50" and model.embedding_size == 256
     x = torch.randn(2, 3, 112, 112)
     with torch.no_grad():
         np.testing.assert_allclose(model(x).numpy(), functional_forward(state, "iresnet50", x).numpy(), rtol=1e-3, atol=1e-3)
@@ -108,7 +108,7 @@ def test_model_files_record_their_input_convention(tmp_path) -> None:
     models.save(arcface, tmp_path / "converted.pt")
     payload = torch.load(tmp_path / "converted.pt", weights_only=True)
     assert payload["input"] == {"colour": "RGB", "mean": 127.5, "std": 127.5}
-    assert models.load(tmp_path / "converted.pt").input_convention == arcface.input_convention
+    assert models.load(tmp_path / "converted.pt").record.input_convention == arcface.record.input_convention
     own = models.create("iresnet18", width=0.125)
     models.save(own, tmp_path / "own.pt")
     assert torch.load(tmp_path / "own.pt", weights_only=True)["input"] == {"colour": "RGB", "mean": 127.5, "std": 128.0}
@@ -165,6 +165,6 @@ def test_iresnet_stra_trains_and_its_model_file_records_the_validation_threshold
     assert steps and all(0 < r["diversity"] <= 3 * 7 for r in steps)  # three StRA units in stage 4
     val = [r for r in rows if r["kind"] == "val"][-1]
     model = models.load(run / "model.pt")
-    assert model.arch == "iresnet50_stra" and model.input_convention.std == 128.0
-    assert model.verification["benchmark"] == "heldout" and 0 <= model.verification["threshold"] < 4
-    assert model.verification["accuracy"] == pytest.approx(val["heldout_accuracy"])
+    assert model.record.arch == "iresnet50_stra" and model.record.input_convention.std == 128.0
+    assert model.record.verification["benchmark"] == "heldout" and 0 <= model.record.verification["threshold"] < 4
+    assert model.record.verification["accuracy"] == pytest.approx(val["heldout_accuracy"])

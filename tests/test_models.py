@@ -23,7 +23,7 @@ def test_every_architecture_embeds_and_backpropagates(name: str) -> None:
     x = torch.randn(3, 3, 32, 32)
     embedding, diversity = model.forward_with_diversity(x)
     assert embedding.shape == (3, 64)
-    assert model.embedding_size == 64 and model.input_size == (32, 32) and model.arch == name
+    assert model.embedding_size == 64 and model.input_size == (32, 32) and model.record.arch == name
     assert diversity.shape == (3,)
     (embedding.square().mean() + diversity.mean()).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
@@ -116,7 +116,7 @@ def test_save_and_load_give_identical_embeddings(tmp_path) -> None:
     loaded = models.load(path)
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(model(x), loaded(x))
-    assert loaded.arch_kwargs == model.arch_kwargs | {"input_size": (32, 32)}
+    assert loaded.record.arch_kwargs == model.record.arch_kwargs | {"input_size": (32, 32)}
 
 
 def test_load_rejects_missing_and_foreign_files(tmp_path) -> None:
@@ -225,3 +225,24 @@ def test_a_backbone_pth_with_integer_tensors_is_one_line(tmp_path) -> None:
     torch.save(state, tmp_path / "backbone.pth")
     with pytest.raises(UserError, match=r"backbone.pth: tensor 'layer1.0.conv1.weight' holds int8 values, but iresnet18 needs floating-point"):
         models.load(tmp_path / "backbone.pth")
+
+
+def test_a_model_carries_one_typed_record_of_what_it_is(tmp_path) -> None:
+    """Architecture, arguments, input convention, what was measured and where the weights came from: one
+    record, replaced (never changed in place), saved and read back; no separate attributes."""
+    from dataclasses import FrozenInstanceError
+
+    from facestra.models.record import ModelRecord, with_record
+
+    model = models.create("resnet18", width=0.125, input_size=(32, 32), embedding_size=16)
+    assert model.record == ModelRecord(arch="resnet18", arch_kwargs={"width": 0.125, "input_size": (32, 32), "embedding_size": 16})
+    assert not any(hasattr(model, name) for name in ("arch", "arch_kwargs", "input_convention", "verification", "calibration"))
+    with pytest.raises(FrozenInstanceError):
+        model.record.arch = "other"  # type: ignore[misc]
+    with_record(model, verification={"benchmark": "lfw", "threshold": 1.2, "accuracy": 0.9}, initialised_from={"path": "a", "sha256": "b"})
+    models.save(model, tmp_path / "m.pt")
+    loaded = models.load(tmp_path / "m.pt").record
+    assert loaded.origin == "facestra model file" and loaded.arch == "resnet18"
+    assert loaded.verification == {"benchmark": "lfw", "threshold": 1.2, "accuracy": 0.9}
+    assert loaded.initialised_from == {"path": "a", "sha256": "b"} and loaded.calibration is None
+    assert loaded.input_convention == model.record.input_convention

@@ -63,7 +63,7 @@ def test_each_loss_learns_and_verifies_held_out_identities(shapes, tmp_path, los
     # best.pt is a model file that verify/embed load; model.pt is the final backbone
     best = models.load(run / "best.pt")
     final = models.load(run / "model.pt")
-    assert best.arch == final.arch == "resnet18" and final.embedding_size == 32
+    assert best.record.arch == final.record.arch == "resnet18" and final.embedding_size == 32
     identities = json.loads((run / "identities.json").read_text())["identities"]
     assert identities == sorted(p.name for p in shapes["data"].iterdir())
 
@@ -76,7 +76,7 @@ def test_stra_network_trains_with_its_diversity_loss(shapes, tmp_path):
     for row in rows:
         assert 0 < row["diversity"] < 3 * 7  # summed over 3 StRA blocks, each in [0, G - 1]
         assert row["loss"] == pytest.approx(row["cls_loss"] + 0.1 * row["diversity"], rel=1e-9)
-    assert models.load(run / "model.pt").arch == "resnet50_stra"
+    assert models.load(run / "model.pt").record.arch == "resnet50_stra"
 
 
 def test_learning_rate_schedule_follows_the_paper():
@@ -286,7 +286,7 @@ def test_stra_switches_reach_the_network_and_are_refused_for_plain_resnets(shape
     ok = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "a"), "--arch", "resnet50_stra", "--groups", "4", "--no-mode-interaction"])
     assert ok.exit_code == 0, ok.output
     model = models.load(tmp_path / "a" / "model.pt")
-    assert model.arch_kwargs["groups"] == 4 and model.arch_kwargs["mode_interaction"] is False
+    assert model.record.arch_kwargs["groups"] == 4 and model.record.arch_kwargs["mode_interaction"] is False
     refused = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b"), "--groups", "4"])
     assert refused.exit_code == 2 and refused.output.startswith("error: --arch resnet18:")
     assert not (tmp_path / "b").exists()
@@ -359,7 +359,7 @@ def test_accumulation_mixed_precision_channels_last_and_step_validation(shapes, 
     rows = _metrics(run)
     assert len(rows) == 4 and all(np.isfinite(r["loss"]) for r in rows)
     assert [v["step"] for v in _metrics(run, "val")] == [2, 4]
-    assert result.best_path == run / "best.pt" and models.load(result.best_path).arch == "resnet18"
+    assert result.best_path == run / "best.pt" and models.load(result.best_path).record.arch == "resnet18"
 
 
 def test_resume_refuses_changed_data(tmp_path):

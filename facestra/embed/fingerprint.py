@@ -14,6 +14,8 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from facestra.models.record import record_of
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -23,11 +25,11 @@ def model_digest(model: nn.Module) -> str:
     an ONNX model's file) and how it is fed (architecture, input size, input convention)."""
     from facestra.models.fingerprint import weights_sha256
 
-    convention = getattr(model, "input_convention", None)
+    convention = record_of(model).input_convention
     described = {
-        "arch": str(getattr(model, "arch", "")),
+        "arch": record_of(model).arch,
         "input_size": [int(v) for v in getattr(model, "input_size", ())],
-        "input": convention.as_dict() if hasattr(convention, "as_dict") else str(convention),
+        "input": convention.as_dict(),
         "weights": weights_sha256(model),
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()

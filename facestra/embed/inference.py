@@ -27,11 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from facestra.data.images import FACESTRA_INPUT, ImageSizeError, load_pixels
+from facestra.data.images import ImageSizeError, load_pixels
 from facestra.data.images import normalize as normalize_pixels
 from facestra.embed.options import FLIP_MODES, FlipMode, InferenceOptions
 from facestra.embed.sanity import refuse_identical_rows, refuse_meaningless_rows
 from facestra.errors import UserError
+from facestra.models.record import record_of
 
 if TYPE_CHECKING:
     from facestra.protocols import Benchmark
@@ -179,7 +180,7 @@ def iter_embeddings(
     model.to(target)
     names = [str(s) if isinstance(s, Path) else f"image {i}" for i, s in enumerate(sources)] if names is None else names
     dataset = _ImageDataset(sources, names, tuple(model.input_size), options.resize)
-    convention = getattr(model, "input_convention", FACESTRA_INPUT)
+    convention = record_of(model).input_convention
     loader = DataLoader(
         dataset,
         batch_size=options.batch_size,

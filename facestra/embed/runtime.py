@@ -41,7 +41,7 @@ def embed_with_runtime(
         raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
     if names is None:
         names = [str(s) if isinstance(s, Path) else f"image {i}" for i, s in enumerate(sources)]
-    convention = model.input_convention
+    convention = model.record.input_convention
     parts = []
     for start in range(0, len(sources), batch_size):
         chunk = range(start, min(start + batch_size, len(sources)))

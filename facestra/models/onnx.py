@@ -24,10 +24,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from facestra.data.images import ARCFACE_INPUT, FACESTRA_INPUT, RAW_INPUT, InputConvention
+from facestra.data.images import ARCFACE_INPUT, RAW_INPUT, InputConvention
 from facestra.errors import UserError
 from facestra.io import atomic_write
 from facestra.models.onnx_runtime import OnnxRuntimeModel, first_line, graph_convention, open_onnx
+from facestra.models.record import record_of
 from facestra.models.registry import load
 
 #: The opsets ``export`` writes, measured with the TorchScript exporter: every network at 11..21, except
@@ -53,7 +54,7 @@ def _onnx_packages() -> tuple[Any, Any]:
 class OnnxModel(nn.Module):
     """An ONNX recognition model (:class:`facestra.models.onnx_runtime.OnnxRuntimeModel`) behind the
     interface of facestra's networks (``forward`` on normalised N x 3 x H x W tensors, ``embedding_size``,
-    ``input_size``, ``input_convention``, ``arch``), for the batched embedding code.
+    ``input_size``, ``record``), for the batched embedding code.
 
     It has no parameters; inputs go to onnxruntime from the CPU and the features come back on the
     device of the input.
@@ -64,10 +65,9 @@ class OnnxModel(nn.Module):
         self.runtime = runtime
         self.session = runtime.session
         self.path = runtime.path
-        self.input_convention = runtime.input_convention
+        self.record = runtime.record
         self.input_size = runtime.input_size
         self.embedding_size = runtime.embedding_size
-        self.arch = runtime.arch
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.from_numpy(self.runtime.run(x.detach().float().cpu().numpy())).to(x.device)
@@ -95,7 +95,7 @@ class _Normalised(nn.Module):
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET) -> InputConvention:
     """Write ``model`` as an ONNX recognition model at ``path`` (atomically); returns the convention that
     an ONNX reader infers from the file (raw pixels when facestra's was baked in)."""
-    convention = getattr(model, "input_convention", FACESTRA_INPUT)
+    convention = record_of(model).input_convention
     was_training = model.training
     device = next(model.parameters()).device
     network = model.to("cpu", memory_format=torch.contiguous_format).float()
@@ -149,7 +149,7 @@ def _describe(proto: Any, model: nn.Module, convention: InputConvention) -> None
     """Record where the file comes from and what its network expects, as model metadata."""
     entries = {
         "producer": "facestra",
-        "facestra.arch": str(getattr(model, "arch", "")),
+        "facestra.arch": record_of(model).arch,
         "facestra.input_mean": f"{convention.mean:g}",
         "facestra.input_std": f"{convention.std:g}",
         "facestra.colour": "RGB",
@@ -194,11 +194,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     model = load(checkpoint, arch=arch)
     low, high = supported_opsets(model)
     if not low <= opset <= high:
-        raise UserError(f"`opset` {opset}: {model.arch} needs ONNX opset {low} to {high}"
+        raise UserError(f"`opset` {opset}: {record_of(model).arch} needs ONNX opset {low} to {high}"
                         + (" (StRA's attention uses einsum, added in opset 12)" if low > OPSETS[0] else ""))
     try:
         written = export_onnx(model, out, opset=opset)
     except (RuntimeError, ValueError, TypeError) as error:  # the exporter's own errors subclass these
-        raise UserError(f"`opset` {opset}: the ONNX exporter cannot express {model.arch} at this opset "
+        raise UserError(f"`opset` {opset}: the ONNX exporter cannot express {record_of(model).arch} at this opset "
                         f"({first_line(error)}); try opset {low} to {high}") from None
-    return ExportReport(out, model.arch, tuple(model.input_size), int(model.embedding_size), baked=written == RAW_INPUT)
+    return ExportReport(out, record_of(model).arch, tuple(model.input_size), int(model.embedding_size), baked=written == RAW_INPUT)

@@ -24,6 +24,7 @@ import numpy as np
 
 from facestra.data.images import ARCFACE_INPUT, RAW_INPUT, InputConvention
 from facestra.errors import UserError
+from facestra.models.record import ModelRecord
 
 #: ArcFaceONNX looks for the normalising nodes among the graph's first nodes only.
 CONVENTION_NODES = 8
@@ -89,12 +90,11 @@ class OnnxRuntimeModel:
                  input_size: tuple[int, int], input_dtype: type = np.float32) -> None:
         self.session = session
         self.path = path
-        self.input_convention = convention
+        self.record = ModelRecord(arch=f"onnx:{path.name}", input_convention=convention, origin="onnx")
         self.fixed_batch = fixed_batch
         self.input_size = input_size
         self.input_dtype = input_dtype
         self.embedding_size = 0
-        self.arch = f"onnx:{path.name}"
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
 

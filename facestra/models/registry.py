@@ -26,6 +26,7 @@ from facestra.errors import UserError
 from facestra.io import atomic_write, check_readable
 from facestra.models.iresnet import IRESNET_LAYERS, IBasicBlock, IResNet
 from facestra.models.memory import check_fits
+from facestra.models.record import ModelRecord, record_of, with_record
 from facestra.models.recorded import check_recorded_verification, create_recorded
 from facestra.models.resnet import BasicBlock, Bottleneck, FaceResNet
 from facestra.models.stages import CONV3X3, Block, FaceNetwork
@@ -33,10 +34,6 @@ from facestra.models.state_dicts import backbone_tensors, infer_iresnet, load_st
 from facestra.models.stra import StRAOptions, stra_mid_layer
 
 CHECKPOINT_FORMAT = "facestra-model/1"
-#: What a model file says about its weights besides them: what training's --val measured, facestra
-#: calibrate's figures, and the file a fine-tuned run started from (``--init``: path and sha256).
-MODEL_RECORDS = ("verification", "calibration", "initialised_from")
-
 
 @dataclass(frozen=True)
 class Architecture:
@@ -97,27 +94,27 @@ def create(name: str, *, memory_copies: int = 1, **kwargs: Any) -> FaceNetwork:
         with torch.device("meta"):
             check_fits(_ARCHITECTURES[name].build(**kwargs), name, copies=memory_copies)
     model = _ARCHITECTURES[name].build(**kwargs)
-    model.arch = name
-    model.arch_kwargs = dict(kwargs)
-    model.input_convention = FACESTRA_INPUT
+    model.record = ModelRecord(arch=name, arch_kwargs=dict(kwargs), input_convention=FACESTRA_INPUT)
     return model
 
 
 def save(model: FaceNetwork, path: str | os.PathLike) -> None:
-    """Write architecture, arguments, embedding size, input convention and weights to ``path`` (atomically)."""
+    """Write architecture, arguments, embedding size, input convention, what the record stores (verification,
+    calibration, where the weights started) and the weights to ``path`` (atomically)."""
+    record = record_of(model)
     payload = {
         "format": CHECKPOINT_FORMAT,
-        "arch": model.arch,
-        "kwargs": _plain(model.arch_kwargs),
+        "arch": record.arch,
+        "kwargs": _plain(record.arch_kwargs),
         "embedding_size": model.embedding_size,
         "input_size": list(model.input_size),
-        "input": getattr(model, "input_convention", FACESTRA_INPUT).as_dict(),
+        "input": record.input_convention.as_dict(),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
-    for record in MODEL_RECORDS:
-        value = getattr(model, record, None)
+    for name in ModelRecord.STORED:
+        value = getattr(record, name)
         if value:
-            payload[record] = _plain(value)
+            payload[name] = _plain(value)
     with atomic_write(path) as tmp:
         torch.save(payload, tmp)
 
@@ -155,13 +152,10 @@ def _from_model_file(payload: dict, path: Path) -> FaceNetwork:
         raise UserError(f"{path}: not a facestra model file: unknown architecture {payload['arch']!r}")
     model = create_recorded(payload["arch"], payload["kwargs"], path)
     load_strict(model, state, path, payload["arch"])
-    model.input_convention = _convention(payload.get("input"), path)
+    stored = {name: payload[name] for name in ("calibration", "initialised_from") if isinstance(payload.get(name), dict)}
     if payload.get("verification") is not None:
-        model.verification = check_recorded_verification(payload["verification"], path)
-    for record in MODEL_RECORDS:
-        if record != "verification" and isinstance(payload.get(record), dict):
-            setattr(model, record, payload[record])
-    return model
+        stored["verification"] = check_recorded_verification(payload["verification"], path)
+    return with_record(model, input_convention=_convention(payload.get("input"), path), origin="facestra model file", **stored)
 
 
 def _convention(entry: Any, path: Path) -> InputConvention:
@@ -190,8 +184,7 @@ def _from_state_dict(payload: Any, path: Path, arch: str | None) -> FaceNetwork:
     model = create(name, **kwargs)
     load_strict(model, tensors, path, name)
     # arcface_torch trains on (x/255 - 0.5)/0.5; a bare state dict of facestra's own ResNets keeps facestra's.
-    model.input_convention = ARCFACE_INPUT if name.startswith("iresnet") else FACESTRA_INPUT
-    return model
+    return with_record(model, input_convention=ARCFACE_INPUT if name.startswith("iresnet") else FACESTRA_INPUT, origin="state dict")
 
 
 def _plain(value: Any) -> Any:

@@ -23,6 +23,7 @@ from facestra import models
 from facestra.data.images import InputConvention
 from facestra.errors import UserError
 from facestra.models.fingerprint import file_sha256
+from facestra.models.record import record_of, with_record
 from facestra.models.stra import StRAOptions
 
 
@@ -45,8 +46,7 @@ class Start:
 
     def apply(self, backbone: nn.Module) -> None:
         """Give the run's backbone the weights' convention and the record its model files carry."""
-        backbone.input_convention = self.convention
-        backbone.initialised_from = {"path": self.path, "sha256": self.sha256}
+        with_record(backbone, input_convention=self.convention, initialised_from={"path": self.path, "sha256": self.sha256})
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,11 @@ class InitialNetwork:
     @property
     def options(self) -> dict[str, Any]:
         """The training options that describe this network (arch, width, embedding and input size, StRA)."""
-        kwargs = self.network.arch_kwargs
+        record = record_of(self.network)
+        kwargs = record.arch_kwargs
         switches = {name: kwargs[name] for name in StRAOptions.names() if name in kwargs}
         return {
-            "arch": self.network.arch,
+            "arch": record.arch,
             "width": float(kwargs.get("width", 1.0)),
             "embedding_size": int(self.network.embedding_size),
             "input_size": tuple(self.network.input_size),
@@ -104,5 +105,5 @@ def initial_network(path: Path, *, arch: str | None = None) -> InitialNetwork:
     """The network in ``path`` (a facestra model file, arcface_torch's backbone.pth or checkpoint_gpu_*.pt;
     ``arch`` names a bare state dict's network), with the refusals of :func:`facestra.models.load`."""
     network = models.load(path, arch=arch)
-    start = Start(str(Path(path).resolve()), file_sha256(path), network.input_convention)
+    start = Start(str(Path(path).resolve()), file_sha256(path), record_of(network).input_convention)
     return InitialNetwork(start, network)

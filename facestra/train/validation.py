@@ -21,6 +21,7 @@ from torch import nn
 from facestra import models
 from facestra.embed.inference import InferenceOptions
 from facestra.errors import UserError
+from facestra.models.record import with_record
 from facestra.protocols import load_benchmark
 from facestra.train import distributed
 from facestra.train.run_folder import BEST
@@ -105,7 +106,7 @@ class BestValidation:
         accuracies = {outcome.benchmark.name: float(outcome.result.accuracy) for outcome in outcomes}
         mean = sum(accuracies.values()) / len(accuracies)
         # The model files saved from now on carry the threshold, so that `facestra compare` decides with it.
-        backbone.verification = verification_record(outcomes)
+        with_record(backbone, verification=verification_record(outcomes))
         values: dict[str, float | bool] = {**{f"{name}_accuracy": acc for name, acc in accuracies.items()}, "mean_accuracy": mean}
         if self.best_accuracy is None or mean > self.best_accuracy:
             self.best_accuracy = mean

@@ -141,7 +141,9 @@ def load_calibration(path: str | Path) -> StoredCalibration:
 
 def carried_calibration(model: nn.Module) -> StoredCalibration | None:
     """The calibration a facestra model file carries (written by ``calibrate --save-model``), if any."""
-    data = getattr(model, "calibration", None)
+    from facestra.models.record import record_of
+
+    data = record_of(model).calibration
     return None if data is None else StoredCalibration.from_dict(data, "the model file's calibration")
 
 
@@ -232,6 +234,7 @@ def calibrate(
     came from, recorded in the result."""
     from facestra.embed.inference import load_for_inference
     from facestra.models.fingerprint import weights_sha256
+    from facestra.models.record import record_of
     from facestra.verify.checks import check_benchmark
 
     if isinstance(model, (str, Path)):
@@ -247,7 +250,7 @@ def calibrate(
     warnings = checked + list(result.warnings)
     result = CalibrationResult(**{**result.__dict__, "warnings": tuple(warnings)})
     described = {
-        "weights_sha256": weights_sha256(model), "network": str(getattr(model, "arch", type(model).__name__)),
+        "weights_sha256": weights_sha256(model), "network": record_of(model).arch,
         "checkpoint": None if checkpoint is None else str(checkpoint), "flip": inference.flip, "input_size": [int(v) for v in model.input_size],
     }
     names = tuple(str(path) for path in source.images) if isinstance(source, IdentityFolder) else \
@@ -288,17 +291,19 @@ def save_calibrated_model(model: nn.Module, calibration: Calibration, out: str |
     """A facestra model file of ``model``'s weights carrying ``calibration``; the user's file is never
     touched (``out`` must be another path). ONNX models hold their graph and cannot carry one."""
     from facestra.models import registry
+    from facestra.models.record import record_of, with_record
 
     out = Path(out)
     if getattr(model, "session", None) is not None:
         raise UserError(f"`save_model` {out}: an ONNX model cannot carry a calibration; keep the JSON and pass `calibration`")
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists; choose another `save_model` or pass `overwrite`")
-    model.calibration = _json_ready(calibration.as_dict())
+    original = record_of(model)
+    with_record(model, calibration=_json_ready(calibration.as_dict()))
     try:
         registry.save(model, out)
     finally:
-        del model.calibration
+        model.record = original
 
 
 def _json_ready(value: Any) -> Any:

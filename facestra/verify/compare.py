@@ -26,6 +26,7 @@ import numpy as np
 from facestra.embed.options import InferenceOptions
 from facestra.errors import UserError
 from facestra.fields import documented
+from facestra.models.record import record_of
 
 if TYPE_CHECKING:
     from torch import nn
@@ -136,7 +137,7 @@ def choose_threshold(model: nn.Module, given: float | None) -> tuple[float, str]
     """The uncalibrated threshold and where it comes from: given, recorded by training's --val, or the default."""
     if given is not None:
         return float(given), "given"
-    record = getattr(model, "verification", None)
+    record = record_of(model).verification
     if isinstance(record, dict) and isinstance(record.get("threshold"), (int, float)):
         return float(record["threshold"]), f"model file ({record.get('benchmark', 'validation')})"
     return DEFAULT_THRESHOLD, "default"

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from facestra.align.geometry import LandmarkError, estimate_similarity, outside_image_problem, reference_landmarks, warp_to_crop
-from facestra.data.images import FACESTRA_INPUT, decode_image
+from facestra.data.images import decode_image
 from facestra.data.images import normalize as normalize_pixels
 from facestra.embed.fingerprint import job_fingerprint as embedding_job
 from facestra.embed.inference import (
@@ -39,6 +39,7 @@ from facestra.embed.job import JOURNAL_INTERVAL_S, _load_journal
 from facestra.errors import UserError
 from facestra.io import open_reserved_memmap, read_file, remove_dead_temporaries, write_text_atomic
 from facestra.locks import output_lock
+from facestra.models.record import record_of
 from facestra.protocols.ijb import IJBData
 
 
@@ -164,7 +165,7 @@ def _fill(model, data, matrix, done, journal, fingerprint, options, progress) ->
                         collate_fn=_collate, pin_memory=target.type == "cuda")
     saved_at = time.monotonic()
     was_training = model.training
-    convention = getattr(model, "input_convention", FACESTRA_INPUT)  # arcface_torch's weights take (x/255 - 0.5)/0.5
+    convention = record_of(model).input_convention  # arcface_torch's weights take (x/255 - 0.5)/0.5
     model.eval()
     try:
         with torch.inference_mode():

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facestra.models.fingerprint import file_sha256
+from facestra.models.record import record_of
 from facestra.verify.hardest import hardest_errors
 from facestra.verify.html_report import Marker, ModelFacts, ReportFacts, ReportImage, Section, ShownPair, Table, write_report
 
@@ -33,16 +34,15 @@ IJB_REPORT_FAR = 1e-4  # the IJB operating point whose errors are shown, the FAR
 def model_facts(model: nn.Module, checkpoint: str | os.PathLike) -> ModelFacts:
     """Architecture, parameters and multiply-adds (not counted for ONNX graphs), input convention and
     size, embedding size and the checkpoint's SHA-256."""
-    from facestra.data.images import FACESTRA_INPUT
 
-    arch = str(getattr(model, "arch", type(model).__name__))
+    arch = record_of(model).arch
     params = macs = None
     if not arch.startswith("onnx:"):
         from facestra.models.cost import complexity
 
         cost = complexity(model)
         params, macs = int(cost.params), int(cost.macs)
-    convention = getattr(model, "input_convention", FACESTRA_INPUT)
+    convention = record_of(model).input_convention
     height, width = model.input_size
     described = f"RGB {height}x{width}, (x - {convention.mean:g}) / {convention.std:g}"
     return ModelFacts(arch, str(checkpoint), file_sha256(checkpoint), params, macs, described, int(model.embedding_size))
