@@ -134,7 +134,7 @@ def find_benchmarks(data_root: str | Path, names: list[str] | None = None) -> tu
     for name in wanted:
         spec = _spec(name)
         if spec is None:
-            raise UserError(f"unknown benchmark {name!r} for --data-root; choose from {', '.join(standard_names())} (or give --data)")
+            raise UserError(f"unknown benchmark {name!r} for `data_root`; choose from {', '.join(standard_names())} (or give `data`)")
         location = _locate(spec, root, folders)
         if location is None:
             missing.append(name)

@@ -86,11 +86,19 @@ def test_meaningless_training_numbers_are_option_errors(option: str, value: str,
     ("margin", 0.3, "--margin applies to --loss cosface and arcface; plain softmax has neither"),
 ])
 def test_the_library_enforces_the_same_limits(field: str, value: float, said: str) -> None:
+    """The library names the setting as Python callers know it (`embedding_size`); the program renders
+    the same message with the flags the user typed (--embedding-size)."""
+    import re
+
+    from facestra.cli.messages import as_flags
     from facestra.errors import UserError
     from facestra.train.config import check_config
 
-    with pytest.raises(UserError, match=f"^{said}$"):
+    with pytest.raises(UserError) as raised:
         check_config(TrainConfig(data="d", out="o", **{field: value}))
+    library = re.sub(r"--([a-z-]+)", lambda m: "`" + m.group(1).replace("-", "_") + "`", said)
+    assert str(raised.value) == library
+    assert as_flags(str(raised.value)) == said
 
 
 def test_a_required_generated_option_is_required(tmp_path) -> None:

@@ -150,7 +150,7 @@ def test_init_refuses_contradicting_options_and_misfit_tensors_in_one_line(faces
         assert message in result.output, (extra, result.output)
         assert len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "run").exists()
-    with pytest.raises(UserError, match="--input-size 48x48 contradicts"):  # the library refuses as the command does
+    with pytest.raises(UserError, match="`input_size` 48x48 contradicts `init`"):  # the library refuses in its own words
         train(build_config({"data": str(faces), "out": str(tmp_path / "run"), "init": str(weights["backbone.pth"]),
                             "input_size": (48, 48), "batch_size": 16, **RUN}))
 

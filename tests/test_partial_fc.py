@@ -214,7 +214,7 @@ def test_a_missing_or_foreign_shard_is_refused_in_one_line(tmp_path):
         load_shards(first, tmp_path, saved)
     for head in _shards(2, loss="arcface"):
         write_shard(tmp_path, "a", head)
-    with pytest.raises(UserError, match=r"a-0-of-2.pt: holds no bias; was the run trained with another --loss"):
+    with pytest.raises(UserError, match=r"a-0-of-2.pt: holds no bias; was the run trained with another `loss`"):
         load_shards(_shards(2)[0], tmp_path, {**saved, "token": "a"})
 
 

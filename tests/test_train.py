@@ -258,7 +258,7 @@ def test_presets_and_explicit_options(tmp_path):
     assert (vgg.epochs, vgg.lr_steps, vgg.input_size) == (3, (20, 30, 38, 44, 48), (224, 192))
     assert vgg.stra_options == StRAOptions(groups=4)
     assert (vgg.momentum, vgg.weight_decay, vgg.diversity_weight) == (0.9, 5e-4, 0.1)
-    with pytest.raises(UserError, match="missing --out"):
+    with pytest.raises(UserError, match="missing `out`"):
         build_config({"data": "d"})
 
 

@@ -137,7 +137,7 @@ def open_synthetic(spec: str, input_size: tuple[int, int]) -> SyntheticDataset:
     except ValueError:
         numbers = []
     if len(fields) > 2 or len(numbers) != len(fields) or any(n < 2 for n in numbers):
-        raise UserError(f"--data {spec}: the synthetic dataset is 'synthetic', 'synthetic:IDENTITIES' or "
+        raise UserError(f"`data` {spec}: the synthetic dataset is 'synthetic', 'synthetic:IDENTITIES' or "
                         "'synthetic:IDENTITIES:IMAGES' with at least 2 of each")
     identities, images = (numbers + [SYNTHETIC_IDENTITIES, SYNTHETIC_IMAGES][len(numbers):])[:2]
     return SyntheticDataset(identities, max(images, identities), input_size, spec)

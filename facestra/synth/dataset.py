@@ -188,18 +188,18 @@ def _init_worker() -> None:
 def _check_settings(settings: SynthSettings) -> None:
     s = settings
     if s.images_per_identity < 2:
-        raise UserError(f"--images-per-identity {s.images_per_identity}: need at least 2 (same-person pairs)")
+        raise UserError(f"`images_per_identity` {s.images_per_identity}: need at least 2 (same-person pairs)")
     if s.size < 64:
-        raise UserError(f"--size {s.size}: need at least 64 pixels")
+        raise UserError(f"`size` {s.size}: need at least 64 pixels")
     test = s.resolved_test_identities()
     if test < 2:
-        raise UserError(f"--test-identities {test}: need at least 2 (different-person pairs)")
+        raise UserError(f"`test_identities` {test}: need at least 2 (different-person pairs)")
     if s.identities - test < 1:
-        raise UserError(f"--identities {s.identities} with {test} held out for testing leaves none to train on")
+        raise UserError(f"`identities` {s.identities} with {test} held out for testing leaves none to train on")
     if s.pairs_per_fold < 1:
-        raise UserError(f"--pairs-per-fold {s.pairs_per_fold}: need at least 1")
+        raise UserError(f"`pairs_per_fold` {s.pairs_per_fold}: need at least 1")
     if not 0.0 <= s.difficulty <= 3.0:
-        raise UserError(f"--difficulty {s.difficulty}: expected 0 (clean) .. 3")
+        raise UserError(f"`difficulty` {s.difficulty}: expected 0 (clean) .. 3")
 
 
 def _prepare_folder(out: Path, settings: SynthSettings) -> None:

@@ -136,7 +136,7 @@ class TrainConfig:
 
 
 def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return f"`{name}`"
 
 
 def check_config(config: TrainConfig) -> None:
@@ -161,37 +161,37 @@ def check_config(config: TrainConfig) -> None:
     if config.loss == "softmax" and (config.scale is not None or config.margin is not None):
         given = [_option(name) for name in ("scale", "margin") if getattr(config, name) is not None]
         verb = "applies" if len(given) == 1 else "apply"
-        raise UserError(f"{' and '.join(given)} {verb} to --loss cosface and arcface; plain softmax has neither")
+        raise UserError(f"{' and '.join(given)} {verb} to `loss` cosface and arcface; plain softmax has neither")
     _check_margins(config)
     _check_fine_tuning(config)
     low, high = IMAGE_SIDES
     if not all(low <= side <= high for side in config.input_size):
-        raise UserError(f"--input-size {config.input_size[0]}x{config.input_size[1]}: each side must be {low} to {high} pixels")
+        raise UserError(f"`input_size` {config.input_size[0]}x{config.input_size[1]}: each side must be {low} to {high} pixels")
     if list(config.lr_steps) != sorted(config.lr_steps):
-        raise UserError("--lr-steps must be increasing epochs")
+        raise UserError("`lr_steps` must be increasing epochs")
 
 
 def _check_margins(config: TrainConfig) -> None:
     if config.loss != "combined":
         if config.margins is not None:
-            raise UserError(f"--margins applies to --loss combined, not --loss {config.loss}")
+            raise UserError(f"`margins` applies to `loss` combined, not `loss` {config.loss}")
         return
     if config.margin is not None:
-        raise UserError("--loss combined takes its margins as --margins m1,m2,m3, not --margin")
+        raise UserError("`loss` combined takes its margins as `margins` m1,m2,m3, not `margin`")
     if config.margins is None or len(config.margins) != 3:
-        raise UserError("--loss combined needs --margins m1,m2,m3 (arcface_torch's margin_list, e.g. 1,0.5,0)")
+        raise UserError("`loss` combined needs `margins` m1,m2,m3 (arcface_torch's margin_list, e.g. 1,0.5,0)")
     m1, m2, m3 = config.margins
     if not (m1 >= 1.0 and m2 >= 0.0 and m3 >= 0.0):
-        raise UserError(f"--margins {','.join(f'{m:g}' for m in config.margins)}: needs m1 >= 1, m2 >= 0 and m3 >= 0")
+        raise UserError(f"`margins` {','.join(f'{m:g}' for m in config.margins)}: needs m1 >= 1, m2 >= 0 and m3 >= 0")
 
 
 def _check_fine_tuning(config: TrainConfig) -> None:
     if config.init is None:
         for name, idle in (("freeze_backbone_epochs", 0), ("backbone_lr_factor", 1.0)):
             if getattr(config, name) != idle:
-                raise UserError(f"{_option(name)} applies to a run started from pretrained weights (--init)")
+                raise UserError(f"{_option(name)} applies to a run started from pretrained weights (`init`)")
     if config.optimizer == "adamw" and config.sample_rate is not None:
-        raise UserError("--optimizer adamw: the sharded classifier (--sample-rate) steps with SGD only; leave out --sample-rate")
+        raise UserError("`optimizer` adamw: the sharded classifier (`sample_rate`) steps with SGD only; leave out `sample_rate`")
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -222,7 +222,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
         if key == "init" and value is not None:
             value = str(Path(value).resolve())
         if key == "out" and value is not None and Path(value).resolve() != run_dir.resolve():
-            raise UserError(f"--out {value} differs from --resume {run_dir}; a run continues in its own folder")
+            raise UserError(f"`out` {value} differs from `resume` {run_dir}; a run continues in its own folder")
         if key in FIXED_ON_RESUME and value != getattr(config, key):
             raise UserError(f"{run_dir}: {_option(key)} cannot change when resuming (the run has {getattr(config, key)!r})")
         setattr(config, key, value)
@@ -288,5 +288,5 @@ def build_config(options: dict[str, Any], preset: str | None = None) -> TrainCon
             raise UserError(str(error)) from None
     missing = [name for name in ("data", "out") if not values.get(name)]
     if missing:
-        raise UserError(f"missing {' and '.join('--' + m for m in missing)} (or give --resume RUN_DIR)")
+        raise UserError(f"missing {' and '.join(_option(m) for m in missing)} (or give `resume` RUN_DIR)")
     return TrainConfig(**values)

@@ -79,19 +79,19 @@ class InitialNetwork:
             if name == "stra_options":  # not given: the defaults, which a *_stra network builds
                 wanted, value = wanted or StRAOptions(), value or StRAOptions()
                 if wanted != value:
-                    raise UserError(f"the StRA switches contradict --init {path}: its weights have {dataclasses.asdict(value)}")
+                    raise UserError(f"the StRA switches contradict `init` {path}: its weights have {dataclasses.asdict(value)}")
                 continue
             if name == "input_size":
                 wanted, value = tuple(wanted), tuple(value)
             if wanted != value:
-                raise UserError(f"--{name.replace('_', '-')} {_shown(wanted)} contradicts --init {path}: its weights have {_shown(value)}")
+                raise UserError(f"`{name}` {_shown(wanted)} contradicts `init` {path}: its weights have {_shown(value)}")
 
     def load_into(self, backbone: nn.Module) -> None:
         """Copy the weights into the run's freshly built ``backbone`` (every tensor, exactly) and apply the start."""
         try:
             backbone.load_state_dict(self.network.state_dict(), strict=True)
         except RuntimeError as error:
-            raise UserError(f"--init {self.start.path}: its weights do not fit the run's network ({str(error).splitlines()[0]})") from None
+            raise UserError(f"`init` {self.start.path}: its weights do not fit the run's network ({str(error).splitlines()[0]})") from None
         self.start.apply(backbone)
 
 

@@ -146,7 +146,7 @@ def _build_head(config: TrainConfig, process: distributed.Process, num_classes: 
     if config.sample_rate is None:
         return ClassifierHead(config.embedding_size, num_classes, loss=config.loss, scale=config.scale, margin=config.margin, margins=margins)
     if num_classes < process.world_size:
-        raise UserError(f"{config.data}: {num_classes} identities cannot be sharded over {process.world_size} processes (--sample-rate)")
+        raise UserError(f"{config.data}: {num_classes} identities cannot be sharded over {process.world_size} processes (`sample_rate`)")
     return ShardedClassifierHead(
         config.embedding_size, num_classes, loss=config.loss, scale=config.scale, margin=config.margin, margins=margins,
         sample_rate=config.sample_rate, process=process, seed=config.seed,
@@ -155,9 +155,9 @@ def _build_head(config: TrainConfig, process: distributed.Process, num_classes: 
 
 def _check_devices(config: TrainConfig, process: distributed.Process) -> None:
     if process.device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available")
+        raise UserError("`device` cuda: no CUDA GPU is available")
     if config.amp == "fp16" and process.device.type != "cuda":
-        raise UserError("--amp fp16 needs a GPU; use --amp bf16 or none on the CPU")
+        raise UserError("`amp` fp16 needs a GPU; use `amp` bf16 or none on the CPU")
 
 
 def _check_data(config: TrainConfig, process: distributed.Process, dataset: FaceDataset, state: dict[str, Any] | None, run_dir: Path) -> None:
@@ -169,9 +169,9 @@ def _check_data(config: TrainConfig, process: distributed.Process, dataset: Face
         )
     per_step = process.world_size * config.grad_accum
     if config.batch_size % per_step:
-        raise UserError(f"--batch-size {config.batch_size} must be divisible by processes × --grad-accum = {per_step}")
+        raise UserError(f"`batch_size` {config.batch_size} must be divisible by processes × `grad_accum` = {per_step}")
     if len(dataset) < config.batch_size:
-        raise UserError(f"{config.data}: {len(dataset)} images, fewer than one batch of {config.batch_size}; lower --batch-size")
+        raise UserError(f"{config.data}: {len(dataset)} images, fewer than one batch of {config.batch_size}; lower `batch_size`")
 
 
 class _Loop:
@@ -323,7 +323,7 @@ class _Loop:
         if c.strict and reduced.unreadable > 0:
             bad_here = reduced.unreadable_here
             where = self.dataset.describe(bad_here[0]) if bad_here else "an image read by another process"
-            raise UserError(f"{where}: unreadable image (--strict)")
+            raise UserError(f"{where}: unreadable image (`strict`)")
         self.skipped.update(reduced.unreadable_here)
         values = reduced.values(learning_rate=self.optimisation.learning_rate, diversity_weight=c.diversity_weight)
         if not math.isfinite(values["loss"]):  # the same global figure on every process: all stop together

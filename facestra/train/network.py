@@ -55,11 +55,11 @@ def build_backbone(config: TrainConfig, process: distributed.Process | None = No
         micro_batch = max(1, config.batch_size // (process.world_size * config.grad_accum))
         activations = activation_bytes(probe, micro_batch, tuple(config.input_size), bytes_per_value=2 if config.amp != "none" else 4)
         processes_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        check_fits(probe, f"--arch {config.arch}", copies=3, activations=activations,
+        check_fits(probe, f"`arch` {config.arch}", copies=3, activations=activations,
                    limit=device_memory_limit(process.device, processes_here))
         return models.create(config.arch, memory_copies=0, **kwargs)
     except (ValueError, TypeError) as error:
-        raise UserError(f"--arch {config.arch}: {error}") from None
+        raise UserError(f"`arch` {config.arch}: {error}") from None
 
 
 class TrainingNetwork(nn.Module):

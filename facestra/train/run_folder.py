@@ -45,7 +45,7 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
             advice = "; its run stopped before saving anything: start it again without --resume" if failed_start(run_dir) else ""
             raise UserError(f"{run_dir}: no {LAST} to resume from{advice}")
     elif holds_run(run_dir) and not overwrite:
-        raise UserError(f"{run_dir}: already holds a training run; use --resume {run_dir} to continue it or --overwrite to replace it")
+        raise UserError(f"{run_dir}: already holds a training run; use `resume` {run_dir} to continue it or `overwrite` to replace it")
 
 
 def clear_run(run_dir: Path) -> None:

@@ -87,7 +87,7 @@ def load_shards(head: ShardedClassifierHead, run_dir: Path, saved: dict[str, Any
         for name in ROWS:
             if getattr(head, name) is not None:
                 if name not in shard:
-                    raise UserError(f"{path}: holds no {name}; was the run trained with another --loss?")
+                    raise UserError(f"{path}: holds no {name}; was the run trained with another `loss`?")
                 head.load_rows(name, start, shard[name])
         draws = int(shard["draws"])
     head.draws = draws if draws is not None else 0

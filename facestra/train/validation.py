@@ -32,7 +32,7 @@ from facestra.verify.checks import check_benchmark, check_images
 def _check_exists(paths: Sequence[str]) -> None:
     for path in paths:
         if not Path(path).exists():
-            raise UserError(f"{path}: no such validation benchmark (--val)")
+            raise UserError(f"{path}: no such validation benchmark (`val`)")
 
 
 class Validator:
@@ -45,7 +45,7 @@ class Validator:
         self.benchmarks = [load_benchmark(guess_name(Path(path)), path) for path in paths]
         names = [b.name for b in self.benchmarks]
         if len(set(names)) != len(names):
-            raise UserError(f"--val names the same benchmark twice ({', '.join(names)})")
+            raise UserError(f"`val` names the same benchmark twice ({', '.join(names)})")
         # Everything a validation needs is checked now, before the run folder or the first step: a
         # benchmark that cannot be evaluated, or an image that cannot be decoded, costs no training.
         self.warnings: list[str] = []
