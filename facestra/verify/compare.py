@@ -16,7 +16,7 @@ says so. Many pairs are compared in one run by :func:`compare_pairs`: each photo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,6 +247,20 @@ def _embed(model: Any, crops: list[bytes], inference: InferenceOptions, names: l
         raise UserError(str(error), exit_code=2) from None
 
 
+def _prepare(model: Any, options: CompareOptions, inference: InferenceOptions, arch: str | None,
+             calibration: StoredCalibration | str | Path | None) -> tuple[Any, OperatingRule, Callable[[Path], tuple[bytes, FaceFound]]]:
+    """What every comparison of a run shares: the model (loaded once), its operating point, and the one way
+    a photo becomes its aligned crop (the detector built once)."""
+    from facestra.align.detect import load_detector
+
+    if isinstance(model, (str, Path)):
+        model = load_comparison_model(model, inference.device, arch=arch)
+    rule = choose_rule(model, options, inference.flip, calibration)
+    detector = None if options.aligned else load_detector("yunet", min_score=options.min_score)
+    size = tuple(int(v) for v in model.input_size)
+    return model, rule, lambda path: _aligned_crop(path, size, options, detector)
+
+
 def compare_images(
     model: nn.Module | OnnxRuntimeModel | str | Path,
     first: str | Path,
@@ -261,14 +275,8 @@ def compare_images(
     ``--checkpoint`` takes, with ``arch`` for a bare state dict) at the operating point of
     :func:`choose_rule` (``calibration``: a calibration file or one already loaded). A photo that cannot be
     read or shows no face is a :class:`UserError` (exit 2) naming it."""
-    from facestra.align.detect import load_detector
-
-    if isinstance(model, (str, Path)):
-        model = load_comparison_model(model, inference.device, arch=arch)
-    rule = choose_rule(model, options, inference.flip, calibration)
-    detector = None if options.aligned else load_detector("yunet", min_score=options.min_score)
-    size = tuple(int(v) for v in model.input_size)
-    crops, faces = zip(*(_aligned_crop(Path(p), size, options, detector) for p in (first, second)))
+    model, rule, crop = _prepare(model, options, inference, arch, calibration)
+    crops, faces = zip(*(crop(Path(p)) for p in (first, second)))
     embeddings = _embed(model, list(crops), inference, [str(first), str(second)])
     distance, cosine, same, probability = decide(rule, embeddings[0], embeddings[1])
     return _comparison(rule, distance, cosine, same, probability, (faces[0], faces[1]))
@@ -304,19 +312,13 @@ def compare_pairs(
     """Compare many pairs in one run: the model loaded once, each distinct photo detected, aligned and
     embedded once. A photo that is unreadable or shows no face makes its pairs' rows carry that status;
     the other pairs go on."""
-    from facestra.align.detect import load_detector
-
-    if isinstance(model, (str, Path)):
-        model = load_comparison_model(model, inference.device, arch=arch)
-    rule = choose_rule(model, options, inference.flip, calibration)
-    detector = None if options.aligned else load_detector("yunet", min_score=options.min_score)
-    size = tuple(int(v) for v in model.input_size)
+    model, rule, crop = _prepare(model, options, inference, arch, calibration)
     photos = list(dict.fromkeys(str(path) for pair in pairs for path in pair))
     crops: dict[str, tuple[bytes, FaceFound]] = {}
     failed: dict[str, PhotoError] = {}
     for photo in photos:
         try:
-            crops[photo] = _aligned_crop(Path(photo), size, options, detector)
+            crops[photo] = crop(Path(photo))
         except PhotoError as error:
             failed[photo] = error
         if progress is not None:
