@@ -10,6 +10,7 @@ compare with a calibration of other weights is refused unless forced.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -60,8 +61,7 @@ class Calibration:
             "format": CALIBRATION_FORMAT, "facestra": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "model": self.model, "source": self.source, **self.result.as_dict(),
-            "options": {"far": list(self.options.far), "prior": self.options.prior, "bootstrap": self.options.bootstrap,
-                        "max_pairs": self.options.max_pairs, "held_out": self.options.held_out, "seed": self.options.seed},
+            "options": dataclasses.asdict(self.options),
         }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from facestra.verify.calibration import CalibrationResult
 from facestra.verify.calibration_job import Calibration
 
 
@@ -15,6 +16,19 @@ def percent_span(bounds: tuple[float, float] | None, digits: int = 2) -> str:
     return "-" if bounds is None else f"{percent(bounds[0], digits)}-{percent(bounds[1], digits)}"
 
 
+def operating_point_rows(result: CalibrationResult) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The operating points as text cells, header first: what the printed table and the report show."""
+    header = ("FAR target", "cosine >=", "distance <=", "TAR %", "TAR 95% CI", "FAR achieved %", "FAR 95% CI")
+    rows = []
+    for point in result.points:
+        if not point.supported:
+            rows.append((f"{point.far_target:g}", "-", "-", "-", "-", "-", "not supported (too few impostor pairs)"))
+            continue
+        rows.append((f"{point.far_target:g}", f"{point.threshold:.4f}", f"{point.distance_threshold:.4f}", percent(point.tar),
+                     percent_span(point.tar_interval), percent(point.far, 5), percent_span(point.far_interval, 5)))
+    return header, rows
+
+
 def format_calibration(calibration: Calibration) -> str:
     """The table of operating points (a FAR the data cannot measure says so) and the summary lines."""
     result = calibration.result
@@ -25,16 +39,8 @@ def format_calibration(calibration: Calibration) -> str:
         f"{result.num_identities:,} identities; intervals: 95%, {result.bootstrap} bootstrap draws over identities",
         "",
     ]
-    header = ["FAR target", "cosine >=", "distance <=", "TAR %", "TAR 95% CI", "FAR achieved %", "FAR 95% CI"]
-    rows = [header]
-    for point in result.points:
-        if not point.supported:
-            rows.append([f"{point.far_target:g}", "-", "-", "-", "-", "-", "not supported (too few impostor pairs)"])
-            continue
-        rows.append([
-            f"{point.far_target:g}", f"{point.threshold:.4f}", f"{point.distance_threshold:.4f}", percent(point.tar),
-            percent_span(point.tar_interval), percent(point.far, 5), percent_span(point.far_interval, 5),
-        ])
+    header, body = operating_point_rows(result)
+    rows = [header, *body]
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(header))]
     lines += ["".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     eer, best, fit = result.eer_point, result.best_accuracy, result.probability

@@ -216,7 +216,7 @@ def calibration_section(calibration: Calibration, *, pairs: int = 12) -> Section
     errors judged by the first supported one, else the EER's), the operating points as a table, and the
     hardest errors with their faces."""
     from facestra.verify.calibration import genuine_corners
-    from facestra.verify.calibration_report import percent_span
+    from facestra.verify.calibration_report import operating_point_rows
 
     scored, result = calibration.scored, calibration.result
     supported = [p for p in result.points if p.supported and p.threshold is not None]
@@ -227,15 +227,8 @@ def calibration_section(calibration: Calibration, *, pairs: int = 12) -> Section
     judged = f"the threshold calibrated at FAR {supported[0].far_target:g}" if supported else "the EER threshold"
     genuine, impostor = np.sort(scored.genuine), np.sort(scored.impostor)
     _, tar, far = genuine_corners(genuine, impostor)
-    rows = []
-    for point in result.points:
-        if not point.supported:
-            rows.append((f"{point.far_target:g}", "-", "-", "-", "-", "-", "not supported: " + (point.reason or "")))
-            continue
-        rows.append((f"{point.far_target:g}", f"{point.threshold:.4f}", f"{point.distance_threshold:.4f}", f"{100 * point.tar:.2f}",
-                     percent_span(point.tar_interval), f"{100 * point.far:.4f}", percent_span(point.far_interval, 4)))
-    table = Table("Calibrated operating points (95 % intervals over identities)",
-                  ("target FAR", "cosine >=", "distance <=", "TAR %", "TAR 95 %", "FAR achieved %", "FAR 95 %"), tuple(rows))
+    header, rows = operating_point_rows(result)
+    table = Table("Calibrated operating points (95 % intervals over identities)", header, tuple(rows))
     num_genuine = len(scored.genuine)
     images = np.concatenate([scored.genuine_images, scored.impostor_images]) if scored.genuine_images is not None else None
 
