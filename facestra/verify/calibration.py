@@ -308,8 +308,8 @@ def identity_bootstrap(
 
 
 def _levels(scores: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """For each score, how many of the ``levels`` (any order) it reaches (``score >= level``), as the index
-    into the levels sorted descending: the score is accepted at sorted levels ``0 .. reached - 1``."""
+    """For each score, how many of the ``levels`` (any order) it reaches (``score >= level``): the score is
+    accepted at the lowest ``reached`` of them."""
     ascending = np.sort(levels)
     return np.searchsorted(ascending, scores.astype(np.float64), side="right")
 
@@ -357,14 +357,19 @@ def interval(values: np.ndarray) -> tuple[float, float] | None:
     return float(low), float(high)
 
 
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """A weight per pair so that each kind sums to 0.5: what prior 0.5 means, whatever the pair counts."""
+    positives = int(np.count_nonzero(labels))
+    return np.where(labels, 0.5 / positives, 0.5 / (len(labels) - positives))
+
+
 def fit_logistic(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """``(coef, intercept)`` of an unpenalised logistic regression of ``labels`` (bool) on ``scores``, the
     two classes weighted equally, so the fit describes prior 0.5 whatever the pair counts."""
     from sklearn.linear_model import LogisticRegression
 
     labels = np.asarray(labels, dtype=bool)
-    positives = int(np.count_nonzero(labels))
-    weights = np.where(labels, 0.5 / positives, 0.5 / (len(labels) - positives)) * len(labels)
+    weights = balanced_weights(labels) * len(labels)
     model = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-10, max_iter=200)
     model.fit(np.asarray(scores, dtype=np.float64).reshape(-1, 1), labels, sample_weight=weights)
     return float(model.coef_[0, 0]), float(model.intercept_[0])
@@ -374,8 +379,7 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     """Expected calibration error at prior 0.5: the two classes weighted equally, ``bins`` equal-width bins
     of the predicted probability, the weighted mean gap between predicted and observed frequency."""
     labels = np.asarray(labels, dtype=bool)
-    positives = int(np.count_nonzero(labels))
-    weights = np.where(labels, 0.5 / positives, 0.5 / (len(labels) - positives))
+    weights = balanced_weights(labels)
     which = np.minimum((np.asarray(probabilities) * bins).astype(np.int64), bins - 1)
     mass = np.bincount(which, weights=weights, minlength=bins)
     predicted = np.bincount(which, weights=weights * probabilities, minlength=bins)
