@@ -94,9 +94,9 @@ def load_benchmark(name: str, path: str | Path) -> Benchmark:
 
 def benchmark_markers() -> list[str]:
     """File names whose presence makes a folder a benchmark rather than a tree of images: the pair files
-    and layout markers of every layout :func:`load_benchmark` reads."""
+    and layout markers of every layout :func:`load_benchmark` reads (a ``.bin`` is one by its suffix)."""
     markers = [PAIRS_CSV, LFW_PAIRS_FILE] + [spec.layout_marker for spec in STANDARD if spec.layout_marker]
-    return list(dict.fromkeys(markers + [spec.bin_name for spec in STANDARD]))
+    return list(dict.fromkeys(markers))
 
 
 def _expected(spec: BenchmarkSpec | None) -> str:
