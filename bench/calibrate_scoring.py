@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from _timing import limit_blas_threads
+from _timing import parse_with_blas_threads
 
 
 def parse() -> argparse.Namespace:
@@ -23,14 +23,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--identities", type=int, default=1_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
+    return parse_with_blas_threads(parser)
 
 
-ARGS = parse() if __name__ == "__main__" else None
-if ARGS is not None:  # before numpy loads its BLAS
-    limit_blas_threads(ARGS.threads)
+ARGS = parse() if __name__ == "__main__" else None  # before numpy loads its BLAS
 
 import resource  # noqa: E402
 import time  # noqa: E402

@@ -8,13 +8,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def lazy_attributes(package: str, modules: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module-level ``__getattr__`` for ``package``: each name in ``modules`` comes from the module it
-    maps to, imported when the name is first asked for."""
+def lazy_package(package: str, exports: Mapping[str, str]) -> tuple[list[str], Callable[[str], Any]]:
+    """``__all__`` and a module-level ``__getattr__`` for ``package``.
+
+    ``exports`` maps each module of the package (``".loop"``) to the names it exports, separated by spaces;
+    a module is imported when one of its names is first asked for.
+    """
+    home = {name: module for module, names in exports.items() for name in names.split()}
 
     def __getattr__(name: str) -> Any:
-        if name not in modules:
+        if name not in home:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(modules[name]), name)
+        return getattr(importlib.import_module(home[name], package), name)
 
-    return __getattr__
+    return list(home), __getattr__

@@ -9,6 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+SMALL = dict(arch="resnet18", width=0.125, input_size=(32, 32), embedding_size=32, workers=0, log_every=1, device="cpu", threads=1)
+SMALL_CLI = "--arch resnet18 --width 0.125 --input-size 32 --embedding-size 32 --workers 0 --device cpu --threads 1 --quiet".split()
+"""The smallest network the training tests train, as ``TrainConfig`` keywords and as ``facestra train`` flags."""
+
 SHAPES = ("circle", "square", "triangle", "cross")
 COLOURS = ((40, 40, 220), (40, 200, 40), (220, 60, 40), (30, 200, 230), (200, 40, 200), (230, 230, 230))
 
@@ -70,3 +74,12 @@ def make_pairs(identities: list[int], num_pairs: int, *, seed: int = 1, size: in
 def encode_pairs(first: list[np.ndarray], second: list[np.ndarray]) -> list[bytes]:
     """The images of ``make_pairs`` as a ``.bin`` holds them: PNG bytes, the two of each pair in turn."""
     return [cv2.imencode(".png", image)[1].tobytes() for pair in zip(first, second) for image in pair]
+
+
+def make_training_set(
+    root: Path, identities: range, per_identity: int, pair_identities: range, num_pairs: int
+) -> tuple[Path, list[bytes], np.ndarray]:
+    """``root/train`` (an identity folder) and, of other identities, the images and labels of a held-out ``.bin``."""
+    data = make_image_folder(root / "train", identities, per_identity)
+    first, second, same = make_pairs(list(pair_identities), num_pairs)
+    return data, encode_pairs(first, second), same

@@ -14,10 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _train_shapes import encode_pairs, make_image_folder, make_pairs
+from _train_shapes import SMALL_CLI, make_training_set
 from click.testing import CliRunner
 from test_protocols import make_bin, make_lfw, write_image
-from test_train import SMALL_CLI
 from test_verify_cli import INPUT, checkpoint  # noqa: F401  (the tiny model file, a fixture)
 
 from facestra.cli.main import main
@@ -213,9 +212,7 @@ def test_verify_with_an_unreadable_image_in_one_benchmark_exits_1(checkpoint: Pa
 @pytest.fixture(scope="module")
 def train_data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("shapes")
-    data = make_image_folder(root / "train", range(8), 4)
-    first, second, same = make_pairs(list(range(8, 12)), 40)
-    images = encode_pairs(first, second)
+    data, images, same = make_training_set(root, range(8), 4, range(8, 12), 40)
     return {"data": data, "images": images, "same": same}
 
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _train_shapes import SMALL
 from click.testing import CliRunner
 
 from facestra.cli.main import main
@@ -225,20 +226,6 @@ def test_training_reads_a_recordio_file(tmp_path):
 
     images = [_image(i, 32) for i in range(16)]
     rec = _write_rec(tmp_path, images, [i % 4 for i in range(16)], insightface_header=True)
-    result = train(
-        TrainConfig(
-            data=str(rec),
-            out=str(tmp_path / "run"),
-            arch="resnet18",
-            width=0.125,
-            input_size=(32, 32),
-            embedding_size=16,
-            batch_size=8,
-            epochs=1,
-            workers=0,
-            device="cpu",
-            threads=1,
-        )
-    )
+    result = train(TrainConfig(**{**SMALL, "embedding_size": 16}, data=str(rec), out=str(tmp_path / "run"), batch_size=8, epochs=1))
     assert (result.num_images, result.num_identities, result.global_step) == (16, 4, 2)
     assert models.load(result.model_path).embedding_size == 16

@@ -195,20 +195,27 @@ class _Interrupt(Exception):
     pass
 
 
+def embed_until_interrupted(model, paths: list[Path], out: Path, options: InferenceOptions, *, batches: int = 1, **keywords) -> None:
+    """``embed_to_file`` stopped, as by Ctrl-C, once ``batches`` batches are done."""
+    from facestra.embed.job import embed_to_file
+
+    done: list[int] = []
+
+    def interrupt(count: int) -> None:
+        done.append(count)
+        if len(done) == batches:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        embed_to_file(model, paths, out, options, progress=interrupt, **keywords)
+
+
 def test_interrupted_embed_resumes_where_it_stopped(model, tmp_path: Path) -> None:
     from facestra.embed.job import embed_to_file
 
     paths = face_images(tmp_path / "faces", 10)
     out = tmp_path / "emb.npy"
-    seen: list[int] = []
-
-    def stop_after_two_batches(count: int) -> None:
-        seen.append(count)
-        if len(seen) == 2:
-            raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        embed_to_file(model, paths, out, THREE, progress=stop_after_two_batches)
+    embed_until_interrupted(model, paths, out, THREE, batches=2)
     assert not out.exists() and not (tmp_path / "emb.paths.txt").exists()
     assert (tmp_path / ".emb.npy.partial.npy").exists()
 
@@ -224,12 +231,7 @@ def test_partial_output_of_another_job_is_not_reused(model, tmp_path: Path) -> N
 
     paths = face_images(tmp_path / "faces", 6)
     out = tmp_path / "emb.npy"
-
-    def interrupt(count: int) -> None:
-        raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        embed_to_file(model, paths, out, InferenceOptions(flip="sum", batch_size=3, workers=0), progress=interrupt)
+    embed_until_interrupted(model, paths, out, InferenceOptions(flip="sum", batch_size=3, workers=0))
     report = embed_to_file(model, paths, out, InferenceOptions(flip="sum", batch_size=3, workers=0), normalize=False)  # other options
     assert report.resumed_from == 0
     assert np.allclose(np.load(out), embed_images(model, paths, InferenceOptions(flip="sum", workers=0), normalize=False), atol=1e-5)
@@ -248,12 +250,7 @@ def test_resume_keeps_the_images_skipped_before_the_interruption(model, tmp_path
     paths = face_images(tmp_path / "faces", 8)
     paths[1].write_bytes(b"broken")
     out = tmp_path / "emb.npy"
-
-    def interrupt_after_first_batch(count: int) -> None:
-        raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        embed_to_file(model, paths, out, THREE, skip_bad=True, progress=interrupt_after_first_batch)
+    embed_until_interrupted(model, paths, out, THREE, skip_bad=True)
     report = embed_to_file(model, paths, out, THREE, skip_bad=True)
     good = [p for i, p in enumerate(paths) if i != 1]
     assert report.resumed_from == 3 and [f.index for f in report.skipped] == [1] and report.rows == 7
@@ -349,12 +346,7 @@ def test_a_changed_image_is_embedded_again_not_resumed(model, tmp_path: Path) ->
 
     paths = face_images(tmp_path / "faces", 6)
     out = tmp_path / "emb.npy"
-
-    def interrupt(count: int) -> None:
-        raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        embed_to_file(model, paths, out, THREE, progress=interrupt)  # the first 3 rows are done
+    embed_until_interrupted(model, paths, out, THREE)  # the first 3 rows are done
     replacement = face_images(tmp_path / "other", 6, seed=7)
     paths[1].write_bytes(replacement[4].read_bytes())  # same name, new face
     report = embed_to_file(model, paths, out, THREE)

@@ -95,30 +95,19 @@ def assert_not_blank(image: np.ndarray) -> None:
     assert np.mean(np.ptp(pixels.astype(int), axis=1) > 40) > 0.01  # coloured pixels: figures and faces
 
 
+def verify_toy(checkpoint: Path, bench: Path, *more: str) -> list[str]:
+    """The arguments of ``facestra verify`` of the toy benchmark in ``bench`` on the CPU, with ``more``."""
+    data = str(bench / "pairs.csv")
+    return ["verify", "--checkpoint", str(checkpoint), "--data", data, "--benchmark", "toy", "--workers", "0", "--device", "cpu", *more]
+
+
 @pytest.fixture(scope="module")
 def verified(checkpoint: Path, tmp_path_factory) -> tuple[Path, list, object, list[str]]:  # noqa: F811
     """``verify --report`` on a 200-pair benchmark that the tiny model gets partly wrong."""
     root = tmp_path_factory.mktemp("report")
     rows = make_pairs_benchmark(root / "bench", num_pairs=200, seed=5)
-    args = [
-        "verify",
-        "--checkpoint",
-        str(checkpoint),
-        "--data",
-        str(root / "bench" / "pairs.csv"),
-        "--benchmark",
-        "toy",
-        "--workers",
-        "0",
-        "--device",
-        "cpu",
-        "--save-embeddings",
-        str(root / "kept"),
-        "--report",
-        str(root / "out" / "report.html"),
-        "--report-pairs",
-        "5",
-    ]
+    report = str(root / "out" / "report.html")
+    args = verify_toy(checkpoint, root / "bench", "--save-embeddings", str(root / "kept"), "--report", report, "--report-pairs", "5")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", ["/usr/local/bin/facestra", *args])  # as a shell would start it
         result = CliRunner().invoke(main, args)
@@ -313,21 +302,7 @@ def test_a_report_path_that_is_an_input_or_unwritable_is_refused_before_any_work
     bench = root / "bench"
     image = bench / rows[0][0]
     before = {p: p.read_bytes() for p in (checkpoint, bench / "pairs.csv", image)}
-    base = [
-        "verify",
-        "--checkpoint",
-        str(checkpoint),
-        "--data",
-        str(bench / "pairs.csv"),
-        "--benchmark",
-        "toy",
-        "--workers",
-        "0",
-        "--device",
-        "cpu",
-        "--json",
-        str(tmp_path / "r.json"),
-    ]
+    base = verify_toy(checkpoint, bench, "--json", str(tmp_path / "r.json"))
     for target, says in (
         (checkpoint, "is one of the inputs"),
         (bench / "pairs.csv", "is one of the inputs"),

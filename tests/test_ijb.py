@@ -184,6 +184,11 @@ def invoke(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+def verify_ijbc(checkpoint: Path, data: Path, *more: str):
+    """``facestra verify --benchmark ijbc`` of ``data``, in this process, with ``more`` options."""
+    return invoke("verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0", *more)
+
+
 def listing(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -193,24 +198,8 @@ def test_verify_ijbc_matches_the_recipe_written_out(model, checkpoint: Path, tmp
     made = make_ijb(data)
     before = listing(data)
     report, work = tmp_path / "out" / "ijbc.json", tmp_path / "work"
-    args = [
-        "verify",
-        "--checkpoint",
-        checkpoint,
-        "--benchmark",
-        "ijbc",
-        "--data",
-        data,
-        "--workers",
-        "0",
-        "--batch-size",
-        "5",
-        "--device",
-        "cpu",
-        "--work",
-        work,
-    ]
-    result = invoke(*args, "--json", report, "--roc", tmp_path / "roc.png")
+    args = ["--batch-size", "5", "--device", "cpu", "--work", work]
+    result = verify_ijbc(checkpoint, data, *args, "--json", report, "--roc", tmp_path / "roc.png")
     assert result.exit_code == 0, result.output
     stored = np.load(work / "ijbc_raw_features.npy")
     by_hand = raw_by_hand(model, data, made)
@@ -238,7 +227,7 @@ def test_verify_ijbc_matches_the_recipe_written_out(model, checkpoint: Path, tmp
     assert listing(data) == before  # the benchmark folder is read-only to us
 
     # other switches: the stored raw features are reused, the figures follow the switches
-    again = invoke(*args, "--json", report, "--overwrite", "--ijb-flip", "none", "--no-ijb-norm", "--no-ijb-detector-score")
+    again = verify_ijbc(checkpoint, data, *args, "--json", report, "--overwrite", "--ijb-flip", "none", "--no-ijb-norm", "--no-ijb-detector-score")
     assert again.exit_code == 0, again.output
     assert "already in" in again.stderr
     expected = expected_figures(stored, made, flip="none", norm=False, detector=False)
@@ -330,7 +319,7 @@ def test_bad_input_is_one_line_naming_file_and_line(checkpoint: Path, tmp_path: 
     make_ijb(data, seed=4)
     break_file(data, file, line, text)
     report = tmp_path / "r.json"
-    result = invoke("verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0", "--json", report)
+    result = verify_ijbc(checkpoint, data, "--json", report)
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and message in result.stderr, result.stderr
     assert not report.exists() and not (tmp_path / "r.ijbc-work").exists()
@@ -404,27 +393,12 @@ def test_an_ijb_protocol_without_meaning_is_refused_before_embedding_not_a_silen
     make_ijb(data, seed=6)
     message = breaking(data)
     report, work = tmp_path / "r.json", tmp_path / "work"
-    result = invoke("verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0", "--json", report, "--work", work)
+    result = verify_ijbc(checkpoint, data, "--json", report, "--work", work)
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert not report.exists() and not work.exists()  # refused before any image was embedded
     if breaking is _zero_detector_scores:  # the weighting that zeroes them can be turned off
-        result = invoke(
-            "verify",
-            "--checkpoint",
-            checkpoint,
-            "--benchmark",
-            "ijbc",
-            "--data",
-            data,
-            "--workers",
-            "0",
-            "--no-ijb-detector-score",
-            "--json",
-            report,
-            "--work",
-            work,
-        )
+        result = verify_ijbc(checkpoint, data, "--no-ijb-detector-score", "--json", report, "--work", work)
         assert result.exit_code == 0, result.output
 
 
@@ -436,7 +410,7 @@ def test_some_zero_detector_scores_are_warned_of(checkpoint: Path, tmp_path: Pat
     rows = [(line, media) for line, media in zip(path.read_text().splitlines(), made["media"])]
     path.write_text("".join((" ".join(line.split()[:-1]) + " 0" if media.split()[1] == first else line) + "\n" for line, media in rows))
     report = tmp_path / "r.json"
-    result = invoke("verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0", "--json", report)
+    result = verify_ijbc(checkpoint, data, "--json", report)
     assert result.exit_code == 0, result.output
     warning = "ijbc_name_5pts_score.txt: 1 of 24 paired templates have only images of detector score 0"
     assert f"warning: {data / 'meta' / warning}" in result.stderr
@@ -457,7 +431,7 @@ def test_five_points_far_outside_the_image_are_bad_landmarks(checkpoint: Path, t
     fields[1:11] = [f"{float(v) + 500:.3f}" for v in fields[1:11]]  # the face 500 pixels right of and below a 64x64 crop
     lines[4] = " ".join(fields)
     path.write_text("\n".join(lines) + "\n")
-    result = invoke("verify", "--checkpoint", checkpoint, "--benchmark", "ijbc", "--data", data, "--workers", "0", "--work", tmp_path / "w")
+    result = verify_ijbc(checkpoint, data, "--work", tmp_path / "w")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
     assert f"{path}:5: bad_landmarks: point 1 (" in result.stderr and "is outside the 64x64 image" in result.stderr
 

@@ -134,31 +134,16 @@ def test_stra_enters_stage4_in_place_of_the_second_convolution_and_info_costs_it
 
 
 def test_iresnet_stra_trains_and_its_model_file_records_the_validation_threshold(tmp_path) -> None:
-    from _train_shapes import make_image_folder, make_pairs
+    from _train_shapes import SMALL, make_training_set
 
     from facestra.protocols import write_bin
     from facestra.train import TrainConfig, train
 
-    data = make_image_folder(tmp_path / "train", range(8), 4)
-    first, second, same = make_pairs(list(range(8, 12)), 40)
-    images = [cv2.imencode(".png", im)[1].tobytes() for pair in zip(first, second) for im in pair]
+    data, images, same = make_training_set(tmp_path, range(8), 4, range(8, 12), 40)
     write_bin(tmp_path / "heldout.bin", images, same)
     run = tmp_path / "run"
-    config = TrainConfig(
-        data=str(data),
-        out=str(run),
-        arch="iresnet50_stra",
-        width=0.125,
-        input_size=(32, 32),
-        embedding_size=32,
-        batch_size=16,
-        epochs=1,
-        workers=0,
-        device="cpu",
-        threads=1,
-        log_every=1,
-        val=(str(tmp_path / "heldout.bin"),),
-    )
+    config = TrainConfig(**{**SMALL, "arch": "iresnet50_stra"}, data=str(data), out=str(run), batch_size=16, epochs=1,
+                         val=(str(tmp_path / "heldout.bin"),))
     train(config)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if r["kind"] == "step"]

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from _train_shapes import encode_pairs, make_image_folder, make_pairs
+from _train_shapes import SMALL, SMALL_CLI, make_image_folder, make_training_set
 from click.testing import CliRunner
 
 from facestra import models
@@ -25,17 +25,12 @@ from facestra.protocols import write_bin
 from facestra.train import TrainConfig, build_config, resume_config, train
 from facestra.train.optim import paper_lr_factor
 
-SMALL = dict(arch="resnet18", width=0.125, input_size=(32, 32), embedding_size=32, workers=0, log_every=1, device="cpu", threads=1)
-SMALL_CLI = "--arch resnet18 --width 0.125 --input-size 32 --embedding-size 32 --workers 0 --device cpu --threads 1 --quiet".split()
-
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> dict[str, Path]:
     """16 training identities x 8 images, and a .bin of 400 pairs of 8 other identities."""
     root = tmp_path_factory.mktemp("shapes")
-    data = make_image_folder(root / "train", range(16), 8)
-    first, second, same = make_pairs(list(range(16, 24)), 400)
-    images = encode_pairs(first, second)
+    data, images, same = make_training_set(root, range(16), 8, range(16, 24), 400)
     write_bin(root / "heldout.bin", images, same)
     return {"data": data, "val": root / "heldout.bin"}
 

@@ -7,19 +7,15 @@ Only :class:`InferenceOptions` is imported eagerly; the rest loads torch, so it 
 from __future__ import annotations
 
 from facestra.embed.options import InferenceOptions
-from facestra.lazy import lazy_attributes
+from facestra.lazy import lazy_package
 
-_LAZY = {
-    "EmbedReport": "facestra.embed.job",
-    "embed_to_file": "facestra.embed.job",
-    "input_images": "facestra.embed.job",
-    "embed_benchmark": "facestra.embed.inference",
-    "embed_images": "facestra.embed.inference",
-    "iter_embeddings": "facestra.embed.inference",
-    "load_for_inference": "facestra.embed.inference",
-    "read_paths": "facestra.embed.paths",
-}
+__all__, __getattr__ = lazy_package(
+    __name__,
+    {
+        ".job": "EmbedReport embed_to_file input_images",
+        ".inference": "embed_benchmark embed_images iter_embeddings load_for_inference",
+        ".paths": "read_paths",
+    },
+)
 
-__all__ = ["InferenceOptions", *_LAZY]
-
-__getattr__ = lazy_attributes(__name__, _LAZY)
+__all__ = ["InferenceOptions", *__all__]

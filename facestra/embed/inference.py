@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from facestra.data.images import ImageSizeError, load_pixels
 from facestra.data.images import normalize as normalize_pixels
 from facestra.embed.options import FLIP_MODES, FlipMode, InferenceOptions
-from facestra.embed.sanity import refuse_identical_rows, refuse_meaningless_rows
+from facestra.embed.sanity import refuse_identical_rows, refuse_meaningless_rows, source_names
 from facestra.errors import UserError
 from facestra.models.record import record_of
 
@@ -178,7 +178,7 @@ def iter_embeddings(
     """
     target = resolve_device(options.device, model)
     model.to(target)
-    names = [str(s) if isinstance(s, Path) else f"image {i}" for i, s in enumerate(sources)] if names is None else names
+    names = source_names(sources) if names is None else names
     dataset = _ImageDataset(sources, names, tuple(model.input_size), options.resize)
     convention = record_of(model).input_convention
     loader = DataLoader(
@@ -216,8 +216,7 @@ def embed_images(
     progress: Progress | None = None,
 ) -> np.ndarray:
     """An N x D float32 matrix of the embeddings of ``sources`` in order; the first bad image is a UserError."""
-    if names is None:
-        names = [str(s) if isinstance(s, Path) else f"image {i}" for i, s in enumerate(sources)]
+    names = source_names(sources) if names is None else names
     out = np.empty((len(sources), embedding_dim(model, options.flip)), dtype=np.float32)
     for part in iter_embeddings(model, sources, options, names=names, normalize=normalize):
         if part.failures:

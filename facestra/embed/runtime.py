@@ -17,7 +17,7 @@ import numpy as np
 
 from facestra.data.images import load_pixels
 from facestra.embed.options import FLIP_MODES, FlipMode
-from facestra.embed.sanity import refuse_identical_rows, refuse_meaningless_rows
+from facestra.embed.sanity import refuse_identical_rows, refuse_meaningless_rows, source_names
 from facestra.models.onnx_runtime import OnnxRuntimeModel
 
 
@@ -39,8 +39,7 @@ def embed_with_runtime(
     the first unreadable image is a UserError naming it."""
     if flip not in FLIP_MODES:
         raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
-    if names is None:
-        names = [str(s) if isinstance(s, Path) else f"image {i}" for i, s in enumerate(sources)]
+    names = source_names(sources) if names is None else names
     convention = model.record.input_convention
     parts = []
     for start in range(0, len(sources), batch_size):

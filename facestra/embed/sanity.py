@@ -12,6 +12,11 @@ import numpy as np
 from facestra.errors import UserError
 
 
+def source_names(sources: Sequence[Path | bytes]) -> list[str]:
+    """How messages name each source: a file by its path, an image given as bytes by its position."""
+    return [str(s) if isinstance(s, Path) else f"image {i}" for i, s in enumerate(sources)]
+
+
 def refuse_meaningless_rows(embeddings: np.ndarray, row_names: Sequence[str]) -> None:
     """A NaN, infinite or all-zero embedding means broken weights (a run that diverged, a dead network),
     never a property of one image: refuse it rather than let verify score it as a distance of 0, 2 or 4.

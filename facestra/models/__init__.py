@@ -6,33 +6,17 @@ ONNX runtime path, :mod:`facestra.models.onnx_graph`, the fingerprint) must not 
 
 from __future__ import annotations
 
-from facestra.lazy import lazy_attributes
+from facestra.lazy import lazy_package
 
-_LAZY = {
-    "Complexity": "facestra.models.cost",
-    "complexity": "facestra.models.cost",
-    "mode_masks": "facestra.models.masks",
-    "create": "facestra.models.registry",
-    "load": "facestra.models.registry",
-    "names": "facestra.models.registry",
-    "save": "facestra.models.registry",
-    "IBasicBlock": "facestra.models.iresnet",
-    "IResNet": "facestra.models.iresnet",
-    "BasicBlock": "facestra.models.resnet",
-    "Bottleneck": "facestra.models.resnet",
-    "EmbeddingHead": "facestra.models.resnet",
-    "FaceResNet": "facestra.models.resnet",
-    "CONV3X3": "facestra.models.stages",
-    "MidLayer": "facestra.models.stages",
-    "StRA": "facestra.models.stra",
-    "LocalAttention": "facestra.models.stra",
-    "ModeAttention": "facestra.models.stra",
-    "ModeMasks": "facestra.models.stra",
-    "StRAOptions": "facestra.models.stra",
-    "diversity_loss": "facestra.models.stra",
-    "stra_mid_layer": "facestra.models.stra",
-}
-
-__all__ = list(_LAZY)
-
-__getattr__ = lazy_attributes(__name__, _LAZY)
+__all__, __getattr__ = lazy_package(
+    __name__,
+    {
+        ".cost": "Complexity complexity",
+        ".masks": "mode_masks",
+        ".registry": "create load names save",
+        ".iresnet": "IBasicBlock IResNet",
+        ".resnet": "BasicBlock Bottleneck EmbeddingHead FaceResNet",
+        ".stages": "CONV3X3 MidLayer",
+        ".stra": "StRA LocalAttention ModeAttention ModeMasks StRAOptions diversity_loss stra_mid_layer",
+    },
+)

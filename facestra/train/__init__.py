@@ -8,17 +8,13 @@ first use: the configuration is torch-free, so ``facestra train --help`` builds 
 
 from __future__ import annotations
 
-from facestra.lazy import lazy_attributes
+from facestra.lazy import lazy_package
 
-_LAZY = {
-    "TrainConfig": "facestra.train.config",
-    "build_config": "facestra.train.config",
-    "resume_config": "facestra.train.config",
-    "TrainResult": "facestra.train.loop",
-    "train": "facestra.train.loop",
-    "TrainEvent": "facestra.train.metrics",
-}
-
-__all__ = list(_LAZY)
-
-__getattr__ = lazy_attributes(__name__, _LAZY)
+__all__, __getattr__ = lazy_package(
+    __name__,
+    {
+        ".config": "TrainConfig build_config resume_config",
+        ".loop": "TrainResult train",
+        ".metrics": "TrainEvent",
+    },
+)
