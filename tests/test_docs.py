@@ -6,7 +6,8 @@ Convention, on the line before each fenced ``bash`` or ``python`` block of READM
   marked ``<!-- output -->`` must appear, line for line, in what it printed;
 - ``<!-- runs in .ci/run -->``: the README's set-up block, which .ci/run runs (a copy elsewhere must equal it);
 - ``<!-- runs in tests/FILE.py -->``: that test file reads the block from this page and runs it;
-- ``<!-- illustrative -->``: needs data, a GPU or hours, and is not run.
+- ``<!-- illustrative -->``: needs data, a GPU or hours, and is not run; its flags are still held against the
+  commands' options, as are those of every `facestra VERB ...` span in the prose.
 """
 
 from __future__ import annotations
@@ -168,3 +169,33 @@ def test_the_site_builds_strictly_and_its_reference_is_every_commands_help(tmp_p
             for flag in parameter.opts:
                 if flag.startswith("-"):
                     assert flag in reference, f"the reference lacks {name} {flag}"
+
+
+def test_every_flag_a_command_line_shows_is_an_option_of_that_command() -> None:
+    """Illustrative blocks are not run, so their flags are held against the commands (0.2's README showed a
+    `facestra verify --val` that verify never had)."""
+    import click
+
+    from facestra.cli.main import COMMANDS, main
+
+    context = click.Context(main)
+    options = {name: {flag for parameter in main.get_command(context, name).get_params(context)
+                      for flag in (*parameter.opts, *parameter.secondary_opts)} for name in COMMANDS}
+    shown = [(block.where, line) for block in ALL_BLOCKS if block.language == "bash"
+             for line in block.text.replace("\\\n", " ").splitlines() if not line.lstrip().startswith("#")]
+    for page in PAGES:
+        prose = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+        shown += [(page.name, span) for span in re.findall(r"`(facestra [a-z]\w*[^`]*)`", prose)]
+    checked, unknown = 0, []
+    for where, line in shown:
+        command = re.search(r"(?:^|-m |&& )facestra ([a-z]\w*)(.*)", line.split(" # ")[0])
+        if command is None:
+            continue
+        verb, rest = command.groups()
+        checked += 1
+        if verb not in options:
+            unknown.append(f"{where}: no command {verb}")
+            continue
+        unknown += [f"{where}: facestra {verb} has no {flag}" for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", rest)
+                    if flag not in options[verb]]
+    assert checked >= 40 and not unknown, unknown
