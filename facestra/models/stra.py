@@ -72,12 +72,37 @@ class GroupedPointwise(nn.Conv2d):
         return torch.matmul(weight, x.view(b, g, c // g, h * w)).view(b, self.out_channels, h, w)
 
 
+class _TanhBySigmoid(torch.autograd.Function):
+    """``tanh x = 2σ(2x) − 1`` forward, tanh's own backward ``(1 − y²)·grad``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        y = torch.sigmoid(2 * x).mul_(2).sub_(1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+class Tanh(nn.Tanh):
+    """``nn.Tanh``, computed on CPU as ``2σ(2x) − 1``: the same function, but this torch build's CPU tanh
+    ran 4.5x slower than its sigmoid (426 against 95 µs on a 32×32×14×14 map, results within 2e-7)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu" or torch.jit.is_tracing():
+            return super().forward(x)
+        return _TanhBySigmoid.apply(x)
+
+
 def _grouped_mlp(in_channels: int, hidden_channels: int, out_channels: int, groups: int) -> nn.Sequential:
     """Grouped 1×1 conv, BN, tanh, grouped 1×1 conv, BN (Fig. 7's "GC" pairs; no bias before a BN)."""
     return nn.Sequential(
         GroupedPointwise(in_channels, hidden_channels, groups),
         nn.BatchNorm2d(hidden_channels),
-        nn.Tanh(),
+        Tanh(),
         GroupedPointwise(hidden_channels, out_channels, groups),
         nn.BatchNorm2d(out_channels),
     )
@@ -103,7 +128,13 @@ def softmasks(logits: Tensor, kernel_size: int, stride: int) -> Tensor:
     omega = logits[:, :, 1:, ::s, ::s]  # ω(x_i): K² logits at each output node
     nu = F.pad(logits[:, :, 0], (pad, pad, pad, pad))  # ν(x_j): one logit per input node, zero outside
     neighbours = torch.stack([_window(nu, index, k, s, h_out, w_out) for index in range(k * k)], dim=2)
-    return (omega + neighbours).softmax(dim=2)
+    scores = omega + neighbours
+    if torch.is_grad_enabled() or torch.jit.is_tracing():
+        return scores.softmax(dim=2)
+    # inside _LocalAttentionFunction: the softmax written out, which on CPU ran 2-3x faster than torch's
+    # softmax over a middle dimension
+    weights = scores.sub_(scores.amax(dim=2, keepdim=True)).exp_()
+    return weights.div_(weights.sum(dim=2, keepdim=True))
 
 
 def aggregate(values: Tensor, weights: Tensor, kernel_size: int, stride: int) -> Tensor:
