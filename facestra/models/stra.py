@@ -52,6 +52,12 @@ def _modes(channels: int, options: StRAOptions) -> int:
     return options.groups
 
 
+def _written_out_backward() -> bool:
+    """Whether the hand-written backward functions apply: when autograd records (not under an exporter's
+    tracing, which records the plain operations)."""
+    return torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+
 class GroupedPointwise(nn.Conv2d):
     """A grouped 1×1 convolution without bias (a state-dict ``weight`` of (out, in/groups, 1, 1), as
     ``nn.Conv2d``'s) that, on CPU tensors in NCHW, runs as one batched matrix product of each group's
@@ -300,11 +306,14 @@ class LocalAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         g, k, s = self.groups, self.kernel_size, self.stride
-        values, logits = self.value(x).view(b, g, c // g, h, w), self._logits(x)
-        if torch.is_grad_enabled() and not torch.jit.is_tracing():
-            out = _LocalAttentionFunction.apply(values, logits, k, s)
-        else:  # the same forward, as plain operations an exporter can trace
-            out = aggregate(values, softmasks(logits, k, s), k, s)
+        logits = self._logits(x)
+        if _written_out_backward():
+            # u is linear and the same for every node of a window, so Σ_j a_ij u(x_j) = u(Σ_j a_ij x_j): in
+            # training u runs after the aggregation, on the output nodes (a quarter of them at stride 2)
+            out = _LocalAttentionFunction.apply(x.unflatten(1, (g, c // g)), logits, k, s)
+            return self.value(out.reshape(b, c, *out.shape[-2:]))
+        # the plain operations, in the order of Eq. 3 (an exporter traces these; cost counts u on every node)
+        out = aggregate(self.value(x).view(b, g, c // g, h, w), softmasks(logits, k, s), k, s)
         return out.reshape(b, c, *out.shape[-2:])
 
     def extra_macs(self, output: Tensor) -> int:
@@ -377,12 +386,6 @@ class _AddOuter(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         vectors, weights = ctx.saved_tensors
         return grad, _node_sum(grad, weights), _channel_dot(grad, vectors)
-
-
-def _written_out_backward() -> bool:
-    """Whether the hand-written backward functions apply: when autograd records (not under an exporter's
-    tracing, which records the plain operations)."""
-    return torch.is_grad_enabled() and not torch.jit.is_tracing()
 
 
 class ModeAttention(nn.Module):
