@@ -159,3 +159,22 @@ def test_float32_training_matches_the_float64_reference() -> None:
     for name in ours:
         scale = theirs[name].abs().max().item()
         torch.testing.assert_close(ours[name].double(), theirs[name], rtol=0, atol=1e-4 * max(scale, 1.0), msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_a_bf16_autocast_step_on_channels_last_inputs_follows_the_float32_one() -> None:
+    """The GPU recipe's paths on CPU: channels-last maps (grouped convolutions stay convolutions) and autocast
+    (values in bf16, the softmasks and their gradients in float32), forward and backward."""
+    block = copy.deepcopy(_block(16, 4, 3, 2, (True, True, "sigmoid"))).float().train()
+    x = torch.randn(4, 16, 14, 14, generator=torch.Generator().manual_seed(6)).contiguous(memory_format=torch.channels_last)
+    x32 = x.clone().requires_grad_()
+    out32, diversity32 = block.forward_with_diversity(x32)
+    expected = _gradients(block, x32, out32, diversity32, seed=1)
+    x16 = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out16, diversity16 = block.forward_with_diversity(x16)
+    ours = _gradients(block, x16, out16.float(), diversity16.float(), seed=1)
+    assert ours["x"].dtype == torch.float32 and torch.isfinite(ours["x"]).all()
+    torch.testing.assert_close(out16.float(), out32, rtol=0, atol=0.05 * out32.abs().max().item())
+    for name in ("x", "local.value.weight", "local.logits.0.weight", "mode.masks.logits.0.weight"):
+        scale = expected[name].abs().max().item()
+        torch.testing.assert_close(ours[name].float(), expected[name], rtol=0, atol=0.1 * scale, msg=lambda m, name=name: f"{name}: {m}")

@@ -137,6 +137,8 @@ def softmasks(logits: Tensor, kernel_size: int, stride: int) -> Tensor:
     scores = omega + neighbours
     if torch.is_grad_enabled() or torch.jit.is_tracing():
         return scores.softmax(dim=2)
+    if scores.dtype in (torch.float16, torch.bfloat16):  # as autocast runs softmax: in float32
+        scores = scores.float()
     # inside _LocalAttentionFunction: the softmax written out, which on CPU ran 2-3x faster than torch's
     # softmax over a middle dimension
     weights = scores.sub_(scores.amax(dim=2, keepdim=True)).exp_()
@@ -250,31 +252,35 @@ class _LocalAttentionFunction(torch.autograd.Function):
         for index in range(1, kernel_size * kernel_size):
             out.addcmul_(layout.window(grid, index), weights[:, :, index : index + 1])
         ctx.save_for_backward(grid, weights)
-        ctx.layout = layout
+        ctx.geometry = (kernel_size, stride, *values.shape[-2:])  # plain numbers, which torch.compile traces
+        ctx.dtypes = (values.dtype, logits.dtype)
         return layout.narrow(out)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, None, None]:
         grid, weights = ctx.saved_tensors
-        layout: _PhaseGrid = ctx.layout
-        k, s, h, w = layout.kernel_size, layout.stride, layout.height, layout.width
+        layout = _PhaseGrid(*ctx.geometry)
+        k, s, h, w = ctx.geometry
         b, g = grid.shape[:2]
-        grad_wide = layout.widen(grad_out.to(grid.dtype))
-        grad_grid = torch.zeros_like(grid)
-        grad_weights = torch.empty_like(weights)
+        dtype = torch.promote_types(grid.dtype, weights.dtype)  # float32 under autocast's float16 values
+        grad_wide = layout.widen(grad_out.to(dtype))
+        grad_grid = torch.zeros_like(grid, dtype=dtype)
+        per_position = []
         for index in range(k * k):  # ∂/∂a_ij = <∂s_i, u_j>; ∂u_j += a_ij ∂s_i
-            window = layout.window(grid, index)
-            torch.sum(window * grad_wide, dim=2, out=grad_weights[:, :, index])
+            per_position.append((layout.window(grid, index) * grad_wide).sum(dim=2))
             layout.window(grad_grid, index).addcmul_(grad_wide, weights[:, :, index : index + 1])
+        grad_weights = torch.stack(per_position, dim=2)
         grad_scores = torch._softmax_backward_data(
-            layout.narrow(grad_weights).contiguous(), layout.narrow(weights).contiguous(), 2, weights.dtype
+            layout.narrow(grad_weights).contiguous(), layout.narrow(weights).contiguous().to(dtype), 2, dtype
         )
-        grad_logits = grid.new_zeros(b, g, 1 + k * k, h, w) if s > 1 else grid.new_empty(b, g, 1 + k * k, h, w)
+        values_dtype, logits_dtype = ctx.dtypes
+        shape = (b, g, 1 + k * k, h, w)
+        grad_logits = grad_scores.new_zeros(shape) if s > 1 else grad_scores.new_empty(shape)
         grad_logits[:, :, 1:, ::s, ::s] = grad_scores  # ω is read at the output nodes
         h_out, w_out = layout.out_size
         neighbours = grad_scores.reshape(b * g, k * k, h_out * w_out)  # ν_j is read in every window holding j
         grad_logits[:, :, 0] = F.fold(neighbours, (h, w), k, padding=k // 2, stride=s).view(b, g, h, w)
-        return layout.take(grad_grid), grad_logits, None, None
+        return layout.take(grad_grid).to(values_dtype), grad_logits.to(logits_dtype), None, None
 
 
 class LocalAttention(nn.Module):
