@@ -121,12 +121,12 @@ def test_training_forward_and_gradients_equal_the_autograd_reference(stride: int
         expected, expected_diversity, stats = reference(block, x, training=True)
         out, diversity = block.forward_with_diversity(x)
         case = f"K={kernel_size}, G={groups}"
-        torch.testing.assert_close(out, expected, rtol=0, atol=1e-12, msg=lambda m: f"{case}: {m}")
-        torch.testing.assert_close(diversity, expected_diversity, rtol=0, atol=1e-12, msg=lambda m: f"{case}: {m}")
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-12, msg=lambda m, case=case: f"{case}: {m}")
+        torch.testing.assert_close(diversity, expected_diversity, rtol=0, atol=1e-12, msg=lambda m, case=case: f"{case}: {m}")
         ours, theirs = _gradients(block, x, out, diversity, seed=kernel_size), _gradients(block, x, expected, expected_diversity, seed=kernel_size)
         assert ours.keys() == theirs.keys()
         for name in ours:
-            torch.testing.assert_close(ours[name], theirs[name], rtol=1e-9, atol=1e-11, msg=lambda m, name=name: f"{case}, {name}: {m}")
+            torch.testing.assert_close(ours[name], theirs[name], rtol=1e-9, atol=1e-11, msg=lambda m, name=name, case=case: f"{case}, {name}: {m}")
         assert ours["x"].abs().max() > 0 and ours["local.value.weight"].abs().max() > 0
         for name, module in block.named_modules():  # each BatchNorm ran once, with the batch's statistics
             if isinstance(module, nn.BatchNorm2d):

@@ -189,7 +189,6 @@ class _PhaseGrid:
     def placements(self) -> list[tuple[tuple, tuple]]:
         """(map slice, grid slice) pairs, one per phase, that together place every node once."""
         s, pad = self.stride, self.kernel_size // 2
-        rows, cols = self.rows, self.cols
         pairs = []
         for py in range(s):
             q_row = -(-(pad - py) // s) if pad > py else 0  # the phase's first row inside the map
@@ -236,8 +235,9 @@ class _PhaseGrid:
 
 
 class _LocalAttentionFunction(torch.autograd.Function):
-    """Eq. 3 from the values and the logits (:func:`softmasks` and :func:`aggregate`'s sums), computed on a
-    :class:`_PhaseGrid` and with the backward written out. On CPU the K² window slices of a 7×7 map are
+    """Eq. 3's weighted sums of node features (B, G, C/G, H, W) with the softmasks of the logits
+    (:func:`softmasks` and :func:`aggregate`'s sums), computed on a :class:`_PhaseGrid` and with the
+    backward written out. On CPU the K² window slices of a 7×7 map are
     rows of 7 values, which vectorise poorly (a multiply-add over one ran 4x slower than over a contiguous
     range), and autograd's backward of each slice fills a zero tensor of the whole padded map and adds it
     in (half of a stride-2 unit's time); in wide coordinates every window is one contiguous range, stride 2
@@ -317,7 +317,7 @@ class LocalAttention(nn.Module):
             # u is linear and the same for every node of a window, so Σ_j a_ij u(x_j) = u(Σ_j a_ij x_j): in
             # training u runs after the aggregation, on the output nodes (a quarter of them at stride 2)
             out = _LocalAttentionFunction.apply(x.unflatten(1, (g, c // g)), logits, k, s)
-            return self.value(out.reshape(b, c, *out.shape[-2:]))
+            return self.value(out.reshape(b, c, *out.shape[-2:]).contiguous())
         # the plain operations, in the order of Eq. 3 (an exporter traces these; cost counts u on every node)
         out = aggregate(self.value(x).view(b, g, c // g, h, w), softmasks(logits, k, s), k, s)
         return out.reshape(b, c, *out.shape[-2:])
