@@ -314,8 +314,9 @@ def _steps(run: Path) -> list[tuple]:
     return [(m["step"], m["loss"], m["accuracy"], m["lr"]) for m in rows if m["kind"] == "step"]
 
 
-def test_one_process_sampled_run_resumes_bit_exactly(data, tmp_path):
-    common = dict(data=str(data), batch_size=16, epochs=2, lr_steps=(1,), loss="cosface", sample_rate=0.5, save_every=2, **SMALL)
+def _straight_and_resumed(tmp_path: Path, common: dict) -> tuple[dict, dict]:
+    """One run straight through, and one interrupted after step 3 and resumed, which must log the same steps
+    bit for bit; their final classifier shards."""
     straight = train(TrainConfig(out=str(tmp_path / "straight"), **common))
     assert straight.global_step == 8
 
@@ -329,6 +330,12 @@ def test_one_process_sampled_run_resumes_bit_exactly(data, tmp_path):
     train(resume_config(tmp_path / "broken"))
     assert _steps(tmp_path / "broken") == _steps(tmp_path / "straight")  # bit for bit
     a, b = (torch.load(next((tmp_path / run / SHARDS).glob("*.pt")), weights_only=True) for run in ("straight", "broken"))
+    return a, b
+
+
+def test_one_process_sampled_run_resumes_bit_exactly(data, tmp_path):
+    common = dict(data=str(data), batch_size=16, epochs=2, lr_steps=(1,), loss="cosface", sample_rate=0.5, save_every=2, **SMALL)
+    a, b = _straight_and_resumed(tmp_path, common)
     assert torch.equal(a["weight"], b["weight"]) and torch.equal(a["weight_momentum"], b["weight_momentum"]) and a["draws"] == b["draws"] == 8
     # the run folder is one kind of run: it does not resume as a replicated one
     result = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "broken"), "--sample-rate", "1"])
@@ -338,18 +345,7 @@ def test_one_process_sampled_run_resumes_bit_exactly(data, tmp_path):
 def test_a_sampled_adamw_run_resumed_after_an_interruption_repeats_the_uninterrupted_one(data, tmp_path):
     common = dict(data=str(data), batch_size=16, epochs=2, schedule="poly", warmup_epochs=1, optimizer="adamw", lr=0.01,
                   weight_decay=0.1, loss="softmax", sample_rate=0.5, save_every=2, **SMALL)
-    straight = train(TrainConfig(out=str(tmp_path / "straight"), **common))
-    assert straight.global_step == 8
-
-    def interrupt_at_step_3(event):
-        if event.kind == "step" and event.global_step == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    broken = train(TrainConfig(out=str(tmp_path / "broken"), **common), progress=interrupt_at_step_3)
-    assert broken.stopped == "interrupted" and broken.global_step == 4
-    train(resume_config(tmp_path / "broken"))
-    assert _steps(tmp_path / "broken") == _steps(tmp_path / "straight")  # bit for bit
-    a, b = (torch.load(next((tmp_path / run / SHARDS).glob("*.pt")), weights_only=True) for run in ("straight", "broken"))
+    a, b = _straight_and_resumed(tmp_path, common)
     assert a["optimizer"] == "adamw" and a["optimizer_steps"] == b["optimizer_steps"] == 8 and a["draws"] == b["draws"] == 8
     for name in ("weight", "weight_exp_avg", "weight_exp_avg_sq", "bias", "bias_exp_avg", "bias_exp_avg_sq"):
         assert torch.equal(a[name], b[name]), name

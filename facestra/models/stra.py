@@ -349,34 +349,24 @@ def _channel_dot(nodes: Tensor, vectors: Tensor) -> Tensor:
     return torch.matmul(vectors.unsqueeze(2), nodes).squeeze(2)
 
 
-class _NodeSum(torch.autograd.Function):
-    """:func:`_node_sum` with its backward written out: autograd's backward of the equivalent einsum
-    formed an outer product as a batched matrix product with an inner size of one, several times slower on
-    CPU than the broadcast multiply here."""
+class _Contraction(torch.autograd.Function):
+    """:func:`_node_sum` (``over_nodes``) or :func:`_channel_dot` of the nodes with ``other``, with the backward
+    written out: each one's gradient is the other contraction and an outer product, which autograd's
+    backward of the equivalent einsum formed as a batched matrix product with an inner size of one, several
+    times slower on CPU than the broadcast multiply here."""
 
     @staticmethod
-    def forward(ctx, nodes: Tensor, weights: Tensor) -> Tensor:
-        ctx.save_for_backward(nodes, weights)
-        return _node_sum(nodes, weights)
+    def forward(ctx, nodes: Tensor, other: Tensor, over_nodes: bool) -> Tensor:
+        ctx.save_for_backward(nodes, other)
+        ctx.over_nodes = over_nodes
+        return _node_sum(nodes, other) if over_nodes else _channel_dot(nodes, other)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
-        nodes, weights = ctx.saved_tensors
-        return grad.unsqueeze(3) * weights.unsqueeze(2), _channel_dot(nodes, grad)
-
-
-class _ChannelDot(torch.autograd.Function):
-    """:func:`_channel_dot` with its backward written out (see :class:`_NodeSum`)."""
-
-    @staticmethod
-    def forward(ctx, nodes: Tensor, vectors: Tensor) -> Tensor:
-        ctx.save_for_backward(nodes, vectors)
-        return _channel_dot(nodes, vectors)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
-        nodes, vectors = ctx.saved_tensors
-        return vectors.unsqueeze(3) * grad.unsqueeze(2), _node_sum(nodes, grad)
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        nodes, other = ctx.saved_tensors
+        if ctx.over_nodes:  # grad (B, G, C/G), other the node weights (B, G, N)
+            return grad.unsqueeze(3) * other.unsqueeze(2), _channel_dot(nodes, grad), None
+        return other.unsqueeze(3) * grad.unsqueeze(2), _node_sum(nodes, grad), None  # other the vectors
 
 
 class _AddOuter(torch.autograd.Function):
@@ -418,7 +408,7 @@ class ModeAttention(nn.Module):
         masks = self.masks(s)
         nodes = s.reshape(b, g, c // g, h * w)  # s_i^g
         weights = masks.reshape(b, g, h * w)
-        modal = _NodeSum.apply(nodes, weights) if _written_out_backward() else _node_sum(nodes, weights)  # z_g
+        modal = _Contraction.apply(nodes, weights, True) if _written_out_backward() else _node_sum(nodes, weights)  # z_g
         out = self._add_context(nodes, modal, self.gate_norm, h, w)
         if self.interaction_gate_norm is not None:
             affinity = F.normalize(torch.einsum("bgc,bjc->bgj", modal, modal), dim=2)
@@ -432,7 +422,7 @@ class ModeAttention(nn.Module):
         if not _written_out_backward():
             scores = norm(_channel_dot(nodes, modal).reshape(b, g, h, w)).reshape(b, g, 1, n)
             return nodes + self._gate(scores) * modal.unsqueeze(3)
-        scores = norm(_ChannelDot.apply(nodes, modal).reshape(b, g, h, w)).reshape(b, g, n)
+        scores = norm(_Contraction.apply(nodes, modal, False).reshape(b, g, h, w)).reshape(b, g, n)
         return _AddOuter.apply(nodes, modal, self._gate(scores))
 
     def _gate(self, scores: Tensor) -> Tensor:
