@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU paths in one go, for a machine with a CUDA GPU (CI has none): model throughput (eager and
-# torch.compile), the demo on the GPU, fp16 training with a resume, a compiled training run, a one-process
-# torchrun (NCCL, sync-bn), verify and embed on CUDA.
+# torch.compile), the demo on the GPU, fp16 training with a resume, Partial FC with AdamW under fp16 with a
+# resume, a compiled training run, a one-process torchrun (NCCL, sync-bn), verify and embed on CUDA.
 #   bash bench/cuda_check.sh [WORKDIR]      (logs to stdout; WORKDIR defaults to /tmp/facestra-cuda)
 #   SKIP_DEMO=1 bash bench/cuda_check.sh    (a small synthetic set instead of the demo: about 3 minutes less)
 set -u -o pipefail
@@ -32,6 +32,11 @@ step "train fp16 + channels-last, stopped after 40 steps, then resumed to 80"
 facestra train "${COMMON[@]}" --out "$W/fp16" --amp fp16 --epochs 3 --max-steps 40 || echo "TRAIN FP16 FAILED rc=$?"
 facestra train --resume "$W/fp16" --max-steps 80 --quiet || echo "RESUME FAILED rc=$?"
 tail -n 2 "$W/fp16/metrics.jsonl"
+step "train fp16 with Partial FC (--sample-rate 0.5) and AdamW, stopped after 20 steps, then resumed to 40"
+facestra train "${COMMON[@]}" --out "$W/pfc_adamw" --amp fp16 --sample-rate 0.5 --optimizer adamw --lr 0.001 --epochs 3 \
+  --max-steps 20 || echo "TRAIN PFC ADAMW FAILED rc=$?"
+facestra train --resume "$W/pfc_adamw" --max-steps 40 --quiet || echo "RESUME PFC ADAMW FAILED rc=$?"
+tail -n 1 "$W/pfc_adamw/metrics.jsonl"
 step "train bf16 with --compile, 120 steps (step rates in metrics.jsonl)"
 facestra train "${COMMON[@]}" --out "$W/compiled" --amp bf16 --compile --epochs 4 --max-steps 120 --log-every 20 \
   || echo "TRAIN COMPILE FAILED rc=$?"

@@ -1,5 +1,6 @@
 """Partial FC (--sample-rate): the sharded head against the full classifier computed in one process, its
-sampling, its SGD, its checkpoint shards (bit-exact resume, re-sharding) and a 2-process torchrun run."""
+sampling, its SGD and AdamW (against torch's optimizers), its checkpoint shards (bit-exact resume,
+re-sharding) and a 2-process torchrun run."""
 
 from __future__ import annotations
 
@@ -161,6 +162,91 @@ def test_the_row_sgd_is_torch_sgd_at_rate_one_and_leaves_unsampled_rows_alone():
     assert torch.equal(changed, rows)
 
 
+def _adamw_heads(sample_rate: float, loss: str = "softmax") -> tuple[ShardedClassifierHead, torch.nn.Parameter, torch.nn.Parameter | None]:
+    """A sharded AdamW head and, as arcface_torch's PartialFC_V2 keeps it, the same shard as parameters."""
+    head = ShardedClassifierHead(SIZE, CLASSES, loss=loss, sample_rate=sample_rate, optimizer="adamw", seed=4)
+    weight = torch.nn.Parameter(head.weight.clone())
+    bias = None if head.bias is None else torch.nn.Parameter(head.bias.clone())
+    return head, weight, bias
+
+
+def test_the_shards_adamw_is_torch_adamw_on_the_replicated_head_at_rate_one():
+    torch.manual_seed(0)
+    embeddings, labels = torch.randn(6, SIZE), torch.tensor([1, 2, 3, 1, 0, 9])
+    head = ShardedClassifierHead(SIZE, CLASSES, loss="softmax", sample_rate=1.0, optimizer="adamw")
+    reference = ClassifierHead(SIZE, CLASSES, loss="softmax")
+    with torch.no_grad():
+        reference.weight.copy_(head.weight)
+    adamw = torch.optim.AdamW(reference.parameters(), lr=0.01, weight_decay=0.05)
+    for _ in range(4):
+        head.zero_grad()
+        adamw.zero_grad()
+        for half in (slice(0, 3), slice(3, 6)):  # two micro-batches accumulate
+            head.loss_and_correct(embeddings[half], labels[half])[0].mean().backward()
+            reference.loss_and_correct(embeddings[half], labels[half])[0].mean().backward()
+        assert head.step(lr=0.01, momentum=0.9, weight_decay=0.05)
+        adamw.step()
+    state = adamw.state[reference.weight]
+    assert head.optimizer_steps == int(state["step"]) == 4
+    # the two heads' gradients differ by float rounding, and AdamW divides each by its running RMS, so a row
+    # whose gradient is near zero carries that rounding into a step of size lr: 1e-6 of the 0.04 the rows
+    # moved (the next test holds the formula itself to 1e-7 on identical gradients)
+    torch.testing.assert_close(head.weight, reference.weight.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(head.bias, reference.bias.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(head.weight_exp_avg, state["exp_avg"], rtol=1e-4, atol=1e-8)
+    torch.testing.assert_close(head.weight_exp_avg_sq, state["exp_avg_sq"], rtol=1e-4, atol=1e-10)
+    moved = (head.weight - torch.as_tensor(ShardedClassifierHead(SIZE, CLASSES, loss="softmax").weight)).abs().max()
+    assert moved > 0.03
+
+
+def test_the_shards_adamw_at_a_sampled_rate_steps_every_row_as_partial_fc_v2_does():
+    """PartialFC_V2 gathers the sampled rows of one parameter, so torch.optim.AdamW sees a zero gradient on
+    the others and still moves them (decaying moments, decoupled weight decay); here the head's own
+    gradients of its scored rows are scattered into such a parameter and stepped by torch's AdamW."""
+    torch.manual_seed(1)
+    embeddings, labels = torch.randn(6, SIZE), torch.tensor([1, 2, 3, 1, 0, 9])
+    head, weight, bias = _adamw_heads(0.3)
+    adamw = torch.optim.AdamW([weight, bias], lr=0.02, weight_decay=0.1)
+    moved_unscored = False
+    for _ in range(3):
+        head.zero_grad()
+        head.loss_and_correct(embeddings[:3], labels[:3])[0].mean().backward()
+        head.loss_and_correct(embeddings[3:], labels[3:])[0].mean().backward()
+        rows, weight_grad, bias_grad = head.gradients()
+        assert rows is not None and len(rows) < CLASSES
+        weight.grad = torch.zeros_like(weight).index_copy_(0, rows, weight_grad)
+        bias.grad = torch.zeros_like(bias).index_copy_(0, rows, bias_grad)
+        before = head.weight.clone()
+        assert head.step(lr=0.02, momentum=0.9, weight_decay=0.1)
+        adamw.step()
+        unscored = torch.ones(CLASSES, dtype=torch.bool).index_fill_(0, rows, False)
+        moved_unscored |= bool((head.weight[unscored] != before[unscored]).any())
+        torch.testing.assert_close(head.weight, weight.detach(), rtol=0, atol=1e-7)
+        torch.testing.assert_close(head.bias, bias.detach(), rtol=0, atol=1e-7)
+    assert moved_unscored  # the decoupled weight decay (and the first moment) reach rows not scored this step
+
+
+def test_an_adamw_shard_is_saved_and_resharded_with_its_moments_and_step_count(tmp_path):
+    saved = [ShardedClassifierHead(SIZE, CLASSES, loss="softmax", process=Process(rank, 2), seed=1, optimizer="adamw") for rank in range(2)]
+    for head in saved:
+        for name in head.row_names():
+            getattr(head, name).normal_()
+        head.optimizer_steps = 5
+        write_shard(tmp_path, "t", head)
+    names = ("weight", "weight_exp_avg", "weight_exp_avg_sq", "bias", "bias_exp_avg", "bias_exp_avg_sq")
+    assert saved[0].row_names() == names
+    full = {name: torch.cat([getattr(h, name) for h in saved]) for name in names}
+    for world in (1, 3):
+        resumed = [ShardedClassifierHead(SIZE, CLASSES, loss="softmax", process=Process(r, world), seed=2, optimizer="adamw") for r in range(world)]
+        for head in resumed:
+            load_shards(head, tmp_path, {"token": "t", "world_size": 2, "num_classes": CLASSES})
+            assert head.optimizer_steps == 5
+        for name, rows in full.items():
+            assert torch.equal(torch.cat([getattr(h, name) for h in resumed]), rows), name
+    with pytest.raises(UserError, match=r"t-0-of-2.pt: holds no weight_momentum; was the run trained with another `loss` or `optimizer`"):
+        load_shards(_shards(2)[0], tmp_path, {"token": "t", "world_size": 2, "num_classes": CLASSES})
+
+
 def test_a_shard_without_positives_still_scores_a_row():
     generator = torch.Generator().manual_seed(0)
     none = torch.zeros(0, dtype=torch.long)
@@ -228,8 +314,9 @@ def _steps(run: Path) -> list[tuple]:
     return [(m["step"], m["loss"], m["accuracy"], m["lr"]) for m in rows if m["kind"] == "step"]
 
 
-def test_one_process_sampled_run_resumes_bit_exactly(data, tmp_path):
-    common = dict(data=str(data), batch_size=16, epochs=2, lr_steps=(1,), loss="cosface", sample_rate=0.5, save_every=2, **SMALL)
+def _straight_and_resumed(tmp_path: Path, common: dict) -> tuple[dict, dict]:
+    """One run straight through, and one interrupted after step 3 and resumed, which must log the same steps
+    bit for bit; their final classifier shards."""
     straight = train(TrainConfig(out=str(tmp_path / "straight"), **common))
     assert straight.global_step == 8
 
@@ -243,10 +330,26 @@ def test_one_process_sampled_run_resumes_bit_exactly(data, tmp_path):
     train(resume_config(tmp_path / "broken"))
     assert _steps(tmp_path / "broken") == _steps(tmp_path / "straight")  # bit for bit
     a, b = (torch.load(next((tmp_path / run / SHARDS).glob("*.pt")), weights_only=True) for run in ("straight", "broken"))
+    return a, b
+
+
+def test_one_process_sampled_run_resumes_bit_exactly(data, tmp_path):
+    common = dict(data=str(data), batch_size=16, epochs=2, lr_steps=(1,), loss="cosface", sample_rate=0.5, save_every=2, **SMALL)
+    a, b = _straight_and_resumed(tmp_path, common)
     assert torch.equal(a["weight"], b["weight"]) and torch.equal(a["weight_momentum"], b["weight_momentum"]) and a["draws"] == b["draws"] == 8
     # the run folder is one kind of run: it does not resume as a replicated one
     result = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "broken"), "--sample-rate", "1"])
     assert result.exit_code == 2 and "--sample-rate cannot change when resuming (the run has 0.5)" in result.output
+
+
+def test_a_sampled_adamw_run_resumed_after_an_interruption_repeats_the_uninterrupted_one(data, tmp_path):
+    common = dict(data=str(data), batch_size=16, epochs=2, schedule="poly", warmup_epochs=1, optimizer="adamw", lr=0.01,
+                  weight_decay=0.1, loss="softmax", sample_rate=0.5, save_every=2, **SMALL)
+    a, b = _straight_and_resumed(tmp_path, common)
+    assert a["optimizer"] == "adamw" and a["optimizer_steps"] == b["optimizer_steps"] == 8 and a["draws"] == b["draws"] == 8
+    for name in ("weight", "weight_exp_avg", "weight_exp_avg_sq", "bias", "bias_exp_avg", "bias_exp_avg_sq"):
+        assert torch.equal(a[name], b[name]), name
+    assert (a["weight_exp_avg_sq"] > 0).all()  # every row was stepped, scored or not
 
 
 def test_sample_rate_is_range_checked_on_the_command_line(data, tmp_path):

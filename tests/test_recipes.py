@@ -236,7 +236,6 @@ def test_train_runs_and_resumes_on_synthetic_data_from_the_command_line(tmp_path
     (["--loss", "combined", "--margins", "1,0.5"], "--loss combined needs --margins m1,m2,m3"),
     (["--loss", "combined", "--margins", "0.5,0,0"], "--margins 0.5,0,0: needs m1 >= 1"),
     (["--loss", "combined", "--margins", "1,0.5,0", "--margin", "0.3"], "--loss combined takes its margins as --margins"),
-    (["--optimizer", "adamw", "--sample-rate", "0.5"], "--optimizer adamw: the sharded classifier (--sample-rate) steps with SGD only"),
     (["--preset", "ms1mv3_r50"], "--amp fp16 needs a GPU"),
 ])
 def test_recipe_options_are_refused_in_one_line(tmp_path, extra, message):

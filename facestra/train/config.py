@@ -190,8 +190,6 @@ def _check_fine_tuning(config: TrainConfig) -> None:
         for name, idle in (("freeze_backbone_epochs", 0), ("backbone_lr_factor", 1.0)):
             if getattr(config, name) != idle:
                 raise UserError(f"{_option(name)} applies to a run started from pretrained weights (`init`)")
-    if config.optimizer == "adamw" and config.sample_rate is not None:
-        raise UserError("`optimizer` adamw: the sharded classifier (`sample_rate`) steps with SGD only; leave out `sample_rate`")
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

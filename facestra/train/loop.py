@@ -149,7 +149,7 @@ def _build_head(config: TrainConfig, process: distributed.Process, num_classes: 
         raise UserError(f"{config.data}: {num_classes} identities cannot be sharded over {process.world_size} processes (`sample_rate`)")
     return ShardedClassifierHead(
         config.embedding_size, num_classes, loss=config.loss, scale=config.scale, margin=config.margin, margins=margins,
-        sample_rate=config.sample_rate, process=process, seed=config.seed,
+        sample_rate=config.sample_rate, process=process, seed=config.seed, optimizer=config.optimizer,
     )
 
 

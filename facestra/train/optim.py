@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from facestra.train.config import TrainConfig
-from facestra.train.partial_fc import ShardedClassifierHead
+from facestra.train.partial_fc import AdamWSettings, ShardedClassifierHead
 from facestra.train.schedules import lr_factor_function, paper_lr_factor
 
 __all__ = ["AUTOCAST_DTYPES", "Optimisation", "paper_lr_factor"]
@@ -92,7 +92,9 @@ class Optimisation:
         # the scaler lowers its scale exactly when it skipped the step for non-finite gradients
         skipped = self.scaler.is_enabled() and self.scaler.get_scale() < scale
         if self.sharded_head is not None and not skipped:
-            self.sharded_head.step(lr=learning_rate, momentum=self.momentum, weight_decay=self.weight_decay, grad_scale=scale)
+            group = self.optimizer.param_groups[-1]  # the head's: a sharded head steps with its settings
+            adamw = AdamWSettings(betas=tuple(group["betas"]), eps=group["eps"]) if "betas" in group else AdamWSettings()
+            self.sharded_head.step(lr=learning_rate, momentum=self.momentum, weight_decay=self.weight_decay, grad_scale=scale, adamw=adamw)
         self.scheduler.step()
 
     def state_dict(self) -> dict[str, Any]:

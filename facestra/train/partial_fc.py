@@ -20,10 +20,18 @@ divides the shard's by the world size likewise, so both are gradients of the glo
 
 Random negatives come from a generator seeded by (seed, draw number, rank), and the draw number is saved
 with the shard: a resumed run draws the classes the uninterrupted run would have drawn.
+
+The shard steps with SGD or with AdamW, as the backbone does. SGD updates the scored rows and their momentum
+only (arcface_torch's first Partial FC). AdamW is arcface_torch's PartialFC_V2 with ``torch.optim.AdamW``:
+there the shard is one parameter whose unscored rows receive a zero gradient, so every AdamW step moves
+every row of the shard: the moments of unscored rows decay, the rows keep moving by their first moment, and
+the decoupled weight decay shrinks them. :meth:`ShardedClassifierHead.step` does the same to the whole
+shard, with torch's AdamW formula, and the shard's files keep both moments and the step count.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,20 +148,32 @@ class _Scored:
     bias: Tensor | None
 
 
+#: The optimizer state a shard keeps per row, for each optimizer: (suffix of the buffer names, ...).
+ROW_STATE: dict[str, tuple[str, ...]] = {"sgd": ("momentum",), "adamw": ("exp_avg", "exp_avg_sq")}
+
+
+@dataclass(frozen=True)
+class AdamWSettings:
+    """torch.optim.AdamW's constants for the shard (those of the backbone's optimizer)."""
+
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+
 class ShardedClassifierHead(nn.Module):
     """This process's shard of a softmax / CosFace / ArcFace / combined-margin classifier, trained with its
-    own row-wise SGD.
+    own SGD or AdamW.
 
     The rows are buffers, not parameters: DistributedDataParallel must neither broadcast nor average them,
     and the optimizer of the backbone must not see them. :meth:`step` applies SGD with momentum and weight
     decay to the rows scored since :meth:`zero_grad` (all rows at ``sample_rate`` 1, where it is the
-    optimizer's own formula).
+    optimizer's own formula), or AdamW to every row (see the module's notes).
     """
 
     def __init__(
         self, embedding_size: int, num_classes: int, *, loss: str = "arcface", scale: float | None = None,
         margin: float | None = None, margins: tuple[float, float, float] | None = None, sample_rate: float = 1.0,
-        process: distributed.Process = distributed.Process(), seed: int = 0,
+        process: distributed.Process = distributed.Process(), seed: int = 0, optimizer: str = "sgd",
     ) -> None:
         super().__init__()
         self.spec = MarginSpec.of(loss, scale=scale, margin=margin, margins=margins)
@@ -166,13 +186,23 @@ class ShardedClassifierHead(nn.Module):
         self.seed = seed
         self.num_classes = num_classes
         self.start, self.stop = shard_bounds(num_classes, process.world_size, process.rank)
+        if optimizer not in ROW_STATE:
+            raise ValueError(f"optimizer must be one of {tuple(ROW_STATE)}, not {optimizer!r}")
+        self.optimizer = optimizer
         self.register_buffer("weight", initial_rows(num_classes, embedding_size, self.start, self.stop, seed=seed))
-        self.register_buffer("weight_momentum", torch.zeros_like(self.weight))
         has_bias = not self.spec.normalised
         self.register_buffer("bias", torch.zeros(self.num_local) if has_bias else None)
-        self.register_buffer("bias_momentum", torch.zeros(self.num_local) if has_bias else None)
+        for values in ("weight", "bias"):
+            for state in ROW_STATE[optimizer]:
+                self.register_buffer(f"{values}_{state}", None if getattr(self, values) is None else torch.zeros_like(getattr(self, values)))
         self.draws = 0  # forwards so far: seeds the negatives of the next one
+        self.optimizer_steps = 0  # AdamW's step count t (its bias corrections)
         self._scored: list[_Scored] = []
+
+    def row_names(self) -> tuple[str, ...]:
+        """The per-row tensors of this shard (values and optimizer state) that its files hold."""
+        names = [f"{values}{suffix}" for values in ("weight", "bias") for suffix in ("", *(f"_{state}" for state in ROW_STATE[self.optimizer]))]
+        return tuple(name for name in names if getattr(self, name) is not None)
 
     @property
     def num_local(self) -> int:
@@ -246,10 +276,12 @@ class ShardedClassifierHead(nn.Module):
         return rows, weight_grad / world, None if bias_grad is None else bias_grad / world
 
     @torch.no_grad()
-    def step(self, *, lr: float, momentum: float, weight_decay: float, grad_scale: float = 1.0) -> bool:
-        """SGD on the scored rows (gradient + weight decay into the momentum, momentum into the rows), as
-        ``torch.optim.SGD`` computes it; ``grad_scale`` undoes an fp16 loss scale. Returns whether it
-        stepped (not without gradients, nor with non-finite ones)."""
+    def step(self, *, lr: float, momentum: float, weight_decay: float, grad_scale: float = 1.0,
+             adamw: AdamWSettings = AdamWSettings()) -> bool:
+        """One optimizer step: SGD on the scored rows (gradient + weight decay into the momentum, momentum
+        into the rows) as ``torch.optim.SGD`` computes it, or AdamW on every row as ``torch.optim.AdamW``
+        does (``momentum`` unused); ``grad_scale`` undoes an fp16 loss scale. Returns whether it stepped
+        (not without gradients, nor with non-finite ones)."""
         rows, weight_grad, bias_grad = self.gradients()
         if weight_grad is None:
             return False
@@ -258,6 +290,9 @@ class ShardedClassifierHead(nn.Module):
             grads = [g / grad_scale for g in grads]
         if not all(bool(torch.isfinite(g).all()) for g in grads):
             return False
+        if self.optimizer == "adamw":
+            self._adamw_step(rows, grads, lr=lr, weight_decay=weight_decay, settings=adamw)
+            return True
         for values, buffer, grad in zip((self.weight, self.bias), (self.weight_momentum, self.bias_momentum), grads):
             if rows is None:
                 buffer.mul_(momentum).add_(grad.add(values, alpha=weight_decay))
@@ -269,13 +304,28 @@ class ShardedClassifierHead(nn.Module):
                 values.index_copy_(0, rows, picked.add_(moved, alpha=-lr))
         return True
 
+    def _adamw_step(self, rows: Tensor | None, grads: list[Tensor], *, lr: float, weight_decay: float, settings: AdamWSettings) -> None:
+        """torch.optim.AdamW's single-tensor step on the whole shard, the gradient zero on unscored rows."""
+        self.optimizer_steps += 1
+        beta1, beta2 = settings.betas
+        bias_correction1 = 1 - beta1**self.optimizer_steps
+        bias_correction2_sqrt = math.sqrt(1 - beta2**self.optimizer_steps)
+        for name, grad in zip(("weight", "bias"), grads):
+            values, exp_avg, exp_avg_sq = getattr(self, name), getattr(self, f"{name}_exp_avg"), getattr(self, f"{name}_exp_avg_sq")
+            if rows is not None:
+                grad = values.new_zeros(values.shape).index_copy_(0, rows, grad)
+            values.mul_(1 - lr * weight_decay)
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denominator = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(settings.eps)
+            values.addcdiv_(exp_avg, denominator, value=-lr / bias_correction1)
+
     def shard_state(self) -> dict[str, Any]:
         """This shard as plain tensors and values, for its checkpoint file."""
-        state = {"start": self.start, "stop": self.stop, "num_classes": self.num_classes, "draws": self.draws}
-        for name in ("weight", "weight_momentum", "bias", "bias_momentum"):
-            value = getattr(self, name)
-            if value is not None:
-                state[name] = value.detach().cpu()
+        state = {"start": self.start, "stop": self.stop, "num_classes": self.num_classes, "draws": self.draws,
+                 "optimizer": self.optimizer, "optimizer_steps": self.optimizer_steps}
+        for name in self.row_names():
+            state[name] = getattr(self, name).detach().cpu()
         return state
 
     def load_rows(self, name: str, start: int, values: Tensor) -> None:
@@ -287,4 +337,4 @@ class ShardedClassifierHead(nn.Module):
     def extra_repr(self) -> str:
         spec = self.spec
         return (f"loss={spec.loss}, embedding_size={self.weight.shape[1]}, classes={self.start}..{self.stop - 1} of "
-                f"{self.num_classes}, sample_rate={self.sample_rate}, scale={spec.scale}, margins={spec.margins}")
+                f"{self.num_classes}, sample_rate={self.sample_rate}, scale={spec.scale}, margins={spec.margins}, optimizer={self.optimizer}")

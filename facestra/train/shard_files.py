@@ -1,6 +1,7 @@
 """The sharded classifier's part of a checkpoint: one file per process, and re-sharding on resume.
 
-Each process writes its own rows (weights, momentum, biases) to ``head_shards/<token>-<rank>-of-<world>.pt``,
+Each process writes its own rows (weights, biases and their optimizer state: SGD's momentum or AdamW's
+two moments and step count) to ``head_shards/<token>-<rank>-of-<world>.pt``,
 so no process ever holds the whole classifier; ``last.pt`` names the token of the generation it belongs
 to. A new generation is written beside the old one and the old one is deleted only once ``last.pt``
 names the new one, so an interrupted save leaves a consistent checkpoint. On resume a process reads the
@@ -23,7 +24,6 @@ from facestra.train.partial_fc import ShardedClassifierHead, shard_bounds
 
 SHARDS = "head_shards"
 SHARD_FORMAT = "facestra-head-shard/1"
-ROWS = ("weight", "weight_momentum", "bias", "bias_momentum")
 
 
 def new_token(global_step: int) -> str:
@@ -67,7 +67,7 @@ def load_shards(head: ShardedClassifierHead, run_dir: Path, saved: dict[str, Any
     token, old_world = saved["token"], int(saved["world_size"])
     if int(saved["num_classes"]) != head.num_classes:
         raise UserError(f"{run_dir}: its classifier has {saved['num_classes']} classes, the data {head.num_classes}")
-    draws = None
+    draws = steps = None
     for old_rank in range(old_world):
         start, stop = shard_bounds(head.num_classes, old_world, old_rank)
         if stop <= head.start or start >= head.stop:
@@ -84,10 +84,10 @@ def load_shards(head: ShardedClassifierHead, run_dir: Path, saved: dict[str, Any
             raise UserError(f"{path}: not a readable classifier shard ({type(error).__name__})") from None
         if not isinstance(shard, dict) or shard.get("format") != SHARD_FORMAT or (shard["start"], shard["stop"]) != (start, stop):
             raise UserError(f"{path}: not shard {old_rank} of {old_world} of this run's classifier")
-        for name in ROWS:
-            if getattr(head, name) is not None:
-                if name not in shard:
-                    raise UserError(f"{path}: holds no {name}; was the run trained with another `loss`?")
-                head.load_rows(name, start, shard[name])
-        draws = int(shard["draws"])
+        for name in head.row_names():
+            if name not in shard:
+                raise UserError(f"{path}: holds no {name}; was the run trained with another `loss` or `optimizer`?")
+            head.load_rows(name, start, shard[name])
+        draws, steps = int(shard["draws"]), int(shard.get("optimizer_steps", 0))
     head.draws = draws if draws is not None else 0
+    head.optimizer_steps = steps if steps is not None else 0
