@@ -132,22 +132,35 @@ def test_sampling_keeps_every_positive_and_is_the_softmax_over_the_kept_classes(
     np.testing.assert_allclose(torch.cat([r["weight_grad"] for r in ranks]), expected["weight_grad"][columns], rtol=1e-5, atol=1e-6)
 
 
-def test_the_row_sgd_is_torch_sgd_at_rate_one_and_leaves_unsampled_rows_alone():
+def _shard_beside_replicated(optimizer: str) -> tuple[ShardedClassifierHead, ClassifierHead, torch.Tensor, torch.Tensor]:
+    """A sharded head holding every class (sample rate 1.0), the replicated head with the same weights, and a batch."""
     torch.manual_seed(0)
     embeddings, labels = torch.randn(6, SIZE), torch.tensor([1, 2, 3, 1, 0, 9])
-    head = ShardedClassifierHead(SIZE, CLASSES, loss="softmax", sample_rate=1.0)
+    head = ShardedClassifierHead(SIZE, CLASSES, loss="softmax", sample_rate=1.0, optimizer=optimizer)
     reference = ClassifierHead(SIZE, CLASSES, loss="softmax")
     with torch.no_grad():
         reference.weight.copy_(head.weight)
-    sgd = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    for _ in range(3):
+    return head, reference, embeddings, labels
+
+
+def _step_both(head: ShardedClassifierHead, reference: ClassifierHead, optimizer: torch.optim.Optimizer,
+               embeddings: torch.Tensor, labels: torch.Tensor, steps: int, **rates: float) -> None:
+    """``steps`` steps of the shard's own update and of ``optimizer`` on the replicated head, each over two
+    micro-batches whose gradients accumulate."""
+    for _ in range(steps):
         head.zero_grad()
-        sgd.zero_grad()
-        for half in (slice(0, 3), slice(3, 6)):  # two micro-batches accumulate
+        optimizer.zero_grad()
+        for half in (slice(0, 3), slice(3, 6)):
             head.loss_and_correct(embeddings[half], labels[half])[0].mean().backward()
             reference.loss_and_correct(embeddings[half], labels[half])[0].mean().backward()
-        assert head.step(lr=0.1, momentum=0.9, weight_decay=5e-4)
-        sgd.step()
+        assert head.step(**rates)
+        optimizer.step()
+
+
+def test_the_row_sgd_is_torch_sgd_at_rate_one_and_leaves_unsampled_rows_alone():
+    head, reference, embeddings, labels = _shard_beside_replicated("sgd")
+    sgd = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    _step_both(head, reference, sgd, embeddings, labels, 3, lr=0.1, momentum=0.9, weight_decay=5e-4)
     torch.testing.assert_close(head.weight, reference.weight.detach(), rtol=0, atol=1e-7)
     torch.testing.assert_close(head.bias, reference.bias.detach(), rtol=0, atol=1e-7)
 
@@ -171,21 +184,9 @@ def _adamw_heads(sample_rate: float, loss: str = "softmax") -> tuple[ShardedClas
 
 
 def test_the_shards_adamw_is_torch_adamw_on_the_replicated_head_at_rate_one():
-    torch.manual_seed(0)
-    embeddings, labels = torch.randn(6, SIZE), torch.tensor([1, 2, 3, 1, 0, 9])
-    head = ShardedClassifierHead(SIZE, CLASSES, loss="softmax", sample_rate=1.0, optimizer="adamw")
-    reference = ClassifierHead(SIZE, CLASSES, loss="softmax")
-    with torch.no_grad():
-        reference.weight.copy_(head.weight)
+    head, reference, embeddings, labels = _shard_beside_replicated("adamw")
     adamw = torch.optim.AdamW(reference.parameters(), lr=0.01, weight_decay=0.05)
-    for _ in range(4):
-        head.zero_grad()
-        adamw.zero_grad()
-        for half in (slice(0, 3), slice(3, 6)):  # two micro-batches accumulate
-            head.loss_and_correct(embeddings[half], labels[half])[0].mean().backward()
-            reference.loss_and_correct(embeddings[half], labels[half])[0].mean().backward()
-        assert head.step(lr=0.01, momentum=0.9, weight_decay=0.05)
-        adamw.step()
+    _step_both(head, reference, adamw, embeddings, labels, 4, lr=0.01, momentum=0.9, weight_decay=0.05)
     state = adamw.state[reference.weight]
     assert head.optimizer_steps == int(state["step"]) == 4
     # the two heads' gradients differ by float rounding, and AdamW divides each by its running RMS, so a row
