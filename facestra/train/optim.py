@@ -92,7 +92,7 @@ class Optimisation:
         # the scaler lowers its scale exactly when it skipped the step for non-finite gradients
         skipped = self.scaler.is_enabled() and self.scaler.get_scale() < scale
         if self.sharded_head is not None and not skipped:
-            group = self.optimizer.param_groups[-1]  # the head's: a sharded head steps with its settings
+            group = self.optimizer.param_groups[-1]  # the shard steps with the backbone optimizer's constants (every group has the same)
             adamw = AdamWSettings(betas=tuple(group["betas"]), eps=group["eps"]) if "betas" in group else AdamWSettings()
             self.sharded_head.step(lr=learning_rate, momentum=self.momentum, weight_decay=self.weight_decay, grad_scale=scale, adamw=adamw)
         self.scheduler.step()
