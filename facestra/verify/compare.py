@@ -17,7 +17,7 @@ says so. Many pairs are compared in one run by :func:`compare_pairs`: each photo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,22 +107,39 @@ class FaceFound:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The decision and the figures behind it."""
+    """The decision, the figures behind it, and the operating rule that made it (its threshold, source, FAR
+    and prior are the rule's)."""
 
     distance: float
     cosine: float
-    threshold: float
-    threshold_source: str
     same: bool
     faces: tuple[FaceFound, FaceFound]
-    cosine_threshold: float | None = None
-    far: float | None = None
+    rule: OperatingRule = field(repr=False)  # with the calibration it read, which a repr need not print
     probability: float | None = None
-    prior: float | None = None
+
+    @property
+    def threshold(self) -> float:
+        return self.rule.threshold
+
+    @property
+    def threshold_source(self) -> str:
+        return self.rule.source
+
+    @property
+    def cosine_threshold(self) -> float | None:
+        return self.rule.cosine_threshold
+
+    @property
+    def far(self) -> float | None:
+        return self.rule.far
+
+    @property
+    def prior(self) -> float | None:
+        return self.rule.prior
 
     @property
     def calibrated(self) -> bool:
-        return self.cosine_threshold is not None
+        return self.rule.calibrated
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -170,12 +187,12 @@ def choose_rule(model: nn.Module, options: CompareOptions, flip: str,
     return OperatingRule(2.0 - 2.0 * cosine, f"FAR {far:g} from {calibration.origin}", cosine, far, tar, calibration, prior)
 
 
-def decide(rule: OperatingRule, first: np.ndarray, second: np.ndarray) -> tuple[float, float, bool, float | None]:
-    """``(distance, cosine, same, P(same))`` of two unit embeddings under ``rule``, in float64."""
+def decide(rule: OperatingRule, first: np.ndarray, second: np.ndarray, faces: tuple[FaceFound, FaceFound]) -> Comparison:
+    """The comparison of two unit embeddings under ``rule``, its figures in float64."""
     a, b = first.astype(np.float64), second.astype(np.float64)
     cosine = float(np.clip(np.dot(a, b), -1.0, 1.0))
     distance = float(np.sum(np.square(a - b)))
-    return distance, cosine, rule.same(cosine, distance), rule.probability(cosine)
+    return Comparison(distance, cosine, rule.same(cosine, distance), faces, rule, rule.probability(cosine))
 
 
 class PhotoError(UserError):
@@ -278,14 +295,7 @@ def compare_images(
     model, rule, crop = _prepare(model, options, inference, arch, calibration)
     crops, faces = zip(*(crop(Path(p)) for p in (first, second)))
     embeddings = _embed(model, list(crops), inference, [str(first), str(second)])
-    distance, cosine, same, probability = decide(rule, embeddings[0], embeddings[1])
-    return _comparison(rule, distance, cosine, same, probability, (faces[0], faces[1]))
-
-
-def _comparison(rule: OperatingRule, distance: float, cosine: float, same: bool, probability: float | None,
-                faces: tuple[FaceFound, FaceFound]) -> Comparison:
-    return Comparison(distance, cosine, rule.threshold, rule.source, same, faces, rule.cosine_threshold, rule.far,
-                      probability, rule.prior if probability is not None else None)
+    return decide(rule, embeddings[0], embeddings[1], (faces[0], faces[1]))
 
 
 @dataclass(frozen=True)
@@ -333,9 +343,8 @@ def compare_pairs(
         if broken is not None:
             outcomes.append(PairOutcome(first, second, broken.status, None, str(broken)))
             continue
-        distance, cosine, same, probability = decide(rule, embedded[row_of[first]], embedded[row_of[second]])
         faces = (crops[first][1], crops[second][1])
-        outcomes.append(PairOutcome(first, second, "ok", _comparison(rule, distance, cosine, same, probability, faces)))
+        outcomes.append(PairOutcome(first, second, "ok", decide(rule, embedded[row_of[first]], embedded[row_of[second]], faces)))
     return outcomes
 
 
