@@ -92,10 +92,15 @@ def softmasks(logits: Tensor, kernel_size: int, stride: int) -> Tensor:
     scores = omega + neighbours
     if torch.is_grad_enabled() or torch.jit.is_tracing():
         return scores.softmax(dim=2)
-    if scores.dtype in (torch.float16, torch.bfloat16):  # as autocast runs softmax: in float32
+    return _window_softmax_(scores)
+
+
+def _window_softmax_(scores: Tensor) -> Tensor:
+    """Softmax over dim 2, in place where it can be (in float32 for half-precision scores, as autocast runs a
+    softmax): written out, because on CPU it ran 2-3x faster than torch's softmax over a middle dimension.
+    For computations without autograd (inference, and inside :class:`LocalAttentionFunction`)."""
+    if scores.dtype in (torch.float16, torch.bfloat16):
         scores = scores.float()
-    # inside LocalAttentionFunction: the softmax written out, which on CPU ran 2-3x faster than torch's
-    # softmax over a middle dimension
     weights = scores.sub_(scores.amax(dim=2, keepdim=True)).exp_()
     return weights.div_(weights.sum(dim=2, keepdim=True))
 
@@ -189,6 +194,16 @@ class _PhaseGrid:
         return wide.unflatten(-1, (self.out_size[0], self.cols))[..., : self.out_size[1]]
 
 
+def wide_softmasks(logits: Tensor, layout: _PhaseGrid) -> Tensor:
+    """:func:`softmasks` in the wide coordinates of ``layout``, (B, G, K², H_out · cols), without autograd: ν
+    placed in a grid of its own, so that its neighbours at each window position are one contiguous range.
+    The unused columns hold finite weights that multiply nothing anyone reads."""
+    k, s = layout.kernel_size, layout.stride
+    nu_grid = layout.place(logits[:, :, 0])  # ν(x_j), zero outside the map
+    scores = torch.stack([layout.window(nu_grid, index) for index in range(k * k)], dim=2)
+    return _window_softmax_(scores.add_(layout.widen(logits[:, :, 1:, ::s, ::s])))  # + ω(x_i) at the output nodes
+
+
 class LocalAttentionFunction(torch.autograd.Function):
     """Eq. 3's weighted sums of node features (B, G, C/G, H, W) with the softmasks of the logits
     (:func:`softmasks` and :func:`aggregate`'s sums), computed on a :class:`_PhaseGrid` and with the
@@ -196,12 +211,14 @@ class LocalAttentionFunction(torch.autograd.Function):
     rows of 7 values, which vectorise poorly (a multiply-add over one ran 4x slower than over a contiguous
     range), and autograd's backward of each slice fills a zero tensor of the whole padded map and adds it
     in (half of a stride-2 unit's time); in wide coordinates every window is one contiguous range, stride 2
-    included, and each window's gradient is added into one buffer in place."""
+    included, and each window's gradient is added into one buffer in place. The softmasks and their
+    gradients stay wide too, ν's gradient gathered window by window as the values' is (``F.fold`` took a
+    tenth of the function's time, one small copy per sample and mode)."""
 
     @staticmethod
     def forward(ctx, values: Tensor, logits: Tensor, kernel_size: int, stride: int) -> Tensor:
         layout = _PhaseGrid(kernel_size, stride, *values.shape[-2:])
-        weights = layout.widen(softmasks(logits, kernel_size, stride))
+        weights = wide_softmasks(logits, layout)
         grid = layout.place(values)
         out = layout.window(grid, 0) * weights[:, :, 0:1]
         for index in range(1, kernel_size * kernel_size):
@@ -218,23 +235,22 @@ class LocalAttentionFunction(torch.autograd.Function):
         k, s, h, w = ctx.geometry
         b, g = grid.shape[:2]
         dtype = torch.promote_types(grid.dtype, weights.dtype)  # float32 under autocast's float16 values
-        grad_wide = layout.widen(grad_out.to(dtype))
+        grad_wide = layout.widen(grad_out.to(dtype))  # zero in the unused columns
         grad_grid = torch.zeros_like(grid, dtype=dtype)
         per_position = []
         for index in range(k * k):  # ∂/∂a_ij = <∂s_i, u_j>; ∂u_j += a_ij ∂s_i
             per_position.append((layout.window(grid, index) * grad_wide).sum(dim=2))
             layout.window(grad_grid, index).addcmul_(grad_wide, weights[:, :, index : index + 1])
-        grad_weights = torch.stack(per_position, dim=2)
-        grad_scores = torch._softmax_backward_data(
-            layout.narrow(grad_weights).contiguous(), layout.narrow(weights).contiguous().to(dtype), 2, dtype
-        )
+        # zero in the unused columns, where every ∂/∂a_ij is
+        grad_scores = torch._softmax_backward_data(torch.stack(per_position, dim=2), weights.to(dtype), 2, dtype)
+        grad_nu = torch.zeros_like(grid[:, :, 0], dtype=dtype)  # ν_j is read in every window holding j
+        for index in range(k * k):
+            layout.window(grad_nu, index).add_(grad_scores[:, :, index])
         values_dtype, logits_dtype = ctx.dtypes
         shape = (b, g, 1 + k * k, h, w)
         grad_logits = grad_scores.new_zeros(shape) if s > 1 else grad_scores.new_empty(shape)
-        grad_logits[:, :, 1:, ::s, ::s] = grad_scores  # ω is read at the output nodes
-        h_out, w_out = layout.out_size
-        neighbours = grad_scores.reshape(b * g, k * k, h_out * w_out)  # ν_j is read in every window holding j
-        grad_logits[:, :, 0] = F.fold(neighbours, (h, w), k, padding=k // 2, stride=s).view(b, g, h, w)
+        grad_logits[:, :, 1:, ::s, ::s] = layout.narrow(grad_scores)  # ω is read at the output nodes
+        grad_logits[:, :, 0] = layout.take(grad_nu)
         return layout.take(grad_grid).to(values_dtype), grad_logits.to(logits_dtype), None, None
 
 
