@@ -9,9 +9,13 @@ and resnet50_stra against resnet50, each as a ratio of runs made in this process
    by side; JPEG / synthetic is what the loader costs the whole step.
 2. Networks: resnet50 and resnet50_stra trained on the JPEG folder, in the order A B B A for each repeat
    (a run's position in the process then weighs on both alike), and the bare step (forward, backward,
-   SGD on one batch, without train()) of each. Besides images/s of wall time, the images per CPU-second of
+   SGD on one batch, without train()) of each, the networks taking turns step by step. Besides images/s of wall time, the images per CPU-second of
    this process are shown: on a shared machine wall time also counts the other processes' load, CPU time
    counts only this run's work (and the spinning of its threads while one of them waits for a core).
+3. The ceiling: the bare step of resnet50 with stage 4's middle layers replaced by a strided slice (no
+   work at all), taking its turns among the bare steps. No implementation of StRA can bring
+   resnet50_stra / resnet50 above this ratio; how far below it the measured ratio lies is what StRA's
+   units cost beyond the 3x3 convolutions they replace.
 
 Every rate is the median over a run's steps after ``--warmup`` steps; the whole-run rate counts the
 train() call from start to end (building, loading, saving). A first train() call, whose rate is shown
@@ -30,11 +34,13 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from torch import nn
 
 from facestra import models
 from facestra.allocator import reuse_freed_memory
@@ -103,33 +109,65 @@ def training_rates(data: str, out: Path, arch: str, width: float, args) -> Rates
     return rates
 
 
-def bare_step_rate(arch: str, width: float, args) -> float:
-    """Images/s of forward + diversity + head + backward + SGD on one batch, as train() computes them, without train()."""
+class Subsample(nn.Module):
+    """A middle layer that costs nothing: every stride-th node, as the layer's output shape requires."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., :: self.stride, :: self.stride]
+
+
+#: resnet50 whose stage-4 blocks hold :class:`Subsample` in their middle slot (the ceiling of part 3).
+NO_STAGE4_MIDDLE = "resnet50 without stage 4's middle layers"
+
+
+def create_network(arch: str, width: float, input_size: tuple[int, int]) -> nn.Module:
+    if arch != NO_STAGE4_MIDDLE:
+        return models.create(arch, width=width, input_size=input_size)
+    network = models.create("resnet50", width=width, input_size=input_size)
+    for block in network.layer4:
+        setattr(block, block.mid_name, Subsample(block.mid.stride[0]))
+    return network
+
+
+def bare_step_rates(arches: tuple[str, ...], width: float, args) -> dict[str, float]:
+    """Images/s of forward + diversity + head + backward + SGD on one batch, as train() computes them, without
+    train(): one step of each network in turn (the order reversed every other round), ``--repeats`` times
+    ``--steps`` rounds after ``--warmup``, so that a slow spell of the machine falls on every network alike."""
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads or threads_before)  # as train() sets them
     try:
-        return args.batch / statistics.median(_bare_step_times(arch, width, args))
+        steps = {arch: _bare_step(arch, width, args) for arch in arches}
+        times: dict[str, list[float]] = {arch: [] for arch in arches}
+        for round_ in range(args.warmup + args.repeats * args.steps):
+            for arch in arches if round_ % 2 == 0 else reversed(arches):
+                start = time.perf_counter()
+                steps[arch]()
+                if round_ >= args.warmup:
+                    times[arch].append(time.perf_counter() - start)
+        return {arch: args.batch / statistics.median(arch_times) for arch, arch_times in times.items()}
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _bare_step_times(arch: str, width: float, args) -> list[float]:
+def _bare_step(arch: str, width: float, args) -> Callable[[], None]:
     torch.manual_seed(0)
-    network = models.create(arch, width=width, input_size=(args.input, args.input)).train()
+    network = create_network(arch, width, (args.input, args.input)).train()
     head = ClassifierHead(network.embedding_size, 16, loss="softmax")
     optimizer = torch.optim.SGD([*network.parameters(), *head.parameters()], lr=0.01, momentum=0.9, weight_decay=5e-4)
     images, labels = torch.randn(args.batch, 3, args.input, args.input), torch.randint(0, 16, (args.batch,))
-    times = []
-    for step in range(args.warmup + args.steps):
-        start = time.perf_counter()
+
+    def step() -> None:
         embeddings, diversity = network.forward_with_diversity(images)
         cross_entropy, _ = head.loss_and_correct(embeddings, labels)
         optimizer.zero_grad(set_to_none=True)
         (cross_entropy.mean() + 0.1 * diversity.mean()).backward()
         optimizer.step()
-        if step >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return times
+
+    return step
 
 
 def main() -> None:
@@ -184,11 +222,7 @@ def main() -> None:
             for _ in range(args.repeats):
                 for arch in (*arches, *reversed(arches)):  # A B B A
                     nets[arch].append(training_rates(jpeg, Path(tmp) / arch, arch, args.width, args))
-            bare_runs: dict[str, list[float]] = {arch: [] for arch in arches}
-            for _ in range(args.repeats):
-                for arch in (*arches, *reversed(arches)):
-                    bare_runs[arch].append(bare_step_rate(arch, args.width, args))
-            bare = {arch: statistics.median(rates) for arch, rates in bare_runs.items()}
+            bare = bare_step_rates((*arches, NO_STAGE4_MIDDLE), args.width, args)
             print(f"\n2. networks at width {args.width:g} (JPEG folder)      step img/s   img/cpu-s   whole run img/s   bare step img/s")
             medians = {}
             for arch in arches:
@@ -198,6 +232,8 @@ def main() -> None:
                 print(f"      each run's step img/s: {', '.join(f'{r.step_rate:.1f}' for r in nets[arch])}")
             ratio = [s / r for s, r in zip(medians["resnet50_stra"], medians["resnet50"])]
             print(f"   resnet50_stra / resnet50               {ratio[0]:9.3f} {ratio[1]:11.3f} {ratio[2]:17.3f} {ratio[3]:17.3f}")
+            print(f"\n3. ceiling: bare step of {NO_STAGE4_MIDDLE}: {bare[NO_STAGE4_MIDDLE]:.1f} img/s, "
+                  f"/ resnet50 {bare[NO_STAGE4_MIDDLE] / bare['resnet50']:.3f}")
 
 
 if __name__ == "__main__":
