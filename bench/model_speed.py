@@ -2,11 +2,13 @@
 
     python bench/model_speed.py [--width 1.0] [--batch 32] [--repeats 5] [--device cpu|cuda|all]
                                 [--mode forward|train|both] [--compile] [--amp bf16|none] [--nchw]
-                                [--part network|stage4]
+                                [--part network|stage4|unit-stride2|unit-stride1]
 
 Prints images/s for both models on each device and the ratio stra/plain (>= 1 means StRA is not slower).
 A training step is forward (with the diversity loss), backward and an SGD update, without the classifier
-head (the same for both networks). The two models are timed alternately, repeat by repeat, so that machine
+head (the same for both networks). ``--part unit-stride2`` and ``unit-stride1`` time the middle layer of
+stage 4's first and second block alone: the 3x3 convolution against the StRA unit that replaces it, fed
+maps that take a gradient as they do inside the network. The two models are timed alternately, repeat by repeat, so that machine
 load affects both alike. On CUDA the default precision is bf16 autocast, on the CPU fp32.
 """
 
@@ -19,7 +21,7 @@ import torch
 
 from facestra import models
 from facestra.allocator import reuse_freed_memory
-from facestra.models.stages import run_blocks
+from facestra.models.stages import run_blocks, with_diversity
 
 
 def _synchronize(device: str) -> None:
@@ -65,6 +67,25 @@ class _Stage4(torch.nn.Module):
         return features.flatten(1), diversity
 
 
+class _Middle(torch.nn.Module):
+    """The middle layer of one stage-4 block alone (a 3x3 convolution or an StRA unit)."""
+
+    def __init__(self, network: models.FaceResNet, block: int) -> None:
+        super().__init__()
+        self.mid = network.layer4[block].mid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_diversity(x)[0]
+
+    def forward_with_diversity(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features, diversity = with_diversity(self.mid, x)
+        return features.flatten(1), diversity
+
+
+#: --part unit-*: the stage-4 block whose middle layer is timed, and the side of the maps it is fed.
+UNITS = {"unit-stride2": (0, 14), "unit-stride1": (1, 7)}
+
+
 def bench(device: str, width: float, batch_size: int, repeats: int, mode: str, amp: bool,
           compile_models: bool = False, channels_last: bool = True, part: str = "network") -> None:
     torch.manual_seed(0)
@@ -74,9 +95,14 @@ def bench(device: str, width: float, batch_size: int, repeats: int, mode: str, a
         channels = built["resnet50"].layer4[0].conv1.in_channels
         batch = torch.randn(batch_size, channels, 14, 14, device=device)
         built = {name: _Stage4(network) for name, network in built.items()}
+    elif part in UNITS:
+        block, side = UNITS[part]
+        channels = built["resnet50"].layer4[block].conv1.out_channels
+        batch = torch.randn(batch_size, channels, side, side, device=device, requires_grad=True)
+        built = {name: _Middle(network, block) for name, network in built.items()}
     else:
         batch = torch.randn(batch_size, 3, 112, 112, device=device)
-    batch = batch.contiguous(memory_format=memory_format)
+    batch = batch.detach().contiguous(memory_format=memory_format).requires_grad_(batch.requires_grad)
     built = {name: model.to(device).to(memory_format=memory_format) for name, model in built.items()}
     if mode == "forward":
         runners = {}
@@ -103,7 +129,7 @@ def bench(device: str, width: float, batch_size: int, repeats: int, mode: str, a
     # each round times both models back to back: the median of the rounds' ratios resists load that drifts
     round_ratios = sorted(p / s for p, s in zip(times["resnet50"], times["resnet50_stra"]))
     median_ratio = round_ratios[len(round_ratios) // 2]
-    setting = (f"{mode}{', stage 4 only' if part == 'stage4' else ''}, batch {batch_size}, width {width:g}, "
+    setting = (f"{mode}{'' if part == 'network' else ', ' + part}, batch {batch_size}, width {width:g}, "
                f"{'bf16' if amp else 'fp32'}, "
                f"{'channels-last' if channels_last else 'NCHW'}, best of {repeats}")
     setting += ", torch.compile" if compile_models else ""
@@ -125,8 +151,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile both models first")
     parser.add_argument("--nchw", action="store_true", help="NCHW tensors (facestra train's default on the CPU) "
                         "instead of channels-last (its default on GPUs, and inference's everywhere)")
-    parser.add_argument("--part", choices=["network", "stage4"], default="network",
-                        help="stage4: time only stage 4, on 14x14 maps (where the networks differ)")
+    parser.add_argument("--part", choices=["network", "stage4", *UNITS], default="network",
+                        help="stage4: time only stage 4, on 14x14 maps (where the networks differ); unit-stride2, "
+                        "unit-stride1: only the middle layer of its first or second block")
     args = parser.parse_args()
     reuse_freed_memory()  # as the facestra program does at start, so that both sides of each ratio run alike
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
