@@ -1,0 +1,146 @@
+"""Stage 4's forward and backward time inside a whole training step, resnet50 against resnet50_stra and its
+ablations, side by side in one process.
+
+    python bench/stage4_in_step.py [--width 0.25] [--batch 32] [--rounds 12] [--threads 1]
+
+Each network runs the bare training step of bench/train_speed.py (forward with the diversity loss, softmax
+head, backward, SGD), the networks taking turns step by step (the order reversed every other round). Two
+marks time stage 4 inside each step: from its input to its output in the forward, and from the moment its
+output's gradient arrives to the moment its input's leaves in the backward. Stage 4 is where the networks
+differ, and timing it inside the step sees what a unit timed alone (bench/model_speed.py --part unit-*)
+does not: caches holding the rest of the network's activations, as in training. The rounds are few
+because the figure is a difference of a few milliseconds in a window of about seventy, not of a whole
+800 ms step; the medians printed are per stage-4 pass.
+
+The rows besides resnet50_stra are the paper's ablations (Table 2): without mode interaction, and local
+attention only; what each adds over the one below it is what that part of the unit costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from facestra import models
+from facestra.allocator import reuse_freed_memory
+from facestra.train.heads import ClassifierHead
+
+#: name -> (architecture, StRA switches)
+NETWORKS: dict[str, tuple[str, dict[str, bool]]] = {
+    "resnet50": ("resnet50", {}),
+    "resnet50_stra": ("resnet50_stra", {}),
+    "resnet50_stra, no mode interaction": ("resnet50_stra", {"mode_interaction": False}),
+    "resnet50_stra, local attention only": ("resnet50_stra", {"mode_attention": False}),
+}
+
+
+class StageClock:
+    """The forward and backward time of one stage, read by two autograd marks around it."""
+
+    def __init__(self) -> None:
+        self.forward: list[float] = []
+        self.backward: list[float] = []
+        self._forward_start = 0.0
+        self._backward_start = 0.0
+
+    def mark(self, x: Tensor, *, entering: bool) -> Tensor:
+        return _Mark.apply(x, self, entering)
+
+    def forward_passes(self, entering: bool) -> None:
+        now = time.perf_counter()
+        if entering:
+            self._forward_start = now
+        else:
+            self.forward.append(now - self._forward_start)
+
+    def gradient_passes(self, entering: bool) -> None:
+        now = time.perf_counter()
+        if entering:  # the gradient leaves the stage through its input
+            self.backward.append(now - self._backward_start)
+        else:
+            self._backward_start = now
+
+
+class _Mark(torch.autograd.Function):
+    """The identity, noting the time when the forward passes it and when the gradient does."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, clock: StageClock, entering: bool) -> Tensor:
+        ctx.clock, ctx.entering = clock, entering
+        clock.forward_passes(entering)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        ctx.clock.gradient_passes(ctx.entering)
+        return grad, None, None
+
+
+def clock_stage4(network: nn.Module) -> StageClock:
+    """Wrap the first and last blocks of ``network.layer4`` with the marks of a new clock."""
+    clock = StageClock()
+    first, last = network.layer4[0], network.layer4[-1]
+    first_forward, last_forward = first.forward_with_diversity, last.forward_with_diversity
+
+    def entering(x: Tensor) -> tuple[Tensor, Tensor]:
+        return first_forward(clock.mark(x, entering=True))
+
+    def leaving(x: Tensor) -> tuple[Tensor, Tensor]:
+        out, diversity = last_forward(x)
+        return clock.mark(out, entering=False), diversity
+
+    first.forward_with_diversity, last.forward_with_diversity = entering, leaving
+    return clock
+
+
+def training_step(arch: str, switches: dict[str, bool], args) -> tuple[Callable[[], None], StageClock]:
+    torch.manual_seed(0)
+    network = models.create(arch, width=args.width, input_size=(112, 112), **switches).train()
+    clock = clock_stage4(network)
+    head = ClassifierHead(network.embedding_size, 16, loss="softmax")
+    optimizer = torch.optim.SGD([*network.parameters(), *head.parameters()], lr=0.01, momentum=0.9, weight_decay=5e-4)
+    images, labels = torch.randn(args.batch, 3, 112, 112), torch.randint(0, 16, (args.batch,))
+
+    def step() -> None:
+        embeddings, diversity = network.forward_with_diversity(images)
+        cross_entropy, _ = head.loss_and_correct(embeddings, labels)
+        optimizer.zero_grad(set_to_none=True)
+        (cross_entropy.mean() + 0.1 * diversity.mean()).backward()
+        optimizer.step()
+
+    return step, clock
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    reuse_freed_memory()  # as the facestra program does at start
+    torch.set_num_threads(args.threads)
+    runs = {name: training_step(arch, switches, args) for name, (arch, switches) in NETWORKS.items()}
+    names = list(runs)
+    for round_ in range(args.warmup + args.rounds):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            runs[name][0]()
+    print(f"stage 4 inside the training step: width {args.width:g}, batch {args.batch}, 112x112, CPU, "
+          f"{args.threads} thread(s), median of {args.rounds} rounds after {args.warmup}")
+    print(f"   {'network':<40} {'forward ms':>10} {'backward ms':>12} {'total ms':>9} {'/ resnet50':>11}")
+    baseline = None
+    for name, (_, clock) in runs.items():
+        forward = 1000 * statistics.median(clock.forward[args.warmup:])
+        backward = 1000 * statistics.median(clock.backward[args.warmup:])
+        baseline = baseline or forward + backward
+        print(f"   {name:<40} {forward:10.2f} {backward:12.2f} {forward + backward:9.2f} {(forward + backward) / baseline:11.3f}")
+
+
+if __name__ == "__main__":
+    main()
