@@ -3,8 +3,8 @@ ablations, side by side in one process.
 
     python bench/stage4_in_step.py [--width 0.25] [--batch 32] [--rounds 12] [--threads 1]
 
-Each network runs the bare training step of bench/train_speed.py (forward with the diversity loss, softmax
-head, backward, SGD), the networks taking turns step by step (the order reversed every other round). Two
+Each network runs the bare training step of bench/train_speed.py (bench/_steps.py: forward with the
+diversity loss, softmax head, backward, SGD), the networks taking turns step by step (the order reversed every other round). Two
 marks time stage 4 inside each step: from its input to its output in the forward, and from the moment its
 output's gradient arrives to the moment its input's leaves in the backward. Stage 4 is where the networks
 differ, and timing it inside the step sees what a unit timed alone (bench/model_speed.py --part unit-*)
@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable
 
 import torch
+from _steps import bare_training_step  # bench/ is this script's folder, first on sys.path
 from torch import Tensor, nn
 
 from facestra import models
 from facestra.allocator import reuse_freed_memory
-from facestra.train.heads import ClassifierHead
 
 #: name -> (architecture, StRA switches)
 NETWORKS: dict[str, tuple[str, dict[str, bool]]] = {
@@ -100,20 +100,9 @@ def clock_stage4(network: nn.Module) -> StageClock:
 
 def training_step(arch: str, switches: dict[str, bool], args) -> tuple[Callable[[], None], StageClock]:
     torch.manual_seed(0)
-    network = models.create(arch, width=args.width, input_size=(112, 112), **switches).train()
+    network = models.create(arch, width=args.width, input_size=(112, 112), **switches)
     clock = clock_stage4(network)
-    head = ClassifierHead(network.embedding_size, 16, loss="softmax")
-    optimizer = torch.optim.SGD([*network.parameters(), *head.parameters()], lr=0.01, momentum=0.9, weight_decay=5e-4)
-    images, labels = torch.randn(args.batch, 3, 112, 112), torch.randint(0, 16, (args.batch,))
-
-    def step() -> None:
-        embeddings, diversity = network.forward_with_diversity(images)
-        cross_entropy, _ = head.loss_and_correct(embeddings, labels)
-        optimizer.zero_grad(set_to_none=True)
-        (cross_entropy.mean() + 0.1 * diversity.mean()).backward()
-        optimizer.step()
-
-    return step, clock
+    return bare_training_step(network, args.batch, 112), clock
 
 
 def main() -> None:

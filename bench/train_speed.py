@@ -40,12 +40,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from _steps import bare_training_step  # bench/ is this script's folder, first on sys.path
 from torch import nn
 
 from facestra import models
 from facestra.allocator import reuse_freed_memory
 from facestra.train import TrainConfig, train
-from facestra.train.heads import ClassifierHead
 
 
 def write_faces(root: Path, identities: int, per_identity: int, size: tuple[int, int]) -> Path:
@@ -155,19 +155,7 @@ def bare_step_rates(arches: tuple[str, ...], width: float, args) -> dict[str, fl
 
 def _bare_step(arch: str, width: float, args) -> Callable[[], None]:
     torch.manual_seed(0)
-    network = create_network(arch, width, (args.input, args.input)).train()
-    head = ClassifierHead(network.embedding_size, 16, loss="softmax")
-    optimizer = torch.optim.SGD([*network.parameters(), *head.parameters()], lr=0.01, momentum=0.9, weight_decay=5e-4)
-    images, labels = torch.randn(args.batch, 3, args.input, args.input), torch.randint(0, 16, (args.batch,))
-
-    def step() -> None:
-        embeddings, diversity = network.forward_with_diversity(images)
-        cross_entropy, _ = head.loss_and_correct(embeddings, labels)
-        optimizer.zero_grad(set_to_none=True)
-        (cross_entropy.mean() + 0.1 * diversity.mean()).backward()
-        optimizer.step()
-
-    return step
+    return bare_training_step(create_network(arch, width, (args.input, args.input)), args.batch, args.input)
 
 
 def main() -> None:

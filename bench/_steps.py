@@ -1,0 +1,29 @@
+"""The bare training step that bench/train_speed.py and bench/stage4_in_step.py time: forward with the
+diversity loss, a softmax head, backward and SGD on one random batch, as train() computes a step but without
+train() around it (no loader, no logging)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from facestra.train.heads import ClassifierHead
+
+
+def bare_training_step(network: nn.Module, batch: int, side: int, classes: int = 16) -> Callable[[], None]:
+    """A function that trains ``network`` (in training mode) one step on the same random batch each call."""
+    network.train()
+    head = ClassifierHead(network.embedding_size, classes, loss="softmax")
+    optimizer = torch.optim.SGD([*network.parameters(), *head.parameters()], lr=0.01, momentum=0.9, weight_decay=5e-4)
+    images, labels = torch.randn(batch, 3, side, side), torch.randint(0, classes, (batch,))
+
+    def step() -> None:
+        embeddings, diversity = network.forward_with_diversity(images)
+        cross_entropy, _ = head.loss_and_correct(embeddings, labels)
+        optimizer.zero_grad(set_to_none=True)
+        (cross_entropy.mean() + 0.1 * diversity.mean()).backward()
+        optimizer.step()
+
+    return step
