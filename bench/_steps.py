@@ -1,10 +1,11 @@
 """The bare training step that bench/train_speed.py and bench/stage4_in_step.py time: forward with the
 diversity loss, a softmax head, backward and SGD on one random batch, as train() computes a step but without
-train() around it (no loader, no logging)."""
+train() around it (no loader, no logging); and the turns in which several networks take it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -27,3 +28,17 @@ def bare_training_step(network: nn.Module, batch: int, side: int, classes: int =
         optimizer.step()
 
     return step
+
+
+def take_turns(steps: Mapping[str, Callable[[], None]], rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Each step's wall time (seconds) in ``rounds`` rounds after ``warmup``: one call of each step per round,
+    the order reversed every other round, so that a slow spell of the machine falls on every step alike."""
+    names = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(warmup + rounds):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            steps[name]()
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times

@@ -98,11 +98,11 @@ def bench(device: str, width: float, batch_size: int, repeats: int, mode: str, a
     elif part in UNITS:
         block, side = UNITS[part]
         channels = built["resnet50"].layer4[block].conv1.out_channels
-        batch = torch.randn(batch_size, channels, side, side, device=device, requires_grad=True)
+        batch = torch.randn(batch_size, channels, side, side, device=device)
         built = {name: _Middle(network, block) for name, network in built.items()}
     else:
         batch = torch.randn(batch_size, 3, 112, 112, device=device)
-    batch = batch.detach().contiguous(memory_format=memory_format).requires_grad_(batch.requires_grad)
+    batch = batch.contiguous(memory_format=memory_format).requires_grad_(part in UNITS)  # a unit's input takes a gradient
     built = {name: model.to(device).to(memory_format=memory_format) for name, model in built.items()}
     if mode == "forward":
         runners = {}

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from _steps import bare_training_step  # bench/ is this script's folder, first on sys.path
+from _steps import bare_training_step, take_turns  # bench/ is this script's folder, first on sys.path
 from torch import Tensor, nn
 
 from facestra import models
@@ -116,10 +116,7 @@ def main() -> None:
     reuse_freed_memory()  # as the facestra program does at start
     torch.set_num_threads(args.threads)
     runs = {name: training_step(arch, switches, args) for name, (arch, switches) in NETWORKS.items()}
-    names = list(runs)
-    for round_ in range(args.warmup + args.rounds):
-        for name in names if round_ % 2 == 0 else reversed(names):
-            runs[name][0]()
+    take_turns({name: step for name, (step, _) in runs.items()}, args.rounds, args.warmup)
     print(f"stage 4 inside the training step: width {args.width:g}, batch {args.batch}, 112x112, CPU, "
           f"{args.threads} thread(s), median of {args.rounds} rounds after {args.warmup}")
     print(f"   {'network':<40} {'forward ms':>10} {'backward ms':>12} {'total ms':>9} {'/ resnet50':>11}")

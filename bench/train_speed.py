@@ -40,7 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from _steps import bare_training_step  # bench/ is this script's folder, first on sys.path
+from _steps import bare_training_step, take_turns  # bench/ is this script's folder, first on sys.path
 from torch import nn
 
 from facestra import models
@@ -141,13 +141,7 @@ def bare_step_rates(arches: tuple[str, ...], width: float, args) -> dict[str, fl
     torch.set_num_threads(args.threads or threads_before)  # as train() sets them
     try:
         steps = {arch: _bare_step(arch, width, args) for arch in arches}
-        times: dict[str, list[float]] = {arch: [] for arch in arches}
-        for round_ in range(args.warmup + args.repeats * args.steps):
-            for arch in arches if round_ % 2 == 0 else reversed(arches):
-                start = time.perf_counter()
-                steps[arch]()
-                if round_ >= args.warmup:
-                    times[arch].append(time.perf_counter() - start)
+        times = take_turns(steps, args.repeats * args.steps, args.warmup)
         return {arch: args.batch / statistics.median(arch_times) for arch, arch_times in times.items()}
     finally:
         torch.set_num_threads(threads_before)
