@@ -23,6 +23,7 @@ from facestra.models.stra import StRA, StRAOptions, diversity_loss
 from facestra.models.stra_options import GATES, MAX_KERNEL_SIZE
 
 KERNEL_SIZES = tuple(range(1, MAX_KERNEL_SIZE + 1, 2))
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: bench/cuda_check.sh runs it there")
 SWITCHES = list(itertools.product((True, False), (True, False), GATES))  # mode_attention, mode_interaction, gate
 
 
@@ -104,8 +105,9 @@ def _block(channels: int, groups: int, kernel_size: int, stride: int, switches: 
 
 def _gradients(block: StRA, x: Tensor, out: Tensor, diversity: Tensor, seed: int) -> dict[str, Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    out_weights = torch.randn(out.shape, generator=generator, dtype=torch.float64).to(out.dtype)  # the same draws in any precision
-    diversity_weights = torch.randn(diversity.shape, generator=generator, dtype=torch.float64).to(out.dtype)
+    # the same draws in any precision and on any device
+    out_weights = torch.randn(out.shape, generator=generator, dtype=torch.float64).to(out)
+    diversity_weights = torch.randn(diversity.shape, generator=generator, dtype=torch.float64).to(out)
     loss = (out * out_weights).sum() + (diversity * diversity_weights).sum()
     names = ["x", *(name for name, _ in block.named_parameters())]
     grads = torch.autograd.grad(loss, [x, *block.parameters()], allow_unused=True)
@@ -161,16 +163,45 @@ def test_float32_training_matches_the_float64_reference() -> None:
         torch.testing.assert_close(ours[name].double(), theirs[name], rtol=0, atol=1e-4 * max(scale, 1.0), msg=lambda m, name=name: f"{name}: {m}")
 
 
-def test_a_bf16_autocast_step_on_channels_last_inputs_follows_the_float32_one() -> None:
-    """The GPU recipe's paths on CPU: channels-last maps (grouped convolutions stay convolutions) and autocast
-    (values in bf16, the softmasks and their gradients in float32), forward and backward."""
-    block = copy.deepcopy(_block(16, 4, 3, 2, (True, True, "sigmoid"))).float().train()
-    x = torch.randn(4, 16, 14, 14, generator=torch.Generator().manual_seed(6)).contiguous(memory_format=torch.channels_last)
+@CUDA
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("switches", [(True, True, "sigmoid"), (True, False, "softmax"), (False, True, "tanh")], ids=["full", "no-interaction", "local-only"])
+def test_cuda_training_forward_and_gradients_equal_the_autograd_reference(stride: int, switches: tuple) -> None:
+    """The written-out functions on a GPU (where the grouped 1×1 convolutions and tanh stay torch's own), in
+    float64 against the CPU reference: the same sums, so the same tolerance as on the CPU."""
+    for kernel_size in (3, 5):
+        block = _block(16, 4, kernel_size, stride, switches).train()
+        x = torch.randn(3, 16, 9, 7, generator=torch.Generator().manual_seed(kernel_size), dtype=torch.float64, requires_grad=True)
+        expected, expected_diversity, stats = reference(block, x, training=True)
+        gpu = copy.deepcopy(block).cuda()
+        x_gpu = x.detach().cuda().requires_grad_()
+        out, diversity = gpu.forward_with_diversity(x_gpu)
+        torch.testing.assert_close(out.cpu(), expected, rtol=0, atol=1e-12)
+        torch.testing.assert_close(diversity.cpu(), expected_diversity, rtol=0, atol=1e-12)
+        ours = _gradients(gpu, x_gpu, out, diversity, seed=kernel_size)
+        theirs = _gradients(block, x, expected, expected_diversity, seed=kernel_size)
+        for name in theirs:
+            torch.testing.assert_close(ours[name].cpu(), theirs[name], rtol=1e-9, atol=1e-11, msg=lambda m, name=name: f"K={kernel_size}, {name}: {m}")
+        for name, module in gpu.named_modules():
+            if isinstance(module, nn.BatchNorm2d):
+                torch.testing.assert_close(module.running_mean.cpu(), stats[f"{name}.mean"], rtol=0, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("device, dtype", [
+    ("cpu", torch.bfloat16),
+    pytest.param("cuda", torch.bfloat16, marks=CUDA),
+    pytest.param("cuda", torch.float16, marks=CUDA),
+])
+def test_an_autocast_step_on_channels_last_inputs_follows_the_float32_one(device: str, dtype: torch.dtype) -> None:
+    """The GPU recipe's paths: channels-last maps (grouped convolutions stay convolutions) and autocast
+    (values in half precision, the softmasks and their gradients in float32), forward and backward."""
+    block = copy.deepcopy(_block(16, 4, 3, 2, (True, True, "sigmoid"))).float().train().to(device)
+    x = torch.randn(4, 16, 14, 14, generator=torch.Generator().manual_seed(6)).to(device).contiguous(memory_format=torch.channels_last)
     x32 = x.clone().requires_grad_()
     out32, diversity32 = block.forward_with_diversity(x32)
     expected = _gradients(block, x32, out32, diversity32, seed=1)
     x16 = x.clone().requires_grad_()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=dtype):
         out16, diversity16 = block.forward_with_diversity(x16)
     ours = _gradients(block, x16, out16.float(), diversity16.float(), seed=1)
     assert ours["x"].dtype == torch.float32 and torch.isfinite(ours["x"]).all()
