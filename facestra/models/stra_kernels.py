@@ -40,6 +40,9 @@ class GroupedPointwise(nn.Conv2d):
             return super().forward(x)
         b, c, h, w = x.shape
         g = self.groups
+        if self.out_channels == g and not torch.is_autocast_enabled("cpu"):
+            # one output per group (the mode masks' logits): the matrix product ran 3.5x slower
+            return (x.view(b, g, c // g, h * w) * self.weight.view(1, g, c // g, 1)).sum(dim=2).view(b, g, h, w)
         weight = self.weight.view(g, self.out_channels // g, c // g)
         return torch.matmul(weight, x.view(b, g, c // g, h * w)).view(b, self.out_channels, h, w)
 
