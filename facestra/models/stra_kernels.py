@@ -28,8 +28,8 @@ class GroupedPointwise(nn.Conv2d):
     """A grouped 1×1 convolution without bias (a state-dict ``weight`` of (out, in/groups, 1, 1), as
     ``nn.Conv2d``'s) that, on CPU tensors in NCHW, runs as one batched matrix product of each group's
     weights with its channels: the same sums, but the grouped convolution of oneDNN took 2-8 times longer
-    (forward and backward) on the (B, C/G, H·W) slices of StRA's small maps. Elsewhere (GPUs, channels-last,
-    tracing for export) it is the convolution itself.
+    (forward and backward) on the (B, C/G, H·W) slices of StRA's small maps; with one output per group, a
+    broadcast multiply and sum. Elsewhere (GPUs, channels-last, tracing for export) it is the convolution itself.
     """
 
     def __init__(self, in_channels: int, out_channels: int, groups: int) -> None:
