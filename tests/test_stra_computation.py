@@ -163,9 +163,12 @@ def test_float32_training_matches_the_float64_reference() -> None:
         torch.testing.assert_close(ours[name].double(), theirs[name], rtol=0, atol=1e-4 * max(scale, 1.0), msg=lambda m, name=name: f"{name}: {m}")
 
 
+CUDA_SWITCHES = {"full": (True, True, "sigmoid"), "no-interaction": (True, False, "softmax"), "local-only": (False, True, "tanh")}
+
+
 @CUDA
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("switches", [(True, True, "sigmoid"), (True, False, "softmax"), (False, True, "tanh")], ids=["full", "no-interaction", "local-only"])
+@pytest.mark.parametrize("switches", list(CUDA_SWITCHES.values()), ids=list(CUDA_SWITCHES))
 def test_cuda_training_forward_and_gradients_equal_the_autograd_reference(stride: int, switches: tuple) -> None:
     """The written-out functions on a GPU (where the grouped 1×1 convolutions and tanh stay torch's own), in
     float64 against the CPU reference: the same sums, so the same tolerance as on the CPU."""
@@ -181,7 +184,8 @@ def test_cuda_training_forward_and_gradients_equal_the_autograd_reference(stride
         ours = _gradients(gpu, x_gpu, out, diversity, seed=kernel_size)
         theirs = _gradients(block, x, expected, expected_diversity, seed=kernel_size)
         for name in theirs:
-            torch.testing.assert_close(ours[name].cpu(), theirs[name], rtol=1e-9, atol=1e-11, msg=lambda m, name=name: f"K={kernel_size}, {name}: {m}")
+            message = f"K={kernel_size}, {name}"
+            torch.testing.assert_close(ours[name].cpu(), theirs[name], rtol=1e-9, atol=1e-11, msg=lambda m, message=message: f"{message}: {m}")
         for name, module in gpu.named_modules():
             if isinstance(module, nn.BatchNorm2d):
                 torch.testing.assert_close(module.running_mean.cpu(), stats[f"{name}.mean"], rtol=0, atol=1e-12, msg=name)
