@@ -29,7 +29,7 @@ python3 -c "import torch, facestra; print('torch', torch.__version__, torch.cuda
 if wants 1; then
   step "1. StRA on CUDA against the float64 reference, then the test suite with the GPU visible"
   limit 120 python3 -m pytest -q -p no:cacheprovider -rs tests/test_stra_computation.py -k "cuda or autocast"
-  limit 300 python3 -m pytest -q -p no:cacheprovider -x -n 8 tests
+  limit 300 python3 -m pytest -q -p no:cacheprovider -n 8 tests
 fi
 
 if wants 2; then
