@@ -10,8 +10,8 @@
 #      (NCCL, sync-bn), a compiled training run, verify and embed on CUDA, ONNX export run by onnxruntime's
 #      CUDA provider where this onnxruntime has one.
 #   bash bench/cuda_check.sh [WORKDIR]     (logs to stdout; WORKDIR defaults to /tmp/facestra-cuda)
-# About 7 minutes on one H100 (steps 1-2 about 4); ONLY=1,2 runs those steps alone, DEMO=1 runs `facestra
-# demo` on the GPU instead of the small synthetic set of step 4 (3 minutes more).
+# Never timed yet. ONLY=1,2 runs those steps alone (their limits add up to 9.5 minutes), ONLY=3,4 the rest;
+# DEMO=1 runs `facestra demo` on the GPU instead of the small synthetic set of step 4.
 set -u -o pipefail
 W=${1:-/tmp/facestra-cuda}
 ONLY=${ONLY:-1,2,3,4}
@@ -28,8 +28,8 @@ python3 -c "import torch, facestra; print('torch', torch.__version__, torch.cuda
 
 if wants 1; then
   step "1. StRA on CUDA against the float64 reference, then the test suite with the GPU visible"
-  limit 120 python3 -m pytest -q -p no:cacheprovider -rs tests/test_stra_computation.py -k "cuda or autocast"
-  limit 300 python3 -m pytest -q -p no:cacheprovider -n 8 tests
+  limit 90 python3 -m pytest -q -p no:cacheprovider -rs tests/test_stra_computation.py -k "cuda or autocast"
+  limit 180 python3 -m pytest -q -p no:cacheprovider -n 8 tests
 fi
 
 if wants 2; then

@@ -60,7 +60,8 @@ def run(preset: str, arch: str, amp: str, args: argparse.Namespace, extra: list[
                "--log-every", str(args.log_every), "--workers", str(args.workers), "--out", str(out), "--quiet", *extra]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
-        print(f"   {arch} {amp}: failed ({done.returncode}): {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        print(f"   {arch} {amp}: failed ({done.returncode}): {lines[-1] if lines else 'no output'}", flush=True)
         return None
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     rates = [row["images_per_s"] for row in rows if row.get("kind") == "step" and row["step"] > args.steps // 3]
@@ -84,20 +85,17 @@ def main() -> None:
     published = published_row(device)
     print(f"facestra train --preset {args.preset} --data synthetic:{args.classes}, batch {args.batch}, {args.steps} steps "
           f"on {device} (torch {torch.__version__}) {' '.join(extra)}")
-    rates: dict[tuple[str, str], float | None] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        for amp in precisions:
-            for arch in archs:
-                rates[arch, amp] = run(args.preset, arch, amp, args, extra, Path(folder))
     card = f"arcface_torch {published[0]}, per GPU" if published else "arcface_torch (no figure for this card)"
     print(f"   {'network':<16} {'precision':<9} {'images/s':>9} {'/ ' + archs[0]:>18}   {card}")
-    for amp in precisions:
-        for arch in archs:
-            rate, baseline = rates[arch, amp], rates[archs[0], amp]
-            ratio = f"{rate / baseline:.3f}" if rate and baseline else "-"
-            theirs = published[1].get(amp) if published else None
-            print(f"   {arch:<16} {amp:<9} {rate or float('nan'):9.0f} {ratio:>18}   "
-                  f"{f'{theirs / 8:.0f}' if theirs and arch == archs[0] else ''}")
+    with tempfile.TemporaryDirectory() as folder:
+        for amp in precisions:
+            baseline = None
+            for arch in archs:  # each row as soon as it is measured: a time limit that stops the script keeps them
+                rate = run(args.preset, arch, amp, args, extra, Path(folder))
+                baseline = rate if arch == archs[0] else baseline
+                ratio = f"{rate / baseline:.3f}" if rate and baseline else "-"
+                theirs = published[1].get(amp) if published and arch == archs[0] else None
+                print(f"   {arch:<16} {amp:<9} {rate or float('nan'):9.0f} {ratio:>18}   {f'{theirs / 8:.0f}' if theirs else ''}", flush=True)
 
 
 if __name__ == "__main__":
