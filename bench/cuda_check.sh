@@ -7,8 +7,8 @@
 #      arcface_torch's published images/s (bench/preset_speed.py: issue 26, item 7);
 #   3. model throughput, eager (and torch.compile with COMPILE=1);
 #   4. fp16 training with a resume, Partial FC with AdamW under fp16 with a resume, a one-process torchrun
-#      (NCCL, sync-bn), a compiled training run, verify and embed on CUDA, ONNX export run by onnxruntime's
-#      CUDA provider where this onnxruntime has one.
+#      (NCCL, sync-bn), verify and embed on CUDA, ONNX export run by onnxruntime's CUDA provider where this
+#      onnxruntime has one, and last a compiled training run.
 #   bash bench/cuda_check.sh [WORKDIR]     (logs to stdout; WORKDIR defaults to /tmp/facestra-cuda)
 # Never timed yet. ONLY=1,2 runs those steps alone (their limits add up to 9.5 minutes), ONLY=3,4 the rest;
 # DEMO=1 runs `facestra demo` on the GPU instead of the small synthetic set of step 4.
@@ -68,9 +68,6 @@ if wants 4; then
   step "4. torchrun, one process, NCCL, sync-bn, bf16"
   limit 120 python3 -m torch.distributed.run --standalone --nproc-per-node 1 -m facestra train "${COMMON[@]}" \
     --out "$W/ddp" --amp bf16 --sync-bn --epochs 1 --max-steps 30
-  step "4. train bf16 with --compile, 120 steps (step rates in metrics.jsonl)"
-  limit 300 facestra train "${COMMON[@]}" --out "$W/compiled" --amp bf16 --compile --epochs 4 --max-steps 120 --log-every 20
-  grep '"step"' "$W/compiled/metrics.jsonl" | tail -n 3
   step "4. verify and embed on CUDA; ONNX export run by onnxruntime (its CUDA provider where it has one)"
   limit 120 facestra verify --checkpoint "$W/fp16/model.pt" --data "$D/test" --device cuda --json "$W/verify.json"
   limit 120 facestra embed "$D/test" --checkpoint "$W/fp16/model.pt" --out "$W/test.npy" --device cuda
@@ -80,5 +77,8 @@ if wants 4; then
   limit 120 facestra verify --checkpoint "$W/model.onnx" --data "$D/test" --device cuda --json "$W/verify_onnx.json"
   python3 -c "import json, sys; [print(p, json.load(open(p))['benchmarks']['test']['accuracy']) for p in sys.argv[1:]]" \
     "$W/verify.json" "$W/verify_onnx.json"
+  step "4. (last: the slowest) train bf16 with --compile, 120 steps (step rates in metrics.jsonl)"
+  limit 300 facestra train "${COMMON[@]}" --out "$W/compiled" --amp bf16 --compile --epochs 4 --max-steps 120 --log-every 20
+  grep '"step"' "$W/compiled/metrics.jsonl" | tail -n 3
 fi
 step done
