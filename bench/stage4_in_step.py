@@ -126,10 +126,12 @@ def clock_middle_layers(network: nn.Module) -> dict[str, StageClock]:
     return clocks
 
 
-def per_step(times: list[float], passes: int, warmup: int) -> float:
-    """Milliseconds a step, median over the steps after ``warmup``, of a clock passed ``passes`` times a step."""
-    steps = [sum(times[i : i + passes]) for i in range(0, len(times), passes)]
-    return 1000 * statistics.median(steps[warmup:])
+def per_step(times: list[float], steps: int, warmup: int) -> float:
+    """Milliseconds a step, median over the steps after ``warmup``, of a clock passed the same number of times
+    in each of ``steps`` steps (its passes in one step summed)."""
+    passes = len(times) // steps
+    totals = [sum(times[i : i + passes]) for i in range(0, len(times), passes)]
+    return 1000 * statistics.median(totals[warmup:])
 
 
 def training_step(arch: str, switches: dict[str, bool], args) -> tuple[Callable[[], None], StageClock, dict[str, StageClock]]:
@@ -156,20 +158,17 @@ def main() -> None:
     print(f"stage 4 inside the training step: width {args.width:g}, batch {args.batch}, 112x112, CPU, "
           f"{args.threads} thread(s), median of {args.rounds} rounds after {args.warmup}")
     print(f"   {'network':<40} {'forward ms':>10} {'backward ms':>12} {'total ms':>9} {'/ resnet50':>11}")
-    baseline = None
+    steps, baseline = args.warmup + args.rounds, None
     for name, (_, clock, _) in runs.items():
-        forward = 1000 * statistics.median(clock.forward[args.warmup:])
-        backward = 1000 * statistics.median(clock.backward[args.warmup:])
+        forward, backward = per_step(clock.forward, steps, args.warmup), per_step(clock.backward, steps, args.warmup)
         baseline = baseline or forward + backward
         print(f"   {name:<40} {forward:10.2f} {backward:12.2f} {forward + backward:9.2f} {(forward + backward) / baseline:11.3f}")
     if args.parts:
         print("stage 4's middle layers, summed over its blocks, ms a step (median)")
         print(f"   {'network':<40} {'part':<16} {'forward':>8} {'backward':>9} {'total':>7}")
-        steps = args.warmup + args.rounds
         for name, (_, _, parts) in runs.items():
             for part, clock in parts.items():
-                forward = per_step(clock.forward, len(clock.forward) // steps, args.warmup)
-                backward = per_step(clock.backward, len(clock.backward) // steps, args.warmup)
+                forward, backward = per_step(clock.forward, steps, args.warmup), per_step(clock.backward, steps, args.warmup)
                 print(f"   {name:<40} {part:<16} {forward:8.2f} {backward:9.2f} {forward + backward:7.2f}")
 
 
