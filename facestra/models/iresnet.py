@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from facestra.models.batch_norm import BatchNorm2d
+from facestra.models.prelu import PReLU
 from facestra.models.stages import CONV3X3, FaceNetwork, MidLayer, ResidualBlock, conv3x3, with_diversity
 
 
@@ -37,7 +38,7 @@ class IBasicBlock(ResidualBlock):
         self.bn1 = BatchNorm2d(inplanes)
         self.conv1 = conv3x3(inplanes, planes)
         self.bn2 = BatchNorm2d(planes)
-        self.prelu = nn.PReLU(planes)
+        self.prelu = PReLU(planes)
         self.add_mid_layer(mid_layer, planes, stride)
         self.bn3 = BatchNorm2d(planes)
         self.downsample = downsample
@@ -59,7 +60,7 @@ class IResNet(FaceNetwork):
     def make_stem(self, channels: int) -> None:
         self.conv1 = conv3x3(3, channels)
         self.bn1 = BatchNorm2d(channels)
-        self.prelu = nn.PReLU(channels)
+        self.prelu = PReLU(channels)
 
     def make_head(self, channels: int, spatial: tuple[int, int], dropout: float) -> None:
         self.bn2 = BatchNorm2d(channels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from facestra.models.batch_norm import BatchNorm2d
+from facestra.models.prelu import PReLU
 from facestra.models.stages import CONV3X3, FaceNetwork, MidLayer, ResidualBlock, conv1x1, conv3x3, with_diversity
 
 
@@ -73,7 +74,7 @@ class FaceResNet(FaceNetwork):
     zero_init_residuals = True
 
     def make_stem(self, channels: int) -> None:
-        self.stem = nn.Sequential(conv3x3(3, channels), BatchNorm2d(channels), nn.PReLU(channels))
+        self.stem = nn.Sequential(conv3x3(3, channels), BatchNorm2d(channels), PReLU(channels))
 
     def make_head(self, channels: int, spatial: tuple[int, int], dropout: float) -> None:
         self.head = EmbeddingHead(channels, spatial, self.embedding_size, dropout)
