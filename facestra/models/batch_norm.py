@@ -66,7 +66,9 @@ class _NormaliseWithBatchStatistics(torch.autograd.Function):
 class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` (same arguments, parameters, buffers and ``isinstance``), training on contiguous
     float32/float64 CPU maps of at least :data:`MIN_VALUES` values through the faster statistics above;
-    everywhere else (evaluation, GPUs, channels-last, autocast, tracing or compiling) PyTorch's own."""
+    everywhere else (evaluation, GPUs, channels-last, autocast, tracing or compiling) PyTorch's own. On the
+    faster path the backward cannot itself be differentiated (``create_graph=True`` raises), which no
+    training facestra runs asks for."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._faster_statistics_apply(x):

@@ -45,7 +45,8 @@ class _PReLUFunction(torch.autograd.Function):
 
 class PReLU(nn.PReLU):
     """``nn.PReLU`` (same arguments, parameter and ``isinstance``) whose backward on contiguous float32/float64
-    CPU maps, one slope per channel, is computed as above; everywhere else PyTorch's own."""
+    CPU maps, one slope per channel, is computed as above; everywhere else PyTorch's own. That backward
+    cannot itself be differentiated (``create_graph=True`` raises), which no training facestra runs asks for."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._written_out_backward_applies(x):
