@@ -10,11 +10,16 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
+from facestra.models.cpu_layers import use_faster_cpu_layers
 from facestra.train.heads import ClassifierHead
 
 
-def bare_training_step(network: nn.Module, batch: int, side: int, classes: int = 16) -> Callable[[], None]:
-    """A function that trains ``network`` (in training mode) one step on the same random batch each call."""
+def bare_training_step(network: nn.Module, batch: int, side: int, classes: int = 16, *,
+                       faster_cpu_layers: bool = True) -> Callable[[], None]:
+    """A function that trains ``network`` (in training mode; with ``faster_cpu_layers``, the BatchNorm and
+    PReLU layers that train() gives it on the CPU) one step on the same random batch each call."""
+    if faster_cpu_layers:
+        use_faster_cpu_layers(network)
     network.train()
     head = ClassifierHead(network.embedding_size, classes, loss="softmax")
     optimizer = torch.optim.SGD([*network.parameters(), *head.parameters()], lr=0.01, momentum=0.9, weight_decay=5e-4)

@@ -1,14 +1,15 @@
-"""facestra's BatchNorm2d and PReLU (facestra/models/batch_norm.py, prelu.py) against PyTorch's nn.BatchNorm2d
-and nn.PReLU in training on the CPU, side by side in one process: each layer alone, then the training step.
+"""facestra's BatchNorm2d and PReLU (facestra/models/batch_norm.py, prelu.py, which train() puts in a network
+that trains on the CPU) against PyTorch's nn.BatchNorm2d and nn.PReLU, side by side in one process: each
+layer alone, then the training step.
 
     python bench/cpu_layers_speed.py [--width 0.25] [--batch 32] [--rounds 10] [--threads 1]
 
 1. Each layer alone: forward and backward on the maps of a width-0.25 resnet50 and of its StRA units
    (BatchNorm2d) or of a resnet50's stem and an IResNet's stages (PReLU), best of ``--repeats`` calls each,
    PyTorch's and facestra's alternating.
-2. The bare training step (bench/_steps.py) of resnet50, resnet50_stra and iresnet50, each network once as
-   facestra builds it and once with both layers swapped for PyTorch's (same weights), all the steps taking
-   turns; medians of ``--rounds`` rounds.
+2. The bare training step (bench/_steps.py) of resnet50, resnet50_stra and iresnet50, each network once
+   with facestra's layers (as train() gives it on the CPU) and once with PyTorch's (same weights), all the
+   steps taking turns; medians of ``--rounds`` rounds.
 """
 
 from __future__ import annotations
@@ -35,26 +36,6 @@ SHAPES: dict[str, tuple[tuple[int, ...], ...]] = {
     "PReLU": ((16, 112, 112), (16, 56, 56), (32, 28, 28), (64, 14, 14), (128, 7, 7)),
 }
 FACESTRA_LAYERS = {"BatchNorm2d": (nn.BatchNorm2d, BatchNorm2d), "PReLU": (nn.PReLU, PReLU)}
-
-
-def pytorch_copy(layer: nn.Module) -> nn.Module:
-    """PyTorch's layer of the same kind, holding the same tensors."""
-    if isinstance(layer, BatchNorm2d):
-        native = nn.BatchNorm2d(layer.num_features, layer.eps, layer.momentum, layer.affine, layer.track_running_stats)
-    else:
-        native = nn.PReLU(layer.num_parameters)
-    native.load_state_dict(layer.state_dict())
-    return native
-
-
-def with_pytorch_layers(module: nn.Module) -> nn.Module:
-    """``module`` with every facestra BatchNorm2d and PReLU replaced by PyTorch's."""
-    for name, child in module.named_children():
-        if type(child) in (BatchNorm2d, PReLU):
-            setattr(module, name, pytorch_copy(child))
-        else:
-            with_pytorch_layers(child)
-    return module
 
 
 def layer_times(kind: str, shape: tuple[int, ...], repeats: int) -> tuple[float, float]:
@@ -101,8 +82,7 @@ def main() -> None:
         for layers in ("facestra", "PyTorch"):
             torch.manual_seed(0)
             network = models.create(arch, width=args.width, input_size=(112, 112))
-            network = with_pytorch_layers(network) if layers == "PyTorch" else network
-            steps[arch, layers] = bare_training_step(network, args.batch, 112)
+            steps[arch, layers] = bare_training_step(network, args.batch, 112, faster_cpu_layers=layers == "facestra")
     times = take_turns(steps, args.rounds, args.warmup)
     print(f"2. the bare training step at width {args.width:g}, median of {args.rounds} rounds")
     print(f"   {'network':<16} {'PyTorch layers img/s':>20} {'facestra layers img/s':>22} {'speed-up':>9}")

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from facestra import models
 from facestra.models.batch_norm import MIN_VALUES, BatchNorm2d, batch_statistics
 
 
@@ -96,10 +95,16 @@ def test_one_value_per_channel_is_refused_as_pytorch_refuses_it():
         BatchNorm2d(65536)(torch.randn(1, 65536, 1, 1))
 
 
-@pytest.mark.parametrize("arch", ["resnet50_stra", "iresnet18"])
-def test_networks_hold_it_under_pytorchs_class_and_names(arch):
-    network = models.create(arch, width=0.25, input_size=(112, 112))
-    norms = [m for m in network.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert norms and all(type(m) is BatchNorm2d for m in norms)
-    synced = nn.SyncBatchNorm.convert_sync_batchnorm(network)
-    assert not any(type(m) is BatchNorm2d for m in synced.modules())
+def test_where_pytorch_would_fail_or_skip_its_statistics_it_is_pytorchs_own_computation():
+    x = torch.randn(4, 16, 32, 32)
+    for make in (nn.BatchNorm2d, BatchNorm2d):  # running statistics removed: batch statistics, nothing to update
+        layer = make(16)
+        layer.running_mean = layer.running_var = None
+        assert torch.equal(layer(x), nn.functional.batch_norm(x, None, None, layer.weight, layer.bias, True, 0.1, 1e-5))
+    errors = []
+    for make in (nn.BatchNorm2d, BatchNorm2d):  # a map of the wrong channel count or dtype: PyTorch's own errors
+        for wrong in (torch.randn(4, 17, 32, 32), x.double()):
+            with pytest.raises(RuntimeError) as error:
+                make(16, affine=False)(wrong)
+            errors.append(str(error.value))
+    assert errors[:2] == errors[2:]

@@ -1,5 +1,6 @@
 """``nn.BatchNorm2d`` whose training statistics are computed faster on the CPU: the same layer, state dict
-and results (within float rounding), for every network facestra builds.
+and results (within float rounding), for the networks facestra trains on the CPU
+(:mod:`facestra.models.cpu_layers`).
 
 On the CPU, PyTorch's training-mode batch normalisation spends most of its time collecting the batch's
 mean and variance: 8.6 of the 9.9 ms of a forward pass over a 32×64×56×56 map with one thread, 1.35 ns a
@@ -26,7 +27,8 @@ def batch_statistics(x: Tensor) -> tuple[Tensor, Tensor]:
 
     Each (sample, channel) row is centred on its own mean before squaring, and the rows are combined
     exactly (total variance = mean of the rows' variances + variance of their means): no sum of squares
-    minus a squared mean, whose cancellation loses precision when a channel's mean dwarfs its spread.
+    minus a squared mean, which in float32 keeps no digit of the variance of a channel whose mean is 10^4
+    times its spread. This keeps about five there (PyTorch's Welford updates keep six or seven).
     """
     b, c = x.shape[:2]
     rows = x.reshape(b, c, -1)
@@ -87,9 +89,14 @@ class BatchNorm2d(nn.BatchNorm2d):
             not torch.jit.is_tracing()
             and self.training
             and self.track_running_stats
+            and self.running_mean is not None
+            and self.running_var is not None
+            and self.num_batches_tracked is not None
             and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64)
+            and x.dtype == self.running_mean.dtype
             and x.dim() == 4
+            and x.shape[1] == self.num_features  # otherwise PyTorch's own error
             and x.numel() >= MIN_VALUES
             and x.numel() > x.shape[1]  # PyTorch's own refuses one value per channel
             and x.is_contiguous()

@@ -21,8 +21,6 @@ from types import MappingProxyType
 import torch
 from torch import Tensor, nn
 
-from facestra.models.batch_norm import BatchNorm2d
-from facestra.models.prelu import PReLU
 from facestra.models.stages import CONV3X3, FaceNetwork, MidLayer, ResidualBlock, conv3x3, with_diversity
 
 
@@ -35,12 +33,12 @@ class IBasicBlock(ResidualBlock):
     def __init__(self, inplanes: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
                  mid_layer: MidLayer = CONV3X3) -> None:
         super().__init__()
-        self.bn1 = BatchNorm2d(inplanes)
+        self.bn1 = nn.BatchNorm2d(inplanes)
         self.conv1 = conv3x3(inplanes, planes)
-        self.bn2 = BatchNorm2d(planes)
-        self.prelu = PReLU(planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.prelu = nn.PReLU(planes)
         self.add_mid_layer(mid_layer, planes, stride)
-        self.bn3 = BatchNorm2d(planes)
+        self.bn3 = nn.BatchNorm2d(planes)
         self.downsample = downsample
 
     def forward_with_diversity(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -59,11 +57,11 @@ class IResNet(FaceNetwork):
 
     def make_stem(self, channels: int) -> None:
         self.conv1 = conv3x3(3, channels)
-        self.bn1 = BatchNorm2d(channels)
-        self.prelu = PReLU(channels)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.prelu = nn.PReLU(channels)
 
     def make_head(self, channels: int, spatial: tuple[int, int], dropout: float) -> None:
-        self.bn2 = BatchNorm2d(channels)
+        self.bn2 = nn.BatchNorm2d(channels)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels * spatial[0] * spatial[1], self.embedding_size)
         self.features = nn.BatchNorm1d(self.embedding_size)

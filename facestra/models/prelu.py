@@ -1,4 +1,6 @@
-"""``nn.PReLU`` whose backward pass is computed faster on the CPU: the same layer, state dict and results.
+"""``nn.PReLU`` whose backward pass is computed faster on the CPU, for the networks facestra trains there
+(:mod:`facestra.models.cpu_layers`): the same layer and state dict, the same outputs and input gradients
+(for finite values), the slope's gradient equal within float rounding.
 
 On the CPU, PyTorch's PReLU backward ran at 4-5 ns a value with one thread (31 ms on a 32×64×56×56 map,
 against 1.3 ms for its forward): it selects between the gradient and its product with the slope value by
@@ -44,9 +46,10 @@ class _PReLUFunction(torch.autograd.Function):
 
 
 class PReLU(nn.PReLU):
-    """``nn.PReLU`` (same arguments, parameter and ``isinstance``) whose backward on contiguous float32/float64
-    CPU maps, one slope per channel, is computed as above; everywhere else PyTorch's own. That backward
-    cannot itself be differentiated (``create_graph=True`` raises), which no training facestra runs asks for."""
+    """``nn.PReLU`` (same arguments, parameter and ``isinstance``) whose backward in training on contiguous
+    float32/float64 CPU maps, one slope per channel, is computed as above; everywhere else PyTorch's own.
+    That backward cannot itself be differentiated (``create_graph=True`` raises), which no training
+    facestra runs asks for."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._written_out_backward_applies(x):
@@ -56,6 +59,7 @@ class PReLU(nn.PReLU):
     def _written_out_backward_applies(self, x: Tensor) -> bool:
         return (  # tracing first: touching x's shape under the tracer names x in the traced graph
             not torch.jit.is_tracing()
+            and self.training
             and torch.is_grad_enabled()
             and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from facestra.models.batch_norm import BatchNorm2d
-from facestra.models.prelu import PReLU
 from facestra.models.stages import CONV3X3, FaceNetwork, MidLayer, ResidualBlock, conv1x1, conv3x3, with_diversity
 
 
@@ -24,9 +22,9 @@ class BasicBlock(ResidualBlock):
                  mid_layer: MidLayer = CONV3X3) -> None:
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = BatchNorm2d(planes)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.add_mid_layer(mid_layer, planes, stride=1)
-        self.bn2 = BatchNorm2d(planes)
+        self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -49,11 +47,11 @@ class Bottleneck(ResidualBlock):
                  mid_layer: MidLayer = CONV3X3) -> None:
         super().__init__()
         self.conv1 = conv1x1(inplanes, planes)
-        self.bn1 = BatchNorm2d(planes)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.add_mid_layer(mid_layer, planes, stride)
-        self.bn2 = BatchNorm2d(planes)
+        self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, planes * self.expansion)
-        self.bn3 = BatchNorm2d(planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -74,7 +72,7 @@ class FaceResNet(FaceNetwork):
     zero_init_residuals = True
 
     def make_stem(self, channels: int) -> None:
-        self.stem = nn.Sequential(conv3x3(3, channels), BatchNorm2d(channels), PReLU(channels))
+        self.stem = nn.Sequential(conv3x3(3, channels), nn.BatchNorm2d(channels), nn.PReLU(channels))
 
     def make_head(self, channels: int, spatial: tuple[int, int], dropout: float) -> None:
         self.head = EmbeddingHead(channels, spatial, self.embedding_size, dropout)
@@ -99,7 +97,7 @@ class EmbeddingHead(nn.Module):
 
     def __init__(self, channels: int, spatial: tuple[int, int], embedding_size: int, dropout: float) -> None:
         super().__init__()
-        self.bn_features = BatchNorm2d(channels)
+        self.bn_features = nn.BatchNorm2d(channels)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels * spatial[0] * spatial[1], embedding_size)
         self.bn_embedding = nn.BatchNorm1d(embedding_size)

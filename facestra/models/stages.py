@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from facestra.models.batch_norm import BatchNorm2d
-
 
 @dataclass(frozen=True)
 class MidLayer:
@@ -100,7 +98,7 @@ def make_stage(block: Block, inplanes: int, planes: int, depth: int, *, mid_laye
     """``depth`` blocks of which the first halves the resolution (its shortcut a strided 1×1 convolution and
     a BatchNorm) and takes ``inplanes`` channels; every block's middle slot holds ``mid_layer``."""
     out_channels = planes * block.expansion
-    downsample = nn.Sequential(conv1x1(inplanes, out_channels, 2), BatchNorm2d(out_channels))
+    downsample = nn.Sequential(conv1x1(inplanes, out_channels, 2), nn.BatchNorm2d(out_channels))
     blocks = [block(inplanes, planes, stride=2, downsample=downsample, mid_layer=mid_layer)]
     blocks += [block(out_channels, planes, mid_layer=mid_layer) for _ in range(1, depth)]
     return nn.Sequential(*blocks)

@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facestra.models.batch_norm import BatchNorm2d
 from facestra.models.stages import MidLayer
 from facestra.models.stra_kernels import (
     AddOuter,
@@ -69,10 +68,10 @@ def _grouped_mlp(in_channels: int, hidden_channels: int, out_channels: int, grou
     """Grouped 1×1 conv, BN, tanh, grouped 1×1 conv, BN (Fig. 7's "GC" pairs; no bias before a BN)."""
     return nn.Sequential(
         GroupedPointwise(in_channels, hidden_channels, groups),
-        BatchNorm2d(hidden_channels),
+        nn.BatchNorm2d(hidden_channels),
         Tanh(),
         GroupedPointwise(hidden_channels, out_channels, groups),
-        BatchNorm2d(out_channels),
+        nn.BatchNorm2d(out_channels),
     )
 
 
@@ -142,8 +141,8 @@ class ModeAttention(nn.Module):
         self.groups = groups
         self.gate = options.gate
         self.masks = ModeMasks(channels, groups)
-        self.gate_norm = BatchNorm2d(groups)
-        self.interaction_gate_norm = BatchNorm2d(groups) if options.mode_interaction else None
+        self.gate_norm = nn.BatchNorm2d(groups)
+        self.interaction_gate_norm = nn.BatchNorm2d(groups) if options.mode_interaction else None
 
     @property
     def interaction(self) -> bool:

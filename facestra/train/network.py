@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from facestra import models
 from facestra.errors import UserError
+from facestra.models.cpu_layers import use_faster_cpu_layers
 from facestra.models.memory import activation_bytes, check_fits, device_memory_limit
 from facestra.train import distributed
 from facestra.train.config import TrainConfig
@@ -119,10 +120,13 @@ def uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
 
 
 def place(backbone: nn.Module, head: Head, config: TrainConfig, process: distributed.Process) -> TrainingNetwork:
-    """Backbone (batch norm synced over processes with ``--sync-bn``) and head on the process's device."""
+    """Backbone (batch norm synced over processes with ``--sync-bn``; on the CPU, BatchNorm and PReLU layers
+    that train faster there) and head on the process's device."""
     device = process.device
     if config.sync_bn and process.distributed:
         backbone = distributed.convert_sync_batchnorm(backbone, device)
+    if device.type == "cpu":
+        backbone = use_faster_cpu_layers(backbone)
     memory_format = torch.channels_last if uses_channels_last(config, device) else torch.preserve_format
     return TrainingNetwork(backbone.to(device, memory_format=memory_format), head.to(device))
 
