@@ -22,8 +22,9 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 50)
 """
 
 
-def faults_per_buffer(mode: str) -> float:
-    output = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
+def faults_per_buffer(mode: str, probe: str = PROBE) -> float:
+    """The page faults per buffer (or step) that ``probe`` prints, run in a fresh process with ``mode``."""
+    output = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True)
     return float(output.stdout)
 
 
@@ -58,9 +59,5 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
 def test_the_memory_a_step_frees_is_kept_for_the_next_step() -> None:
     # 384 MiB of 16 MiB buffers come from the heap; trimmed at the end of each step (at 256 MiB, the former
     # setting, as by default) the next step faults its pages in again; never trimmed, it faults none
-    def faults(mode: str) -> float:
-        output = subprocess.run([sys.executable, "-c", TRIM_PROBE, mode], capture_output=True, text=True, check=True)
-        return float(output.stdout)
-
-    default, trimming, kept = faults("default"), faults("trimming"), faults("kept")
+    default, trimming, kept = (faults_per_buffer(mode, TRIM_PROBE) for mode in ("default", "trimming", "kept"))
     assert default >= 1000 and trimming >= 1000 and kept * 100 < trimming, (default, trimming, kept)

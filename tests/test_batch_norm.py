@@ -34,8 +34,9 @@ def _train_both(reference: nn.Module, ours: BatchNorm2d, shape: tuple[int, ...],
         out.backward(grad)
         out_ours.backward(grad)
         pairs += [(out, out_ours), (x.grad, x_ours.grad)]
+    ours_by_name = dict([*ours.named_parameters(), *ours.named_buffers()])
     for name, tensor in [*reference.named_parameters(), *reference.named_buffers()]:
-        other = dict([*ours.named_parameters(), *ours.named_buffers()])[name]
+        other = ours_by_name[name]
         pairs.append((tensor.grad if tensor.grad is not None else tensor, other.grad if other.grad is not None else other))
     return pairs
 
