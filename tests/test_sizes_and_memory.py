@@ -93,8 +93,11 @@ def test_activation_bytes_sum_the_layer_outputs_of_a_batch() -> None:
     batch = 3
     # conv and batch norm outputs, the flattened view and the linear output; the in-place ReLU adds nothing
     expected = batch * (4 * 6 * 5 * 3 + 7) * 4
+    net[1].eval()  # a frozen BatchNorm in a training network: the modes come back as they were
+    modes = [layer.training for layer in net.modules()]
     assert activation_bytes(net, batch, (6, 5)) == expected
     assert activation_bytes(net, batch, (6, 5), bytes_per_value=2) == expected // 2
+    assert [layer.training for layer in net.modules()] == modes == [True, True, False, True, True, True]
 
 
 def test_the_size_check_leaves_the_initial_weights_as_they_were() -> None:
