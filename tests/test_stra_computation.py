@@ -19,12 +19,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facestra.models import stra_kernels
 from facestra.models.stra import StRA, StRAOptions, diversity_loss
 from facestra.models.stra_options import GATES, MAX_KERNEL_SIZE
 
 KERNEL_SIZES = tuple(range(1, MAX_KERNEL_SIZE + 1, 2))
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: bench/cuda_check.sh runs it there")
 SWITCHES = list(itertools.product((True, False), (True, False), GATES))  # mode_attention, mode_interaction, gate
+
+
+@pytest.fixture(params=["grid", "matrix"])
+def local_form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each written-out form of the local attention on every map (the phase grid, or the dense window matrix
+    that :func:`~facestra.models.stra_kernels.local_attention` otherwise picks on small maps only)."""
+    monkeypatch.setattr(stra_kernels, "matrix_form_pays", lambda nodes, kernel_size: request.param == "matrix")
+    return request.param
 
 
 def _conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
@@ -116,7 +125,7 @@ def _gradients(block: StRA, x: Tensor, out: Tensor, diversity: Tensor, seed: int
 
 @pytest.mark.parametrize("stride, size", [(1, (7, 6)), (2, (9, 7))], ids=["stride1", "stride2"])
 @pytest.mark.parametrize("switches", SWITCHES, ids=["-".join(map(str, s)) for s in SWITCHES])
-def test_training_forward_and_gradients_equal_the_autograd_reference(stride: int, size: tuple, switches: tuple) -> None:
+def test_training_forward_and_gradients_equal_the_autograd_reference(stride: int, size: tuple, switches: tuple, local_form: str) -> None:
     for kernel_size, groups in itertools.product(KERNEL_SIZES, (1, 4)):
         block = _block(8, groups, kernel_size, stride, switches).train()
         x = torch.randn(3, 8, *size, generator=torch.Generator().manual_seed(kernel_size), dtype=torch.float64, requires_grad=True)
@@ -149,7 +158,7 @@ def test_inference_and_channels_last_inputs_give_the_same_features(stride: int) 
     torch.testing.assert_close(channels_last, expected, rtol=0, atol=1e-12)
 
 
-def test_float32_training_matches_the_float64_reference() -> None:
+def test_float32_training_matches_the_float64_reference(local_form: str) -> None:
     block = _block(16, 4, 3, 2, (True, True, "sigmoid")).train()
     single = copy.deepcopy(block).float()
     x = torch.randn(4, 16, 14, 14, generator=torch.Generator().manual_seed(5), dtype=torch.float64, requires_grad=True)
@@ -169,7 +178,7 @@ CUDA_SWITCHES = {"full": (True, True, "sigmoid"), "no-interaction": (True, False
 @CUDA
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("switches", list(CUDA_SWITCHES.values()), ids=list(CUDA_SWITCHES))
-def test_cuda_training_forward_and_gradients_equal_the_autograd_reference(stride: int, switches: tuple) -> None:
+def test_cuda_training_forward_and_gradients_equal_the_autograd_reference(stride: int, switches: tuple, local_form: str) -> None:
     """The written-out functions on a GPU (where the grouped 1×1 convolutions and tanh stay torch's own), in
     float64 against the CPU reference: the same sums, so the same tolerance as on the CPU."""
     for kernel_size in (3, 5):
@@ -196,7 +205,7 @@ def test_cuda_training_forward_and_gradients_equal_the_autograd_reference(stride
     pytest.param("cuda", torch.bfloat16, marks=CUDA),
     pytest.param("cuda", torch.float16, marks=CUDA),
 ])
-def test_an_autocast_step_on_channels_last_inputs_follows_the_float32_one(device: str, dtype: torch.dtype) -> None:
+def test_an_autocast_step_on_channels_last_inputs_follows_the_float32_one(device: str, dtype: torch.dtype, local_form: str) -> None:
     """The GPU recipe's paths: channels-last maps (grouped convolutions stay convolutions) and autocast
     (values in half precision, the softmasks and their gradients in float32), forward and backward."""
     block = copy.deepcopy(_block(16, 4, 3, 2, (True, True, "sigmoid"))).float().train().to(device)
@@ -213,3 +222,15 @@ def test_an_autocast_step_on_channels_last_inputs_follows_the_float32_one(device
     for name in ("x", "local.value.weight", "local.logits.0.weight", "mode.masks.logits.0.weight"):
         scale = expected[name].abs().max().item()
         torch.testing.assert_close(ours[name].float(), expected[name], rtol=0, atol=0.1 * scale, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("kernel_size, stride, size, form", [
+    (3, 1, (7, 7), "WindowMatrix"), (3, 1, (8, 9), "WindowMatrix"), (3, 1, (9, 9), "LocalAttention"),
+    (3, 2, (14, 14), "LocalAttention"), (5, 1, (10, 10), "WindowMatrix"), (5, 1, (14, 14), "LocalAttention"),
+    (1, 1, (7, 7), "LocalAttention"),
+])
+def test_the_local_attention_takes_the_matrix_form_on_small_maps(kernel_size: int, stride: int, size: tuple, form: str) -> None:
+    values = torch.randn(2, 4, 3, *size, requires_grad=True)
+    logits = torch.randn(2, 4, 1 + kernel_size**2, *size)
+    out = stra_kernels.local_attention(values, logits, kernel_size, stride)
+    assert type(out.grad_fn).__name__ == f"{form}FunctionBackward"

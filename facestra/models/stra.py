@@ -35,10 +35,10 @@ from facestra.models.stra_kernels import (
     AddOuter,
     Contraction,
     GroupedPointwise,
-    LocalAttentionFunction,
     Tanh,
     aggregate,
     channel_dot,
+    local_attention,
     node_sum,
     output_size,
     softmasks,
@@ -108,7 +108,7 @@ class LocalAttention(nn.Module):
         if written_out_backward():
             # u is linear and the same for every node of a window, so Σ_j a_ij u(x_j) = u(Σ_j a_ij x_j): in
             # training u runs after the aggregation, on the output nodes (a quarter of them at stride 2)
-            out = LocalAttentionFunction.apply(x.unflatten(1, (g, c // g)), logits, k, s)
+            out = local_attention(x.unflatten(1, (g, c // g)), logits, k, s)
             return self.value(out.reshape(b, c, *out.shape[-2:]).contiguous())
         # the plain operations, in the order of Eq. 3 (an exporter traces these; cost counts u on every node)
         out = aggregate(self.value(x).view(b, g, c // g, h, w), softmasks(logits, k, s), k, s)

@@ -6,11 +6,15 @@ grouped 1×1 convolutions on StRA's small maps ran 2-8 times slower than the sam
 this torch build's tanh ran 4.5 times slower than its sigmoid. Here are the same functions with the
 backward written out where that pays, each held against a plain autograd reference in float64 by
 ``tests/test_stra_computation.py`` (forward, every gradient, BatchNorm statistics; both strides, every
-switch). The plain operations stay for tracing (ONNX export) and inference, in the order of Eq. 3.
+switch). The local attention has two written-out forms, each faster on maps of its own sizes: a phase grid
+(:class:`LocalAttentionFunction`) and a dense window matrix (:class:`WindowMatrixFunction`), of which
+:func:`local_attention` picks one. The plain operations stay for tracing (ONNX export) and inference, in
+the order of Eq. 3.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -244,8 +248,7 @@ class LocalAttentionFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, None, None]:
         grid, weights, positions = ctx.saved_tensors
         layout = _PhaseGrid(*ctx.geometry)
-        k, s, h, w = ctx.geometry
-        b, g = grid.shape[:2]
+        k, s = layout.kernel_size, layout.stride
         dtype = torch.promote_types(grid.dtype, weights.dtype)  # float32 under autocast's float16 values
         grad_wide = layout.widen(grad_out.to(dtype))  # zero in the unused columns
         grad_grid = torch.zeros_like(grid, dtype=dtype)
@@ -259,11 +262,109 @@ class LocalAttentionFunction(torch.autograd.Function):
         for index in range(k * k):
             layout.window(grad_nu, index).add_(grad_scores[:, :, index])
         values_dtype, logits_dtype = ctx.dtypes
-        shape = (b, g, 1 + k * k, h, w)
-        grad_logits = grad_scores.new_zeros(shape) if s > 1 else grad_scores.new_empty(shape)
-        grad_logits[:, :, 1:, ::s, ::s] = layout.narrow(grad_scores)  # ω is read at the output nodes
-        grad_logits[:, :, 0] = layout.take(grad_nu, positions)
+        grad_logits = _logits_gradient(layout.narrow(grad_scores), layout.take(grad_nu, positions), s)
         return layout.take(grad_grid, positions).to(values_dtype), grad_logits.to(logits_dtype), None, None
+
+
+def _logits_gradient(grad_omega: Tensor, grad_nu: Tensor, stride: int) -> Tensor:
+    """The gradient of the logits (B, G, 1 + K², H, W) laid out ``[ν, ω]``, from that of ω at the output nodes
+    (B, G, K², H_out, W_out), where :func:`softmasks` reads it, and that of ν at every node (B, G, H, W)."""
+    b, g, positions = grad_omega.shape[:3]
+    shape = (b, g, 1 + positions, *grad_nu.shape[-2:])
+    grad = grad_omega.new_zeros(shape) if stride > 1 else grad_omega.new_empty(shape)  # ω's unread nodes: zero
+    grad[:, :, 1:, ::stride, ::stride] = grad_omega
+    grad[:, :, 0] = grad_nu
+    return grad
+
+
+def matrix_form_pays(nodes: int, kernel_size: int) -> bool:
+    """Whether :class:`WindowMatrixFunction` was faster than :class:`LocalAttentionFunction` on a map of ``nodes``
+    input nodes (``bench/local_attention_forms.py``): with K = 3 on up to 8×8 maps (stage 4's 7×7: 1.7x at
+    stride 1), not on 9×9 and larger (0.43x on 12×12); with K = 5 on 10×10 (1.3x), not on 14×14 (0.7x); never
+    with K = 1. The matrix holds N_in / K² times the products the windows need, so large maps lose."""
+    return kernel_size > 1 and nodes <= min(8 * kernel_size**2, 128)
+
+
+def local_attention(values: Tensor, logits: Tensor, kernel_size: int, stride: int) -> Tensor:
+    """Eq. 3's weighted sums of node features (B, G, C/G, H, W) with the softmasks of the logits (B, G, 1 + K², H, W),
+    (B, G, C/G, H_out, W_out), by the written-out function that was faster on this map (:func:`matrix_form_pays`)."""
+    if matrix_form_pays(values.shape[-2] * values.shape[-1], kernel_size):
+        return WindowMatrixFunction.apply(values, logits, kernel_size, stride)
+    return LocalAttentionFunction.apply(values, logits, kernel_size, stride)
+
+
+def _without_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``device``, whose matrix products it would run in half precision; nothing where
+    the device has no autocast (``meta``, on which the memory check runs the network)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def neighbour_table(kernel_size: int, stride: int, height: int, width: int, device: torch.device) -> Tensor:
+    """(K², H_out · W_out): the input node (row-major) at each window position (row-major) of each output node,
+    and ``height · width`` where the window reaches into the zero padding."""
+    h_out, w_out = output_size(height, width, stride)
+    pad = kernel_size // 2
+    offsets = torch.arange(kernel_size, device=device)
+    rows = torch.arange(h_out, device=device).view(1, -1, 1) * stride + offsets.repeat_interleave(kernel_size).view(-1, 1, 1) - pad
+    cols = torch.arange(w_out, device=device).view(1, 1, -1) * stride + offsets.repeat(kernel_size).view(-1, 1, 1) - pad
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    return torch.where(inside, rows * width + cols, height * width).view(kernel_size**2, h_out * w_out)
+
+
+class WindowMatrixFunction(torch.autograd.Function):
+    """:class:`LocalAttentionFunction`'s sums as one batched matrix product per sample and mode: the softmasks
+    scattered into a dense (N_in × N_out) matrix that is zero outside each output node's window, and the values
+    (C/G × N_in) multiplied by it; the backward is two more such products, the softmasks' gradient gathered
+    from the second. The dense matrix holds N_in / K² times the multiply-adds the windows need, but three
+    matrix products replace some forty memory-bound passes over the map: on stage 4's 7×7 maps (49 nodes,
+    K = 3) the function and its backward took 1.8 against 2.8 ms at width 0.25 and 5.5 against 9.8 ms at
+    width 1, and on larger maps it was slower (:func:`local_attention` chooses)."""
+
+    @staticmethod
+    def forward(ctx, values: Tensor, logits: Tensor, kernel_size: int, stride: int) -> Tensor:
+        b, g, c, h, w = values.shape
+        k, s = kernel_size, stride
+        h_out, w_out = output_size(h, w, s)
+        n_in, n_out = h * w, h_out * w_out
+        table = neighbour_table(k, s, h, w, values.device)
+        nu = F.pad(logits[:, :, 0].reshape(b, g, n_in), (0, 1))  # ν(x_j), and a zero for the padding
+        scores = nu.index_select(2, table.flatten()).view(b, g, k * k, n_out)
+        weights = _window_softmax_(scores.add_(logits[:, :, 1:, ::s, ::s].reshape(b, g, k * k, n_out)))  # + ω(x_i)
+        # each window weight's place in the flattened matrix; the padding's all go to one extra place at the end
+        places = torch.where(table < n_in, table * n_out + torch.arange(n_out, device=values.device), n_in * n_out)
+        flat = weights.new_zeros(b * g, n_in * n_out + 1).scatter_(1, places.view(1, -1).expand(b * g, -1), weights.view(b * g, -1))
+        dtype = torch.promote_types(values.dtype, weights.dtype)  # float32 under autocast's half-precision values
+        nodes = values.reshape(b * g, c, n_in).to(dtype)
+        with _without_autocast(values.device):  # in float32, as the grid's products run
+            out = torch.bmm(nodes, flat[:, :-1].view(b * g, n_in, n_out))
+        ctx.save_for_backward(nodes, weights, flat, table)
+        ctx.geometry = (k, s, h, w)
+        ctx.dtypes = (values.dtype, logits.dtype)
+        return out.view(b, g, c, h_out, w_out)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, None, None]:
+        nodes, weights, flat, table = ctx.saved_tensors
+        k, s, h, w = ctx.geometry
+        b, g = weights.shape[:2]
+        c = nodes.shape[1]
+        h_out, w_out = output_size(h, w, s)
+        n_in, n_out = h * w, h_out * w_out
+        matrix = flat[:, :-1].view(b * g, n_in, n_out)
+        grad = grad_out.reshape(b * g, c, n_out).to(nodes.dtype)
+        with _without_autocast(nodes.device):
+            grad_nodes = torch.bmm(grad, matrix.transpose(1, 2))  # ∂u_j = Σ_i a_ij ∂s_i
+            grad_matrix = torch.bmm(nodes.transpose(1, 2), grad)  # <u_j, ∂s_i> for every pair, read in the windows
+        inside = table < n_in  # the padding's weights multiply zeros: their gradient is zero
+        places = (table.clamp_max(n_in - 1) * n_out + torch.arange(n_out, device=table.device)).view(1, -1)
+        grad_weights = grad_matrix.view(b * g, -1).gather(1, places.expand(b * g, -1)).view(b, g, k * k, n_out) * inside
+        grad_scores = torch._softmax_backward_data(grad_weights, weights.to(nodes.dtype), 2, nodes.dtype)
+        grad_nu = grad_scores.new_zeros(b, g, n_in + 1).index_add_(2, table.flatten(), grad_scores.view(b, g, -1))
+        values_dtype, logits_dtype = ctx.dtypes
+        grad_logits = _logits_gradient(grad_scores.view(b, g, k * k, h_out, w_out), grad_nu[..., :n_in].view(b, g, h, w), s)
+        return grad_nodes.view(b, g, c, h, w).to(values_dtype), grad_logits.to(logits_dtype), None, None
 
 
 def node_sum(nodes: Tensor, weights: Tensor) -> Tensor:
