@@ -319,8 +319,9 @@ class WindowMatrixFunction(torch.autograd.Function):
     (C/G × N_in) multiplied by it; the backward is two more such products, the softmasks' gradient gathered
     from the second. The dense matrix holds N_in / K² times the multiply-adds the windows need, but three
     matrix products replace some forty memory-bound passes over the map: on stage 4's 7×7 maps (49 nodes,
-    K = 3) the function and its backward took 1.8 against 2.8 ms at width 0.25 and 5.5 against 9.8 ms at
-    width 1, and on larger maps it was slower (:func:`local_attention` chooses)."""
+    K = 3) the function and its backward took 1.5 against 2.4 ms, the whole stride-1 unit 5.7 against 6.3 ms
+    at width 0.25 and 20.5 against 24.2 ms at width 1; on larger maps it was slower (:func:`local_attention`
+    chooses)."""
 
     @staticmethod
     def forward(ctx, values: Tensor, logits: Tensor, kernel_size: int, stride: int) -> Tensor:
