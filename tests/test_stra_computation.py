@@ -234,3 +234,50 @@ def test_the_local_attention_takes_the_matrix_form_on_small_maps(kernel_size: in
     logits = torch.randn(2, 4, 1 + kernel_size**2, *size)
     out = stra_kernels.local_attention(values, logits, kernel_size, stride)
     assert type(out.grad_fn).__name__ == f"{form}FunctionBackward"
+
+
+def _both_forms(values: Tensor, logits: Tensor, kernel_size: int, stride: int) -> dict[str, tuple[Tensor, ...]]:
+    """Each written-out form's output and gradients of the values and logits, for one fixed upstream gradient."""
+    results = {}
+    for name, function in (("grid", stra_kernels.LocalAttentionFunction), ("matrix", stra_kernels.WindowMatrixFunction)):
+        v, lg = values.detach().requires_grad_(), logits.detach().requires_grad_()
+        out = function.apply(v, lg, kernel_size, stride)
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(0)).to(out)
+        results[name] = (out, *torch.autograd.grad(out, (v, lg), upstream))
+    return results
+
+
+def test_the_matrix_form_under_autocast_computes_in_float32_as_the_grid_does() -> None:
+    """Half-precision values (autocast's) and float32 logits: both forms multiply in float32, so they differ only
+    in the order of their sums, far below bfloat16's rounding (which products in bfloat16 would show)."""
+    generator = torch.Generator().manual_seed(7)
+    values = torch.randn(2, 4, 8, 7, 5, generator=generator).bfloat16()
+    logits = torch.randn(2, 4, 10, 7, 5, generator=generator)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        forms = _both_forms(values, logits, 3, 1)
+    for name, grid, matrix in zip(("out", "values", "logits"), forms["grid"], forms["matrix"]):
+        assert grid.dtype == matrix.dtype, name
+        scale = grid.float().abs().max().item()
+        torch.testing.assert_close(matrix.float(), grid.float(), rtol=0, atol=1e-5 * scale, msg=name)
+
+
+def test_both_forms_take_values_and_logits_of_different_dtypes() -> None:
+    generator = torch.Generator().manual_seed(8)
+    values = torch.randn(2, 3, 4, 5, 6, generator=generator, dtype=torch.float64)
+    logits = torch.randn(2, 3, 10, 5, 6, generator=generator)
+    forms = _both_forms(values, logits, 3, 2)
+    for name, grid, matrix in zip(("out", "values", "logits"), forms["grid"], forms["matrix"]):
+        assert grid.dtype == matrix.dtype, name
+        torch.testing.assert_close(matrix, grid, rtol=1e-6, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("form", ["LocalAttentionFunction", "WindowMatrixFunction"])
+def test_a_second_derivative_through_the_written_out_backward_is_refused(form: str) -> None:
+    """The softmasks are computed inside the function, out of autograd's sight: its backward is not itself
+    differentiable, and asking for that raises instead of giving a wrong second derivative."""
+    values = torch.randn(1, 2, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    logits = torch.randn(1, 2, 10, 5, 5, dtype=torch.float64, requires_grad=True)
+    out = getattr(stra_kernels, form).apply(values, logits, 3, 1)
+    (grad,) = torch.autograd.grad(out.square().sum(), logits, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice a function that was marked with @once_differentiable"):
+        grad.square().sum().backward()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 
 def written_out_backward() -> bool:
@@ -245,6 +246,7 @@ class LocalAttentionFunction(torch.autograd.Function):
         return layout.narrow(out)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, None, None]:
         grid, weights, positions = ctx.saved_tensors
         layout = _PhaseGrid(*ctx.geometry)
@@ -287,7 +289,9 @@ def matrix_form_pays(nodes: int, kernel_size: int) -> bool:
 
 def local_attention(values: Tensor, logits: Tensor, kernel_size: int, stride: int) -> Tensor:
     """Eq. 3's weighted sums of node features (B, G, C/G, H, W) with the softmasks of the logits (B, G, 1 + K², H, W),
-    (B, G, C/G, H_out, W_out), by the written-out function that was faster on this map (:func:`matrix_form_pays`)."""
+    (B, G, C/G, H_out, W_out), by the written-out function that was faster on this map (:func:`matrix_form_pays`).
+    Neither function's backward can itself be differentiated: both compute the softmasks out of autograd's sight,
+    so a second backward through them (after ``create_graph=True``) raises instead of missing their terms."""
     if matrix_form_pays(values.shape[-2] * values.shape[-1], kernel_size):
         return WindowMatrixFunction.apply(values, logits, kernel_size, stride)
     return LocalAttentionFunction.apply(values, logits, kernel_size, stride)
@@ -321,7 +325,8 @@ class WindowMatrixFunction(torch.autograd.Function):
     matrix products replace some forty memory-bound passes over the map: on stage 4's 7×7 maps (49 nodes,
     K = 3) the function and its backward took 1.5 against 2.4 ms, the whole stride-1 unit 5.7 against 6.3 ms
     at width 0.25 and 20.5 against 24.2 ms at width 1; on larger maps it was slower (:func:`local_attention`
-    chooses)."""
+    chooses). A non-finite value reaches every output of its channel (it meets the matrix's zeros), where the
+    grid confines it to the windows holding it: the loss is not finite either way, and a run stops there."""
 
     @staticmethod
     def forward(ctx, values: Tensor, logits: Tensor, kernel_size: int, stride: int) -> Tensor:
@@ -335,8 +340,9 @@ class WindowMatrixFunction(torch.autograd.Function):
         weights = _window_softmax_(scores.add_(logits[:, :, 1:, ::s, ::s].reshape(b, g, k * k, n_out)))  # + ω(x_i)
         # each window weight's place in the flattened matrix; the padding's all go to one extra place at the end
         places = torch.where(table < n_in, table * n_out + torch.arange(n_out, device=values.device), n_in * n_out)
-        flat = weights.new_zeros(b * g, n_in * n_out + 1).scatter_(1, places.view(1, -1).expand(b * g, -1), weights.view(b * g, -1))
         dtype = torch.promote_types(values.dtype, weights.dtype)  # float32 under autocast's half-precision values
+        flat = weights.new_zeros(b * g, n_in * n_out + 1, dtype=dtype)
+        flat.scatter_(1, places.view(1, -1).expand(b * g, -1), weights.view(b * g, -1).to(dtype))
         nodes = values.reshape(b * g, c, n_in).to(dtype)
         with _without_autocast(values.device):  # in float32, as the grid's products run
             out = torch.bmm(nodes, flat[:, :-1].view(b * g, n_in, n_out))
@@ -346,6 +352,7 @@ class WindowMatrixFunction(torch.autograd.Function):
         return out.view(b, g, c, h_out, w_out)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, None, None]:
         nodes, weights, flat, table = ctx.saved_tensors
         k, s, h, w = ctx.geometry

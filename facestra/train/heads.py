@@ -37,12 +37,8 @@ def margin_logits(cosine: Tensor, labels: Tensor, spec: MarginSpec) -> Tensor:
     owned = labels >= 0
     column = labels.clamp_min(0).unsqueeze(1)
     plain = cosine.gather(1, column)
-    if spec.angular:  # the whole row clamped, as arcface_torch clamps its logits
+    if spec.angular:  # the whole row is clamped below, as arcface_torch clamps its logits
         plain = plain.clamp(-1.0, 1.0)
-        # clamp(-1, 1) whose backward is one pass instead of three (its gradient is 0 at exactly ±1, clamp's passes)
-        logits = F.hardtanh(cosine).mul_(spec.scale)
-    else:
-        logits = spec.scale * cosine
     target = plain
     if spec.angular and m1 == 1.0:
         sine = torch.sqrt((1.0 - target * target).clamp_min(0.0))
@@ -52,10 +48,15 @@ def margin_logits(cosine: Tensor, labels: Tensor, spec: MarginSpec) -> Tensor:
         turn = math.cos((math.pi - m2) / m1)  # cos θ* where m1·θ* + m2 = π
         theta = torch.acos(target.clamp(-1.0 + 1e-7, 1.0 - 1e-7))  # acos' gradient is infinite at ±1
         target = torch.where(target > turn, torch.cos(m1 * theta + m2), target - turn - 1.0)
-    target = torch.where(owned.unsqueeze(1), target - m3, plain).to(logits.dtype)  # acos runs in float32 under autocast
+    target = torch.where(owned.unsqueeze(1), target - m3, plain)
+    dtype = torch.promote_types(cosine.dtype, target.dtype)  # float32 where autocast ran acos in it
+    if spec.angular:  # hardtanh is clamp(-1, 1) with a one-pass backward (0 at exactly ±1 in every torch version)
+        logits = F.hardtanh(cosine).to(dtype).mul_(spec.scale)
+    else:
+        logits = spec.scale * cosine.to(dtype)
     # the margin written into each row's one column: a select over the whole (rows × classes) matrix took 1.8-4
     # times as long forward and backward on CPU, 1.2-1.55 times with the cross-entropy (bench/margin_head.py)
-    return logits.scatter_(1, column, spec.scale * target)
+    return logits.scatter_(1, column, spec.scale * target.to(dtype))
 
 
 def classifier_logits(embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor,
