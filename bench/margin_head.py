@@ -52,9 +52,11 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
+    from facestra.allocator import reuse_freed_memory
     from facestra.train.heads import margin_logits
     from facestra.train.margins import MarginSpec
 
+    reuse_freed_memory()  # as the facestra program does at start, so that both forms run alike
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(args.seed)
     print(f"batch {args.batch}, torch threads {args.threads}, best of {args.rounds} rounds, ms of forward and backward")

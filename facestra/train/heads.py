@@ -54,8 +54,8 @@ def margin_logits(cosine: Tensor, labels: Tensor, spec: MarginSpec) -> Tensor:
         logits = F.hardtanh(cosine).to(dtype).mul_(spec.scale)
     else:
         logits = spec.scale * cosine.to(dtype)
-    # the margin written into each row's one column: a select over the whole (rows × classes) matrix took 1.8-4
-    # times as long forward and backward on CPU, 1.2-1.55 times with the cross-entropy (bench/margin_head.py)
+    # the margin written into each row's one column: a select over the whole (rows × classes) matrix took 2.3-2.8
+    # times as long forward and backward on CPU, 1.4-1.6 times with the cross-entropy (bench/margin_head.py)
     return logits.scatter_(1, column, spec.scale * target.to(dtype))
 
 
