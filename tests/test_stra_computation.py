@@ -145,7 +145,7 @@ def test_training_forward_and_gradients_equal_the_autograd_reference(stride: int
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_inference_and_channels_last_inputs_give_the_same_features(stride: int) -> None:
+def test_inference_and_channels_last_inputs_give_the_same_features(stride: int, local_form: str) -> None:
     block = _block(16, 4, 3, stride, (True, True, "sigmoid"))
     x = torch.randn(2, 16, 9, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     expected, _, _ = reference(block.eval(), x, training=False)
