@@ -5,7 +5,7 @@
 #      then the whole test suite with the GPU visible;
 #   2. arcface_torch's ms1mv3_r50 on synthetic data per precision, iresnet50 and resnet50_stra, beside
 #      arcface_torch's published images/s (bench/preset_speed.py: issue 26, item 7);
-#   3. model throughput, eager (and torch.compile with COMPILE=1);
+#   3. model throughput, eager (and torch.compile with COMPILE=1), and the local attention's two forms;
 #   4. fp16 training with a resume, Partial FC with AdamW under fp16 with a resume, a one-process torchrun
 #      (NCCL, sync-bn), verify and embed on CUDA, ONNX export run by onnxruntime's CUDA provider where this
 #      onnxruntime has one, and last a compiled training run.
@@ -41,6 +41,8 @@ if wants 3; then
   step "3. model speed, batch 256, forward and training step: fp32 and bf16 eager, stage 4 alone"
   for amp in none bf16; do limit 90 python3 bench/model_speed.py --device cuda --batch 256 --repeats 10 --amp $amp; done
   limit 60 python3 bench/model_speed.py --device cuda --batch 256 --repeats 10 --amp bf16 --part stage4
+  step "3. the local attention's two forms on the GPU (the choice between them was measured on the CPU)"
+  limit 90 python3 bench/local_attention_forms.py --device cuda --batch 128 --repeats 20
   if [ "${COMPILE:-0}" = 1 ]; then limit 300 python3 bench/model_speed.py --device cuda --batch 256 --repeats 10 --amp bf16 --compile; fi
 fi
 
