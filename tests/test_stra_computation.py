@@ -1,6 +1,7 @@
 """How StRA is computed for training (grouped 1×1 convolutions as matrix products, the local attention on a
 phase grid or as a dense window matrix (each test that builds a block runs with both) and the mode
-attention's contractions, each with its backward written out, tanh through a sigmoid) against a straightforward autograd computation of the same function, forward and gradients.
+attention's contractions, each with its backward written out, tanh through a sigmoid) against a
+straightforward autograd computation of the same function, forward and gradients.
 
 The reference below is written from the equations with different operations than the block uses: the
 convolutions are ``F.conv2d``, the BatchNorms ``F.batch_norm`` on copies of the running statistics, the
