@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from functools import partial
 
 import torch
 from _steps import bare_training_step, take_turns  # bench/ is this script's folder, first on sys.path
-from _timing import best_time
 from torch import nn
 
 from facestra import models
@@ -47,13 +47,8 @@ def layer_times(kind: str, shape: tuple[int, ...], repeats: int) -> tuple[float,
     def step(layer: nn.Module) -> None:
         layer(x).backward(grad)
 
-    for layer in layers:
-        step(layer)
-    pytorch, ours = [], []
-    for _ in range(repeats):
-        pytorch.append(best_time(lambda: step(layers[0]), 1))
-        ours.append(best_time(lambda: step(layers[1]), 1))
-    return min(pytorch), min(ours)
+    times = take_turns({"PyTorch": partial(step, layers[0]), "facestra": partial(step, layers[1])}, repeats, 1)
+    return min(times["PyTorch"]), min(times["facestra"])
 
 
 def main() -> None:

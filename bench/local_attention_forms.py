@@ -6,7 +6,8 @@
    switches from the matrix to the grid (:func:`~facestra.models.stra_kernels.matrix_form_pays`), best of
    ``--repeats`` calls of each form, taking turns: the ratio grid / matrix above 1 where the matrix is faster.
 2. A stride-1 StRA unit of resnet50_stra's stage 4 (7×7 maps) at ``--widths``, forward and backward with each
-   form, taking turns call by call; medians.
+   form, taking turns call by call; medians. (The turns are bench/_steps.py's, the order reversed every other
+   round.)
 
     python bench/local_attention_forms.py [--batch 32] [--repeats 30] [--widths 0.25 1.0] [--threads 1]
                                           [--device cpu|cuda]
@@ -19,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+from functools import partial
 
 import torch
-from _timing import best_time  # bench/ is this script's folder, first on sys.path
+from _steps import take_turns  # bench/ is this script's folder, first on sys.path
 
 from facestra import models
 from facestra.allocator import reuse_freed_memory
@@ -45,15 +46,12 @@ def function_times(kernel_size: int, stride: int, side: int, batch: int, repeats
     values = torch.randn(batch, 8, 16, side, side, generator=generator).to(device).requires_grad_()
     logits = torch.randn(batch, 8, 1 + kernel_size**2, side, side, generator=generator).to(device).requires_grad_()
     grad = torch.randn(batch, 8, 16, *output_size(side, side, stride), generator=generator).to(device)
-    times: dict[str, float] = {}
-    for _ in range(2):  # twice each, taking turns, the best kept
-        for name, function in (("grid", LocalAttentionFunction), ("matrix", WindowMatrixFunction)):
-            def call(function=function):
-                torch.autograd.grad(function.apply(values, logits, kernel_size, stride), (values, logits), grad)
-                _finish(device)
-            times[name] = min(times.get(name, float("inf")), best_time(call, repeats))
-    return times
+    def call(function: type[torch.autograd.Function]) -> None:
+        torch.autograd.grad(function.apply(values, logits, kernel_size, stride), (values, logits), grad)
+        _finish(device)
 
+    times = take_turns({"grid": partial(call, LocalAttentionFunction), "matrix": partial(call, WindowMatrixFunction)}, repeats, 1)
+    return {name: min(seconds) for name, seconds in times.items()}
 
 def unit_times(width: float, batch: int, repeats: int, device: torch.device) -> dict[str, float]:
     torch.manual_seed(0)
@@ -61,18 +59,14 @@ def unit_times(width: float, batch: int, repeats: int, device: torch.device) -> 
     channels = unit.local.value.in_channels
     x = torch.randn(batch, channels, 7, 7, device=device, requires_grad=True)
     grad = torch.randn(batch, channels, 7, 7, device=device)
-    times: dict[str, list[float]] = {name: [] for name in FORMS}
-    for round_ in range(repeats + 3):
-        for name in FORMS:
-            stra_kernels.matrix_form_pays = lambda nodes, kernel_size, name=name: name == "matrix"
-            _finish(device)
-            start = time.perf_counter()
-            torch.autograd.backward(unit(x), grad)
-            _finish(device)
-            if round_ >= 3:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(seconds) for name, seconds in times.items()}
+    def step(form: str) -> None:
+        stra_kernels.matrix_form_pays = lambda nodes, kernel_size: form == "matrix"
+        torch.autograd.backward(unit(x), grad)
+        _finish(device)
 
+    _finish(device)
+    times = take_turns({form: partial(step, form) for form in FORMS}, repeats, 3)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

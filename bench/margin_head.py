@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from _timing import best_time, parse_with_blas_threads  # bench/ is this script's folder, first on sys.path
+from _timing import parse_with_blas_threads  # bench/ is this script's folder, first on sys.path
 
 
 def select_form(cosine, labels, spec):
@@ -51,6 +51,7 @@ def main() -> None:
 
     import torch
     import torch.nn.functional as F
+    from _steps import take_turns
 
     from facestra.allocator import reuse_freed_memory
     from facestra.train.heads import margin_logits
@@ -75,13 +76,12 @@ def main() -> None:
                     return torch.autograd.grad(F.cross_entropy(logits, labels), cosine)[0]
 
                 torch.testing.assert_close(step(margin_logits), step(select_form), rtol=1e-5, atol=1e-6)
-                timings = {}
-                for _ in range(2):  # the forms take turns, twice, each keeping its best round
-                    for name, form in (("select", select_form), ("scatter", margin_logits)):
-                        seconds = best_time(lambda form=form, step=step: step(form), args.rounds)
-                        timings[name] = min(seconds, timings.get(name, math.inf))
+                turns = take_turns({"select": lambda step=step: step(select_form), "scatter": lambda step=step: step(margin_logits)},
+                                   args.rounds, 1)
+                timings = {name: min(seconds) for name, seconds in turns.items()}  # each form's best round
                 print(f"{classes:>8}  {str(margins):16} {part:12} {1000 * timings['select']:8.2f} "
                       f"{1000 * timings['scatter']:8.2f} {timings['select'] / timings['scatter']:8.2f}")
+
 
 if __name__ == "__main__":
     main()
