@@ -346,7 +346,7 @@ class WindowMatrixFunction(torch.autograd.Function):
         nodes = values.reshape(b * g, c, n_in).to(dtype)
         with _without_autocast(values.device):  # in float32, as the grid's products run
             out = torch.bmm(nodes, flat[:, :-1].view(b * g, n_in, n_out))
-        ctx.save_for_backward(nodes, weights, flat, table)
+        ctx.save_for_backward(nodes, weights, flat, table, places)
         ctx.geometry = (k, s, h, w)
         ctx.dtypes = (values.dtype, logits.dtype)
         return out.view(b, g, c, h_out, w_out)
@@ -354,7 +354,7 @@ class WindowMatrixFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, None, None]:
-        nodes, weights, flat, table = ctx.saved_tensors
+        nodes, weights, flat, table, places = ctx.saved_tensors
         k, s, h, w = ctx.geometry
         b, g = weights.shape[:2]
         c = nodes.shape[1]
@@ -366,8 +366,8 @@ class WindowMatrixFunction(torch.autograd.Function):
             grad_nodes = torch.bmm(grad, matrix.transpose(1, 2))  # ∂u_j = Σ_i a_ij ∂s_i
             grad_matrix = torch.bmm(nodes.transpose(1, 2), grad)  # <u_j, ∂s_i> for every pair, read in the windows
         inside = table < n_in  # the padding's weights multiply zeros: their gradient is zero
-        places = (table.clamp_max(n_in - 1) * n_out + torch.arange(n_out, device=table.device)).view(1, -1)
-        grad_weights = grad_matrix.view(b * g, -1).gather(1, places.expand(b * g, -1)).view(b, g, k * k, n_out) * inside
+        read = places.clamp_max(n_in * n_out - 1).view(1, -1).expand(b * g, -1)  # the padding's: any place, masked
+        grad_weights = grad_matrix.view(b * g, -1).gather(1, read).view(b, g, k * k, n_out) * inside
         grad_scores = torch._softmax_backward_data(grad_weights, weights.to(nodes.dtype), 2, nodes.dtype)
         grad_nu = grad_scores.new_zeros(b, g, n_in + 1).index_add_(2, table.flatten(), grad_scores.view(b, g, -1))
         values_dtype, logits_dtype = ctx.dtypes
